@@ -1,0 +1,34 @@
+# The crypto backend interface: the only primitives the engine needs from its
+# interpreter. The CPython backend (hsmtls.backend, over `cryptography`) and the
+# MicroPython backend (hashlib/cryptolib) both implement it. RSA public-key
+# operations, PKCS#1 padding, X.509 and the TLS PRF are engine code on top of it.
+#
+#   random(n) -> n random bytes
+#   hash(name, data) -> digest            name in "sha1", "sha256", "sha384", "sha512"
+#   hmac(name, key, data) -> mac
+#   hash_names -> tuple of the names this backend supports
+#   aes_gcm(key) -> object with
+#       seal(nonce12, plaintext, aad) -> ciphertext || tag16
+#       open(nonce12, ciphertext_and_tag, aad) -> plaintext, or None if the tag is wrong
+#   aes_cbc(key) -> object with (no padding; whole blocks only)
+#       encrypt(iv16, data) -> ciphertext
+#       decrypt(iv16, data) -> plaintext
+
+
+class Backend:
+    hash_names = ()
+
+    def random(self, n):
+        raise NotImplementedError
+
+    def hash(self, name, data):
+        raise NotImplementedError
+
+    def hmac(self, name, key, data):
+        raise NotImplementedError
+
+    def aes_gcm(self, key):
+        raise NotImplementedError
+
+    def aes_cbc(self, key):
+        raise NotImplementedError

@@ -1,0 +1,172 @@
+# The crypto backend for MicroPython on the ESP32 (interface in backend.py), built only
+# from what the stock firmware has: hashlib (sha1, sha256; no copy(), digest()
+# finalises), cryptolib.aes with ECB=1 and CBC=2 (no CTR, no GCM; 16- or 32-byte keys)
+# and os.urandom. HMAC is written out over hashlib. AES-GCM is CTR built from one ECB
+# encryption over a buffer of counter blocks, plus GHASH from ghash.py; open() checks
+# the tag in constant time before it decrypts anything. SHA-384 suites are not
+# offered (hash_names), so suites.supported_by() drops them.
+
+import hashlib
+import os
+
+import cryptolib
+
+from .ghash import GHash, xor_into
+
+_ECB = 1
+_CBC = 2
+_HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
+_BLOCK = 64  # input block size of SHA-1 and SHA-256
+_CHUNK = 1024  # keystream bytes per ECB call; a multiple of 16
+
+
+def _ct_equal16(a, b):
+    # no early exit: every byte of the tag is examined whatever the first mismatch
+    r = 0
+    for i in range(16):
+        r |= a[i] ^ b[i]
+    return r == 0
+
+
+class _GCM:
+    # One ECB-encrypt object per key serves both directions: GCM only encrypts. The
+    # keystream is made _CHUNK bytes at a time (one ECB call over that many counter
+    # blocks), so a 16 KiB record costs two 1 KiB buffers, not two 16 KiB ones.
+
+    def __init__(self, key):
+        if len(key) not in (16, 32):
+            raise ValueError("AES-GCM key must be 16 or 32 bytes")
+        self._ecb = cryptolib.aes(bytes(key), _ECB)
+        h = bytearray(16)
+        self._ecb.encrypt(bytes(16), h)
+        self._ghash = GHash(h)
+        self._counters = bytearray(_CHUNK)  # counter blocks nonce || c
+        self._ks = bytearray(_CHUNK)  # their encryption
+
+    def _encrypt_counters(self, nonce, c, blocks):
+        # ks[:16*blocks] = E_K(nonce || c), E_K(nonce || c+1), ...
+        ctr = self._counters
+        for i in range(blocks):
+            o = i * 16
+            ctr[o : o + 12] = nonce
+            ctr[o + 12] = c >> 24
+            ctr[o + 13] = (c >> 16) & 0xFF
+            ctr[o + 14] = (c >> 8) & 0xFF
+            ctr[o + 15] = c & 0xFF
+            c += 1
+        size = blocks * 16
+        ks = memoryview(self._ks)[:size]
+        self._ecb.encrypt(memoryview(ctr)[:size], ks)
+        return ks
+
+    def _apply_keystream(self, nonce, buf, n):
+        # buf[:n] ^= the GCM keystream, which starts at counter 2 (J0 + 1)
+        mv = memoryview(buf)
+        done = 0
+        c = 2
+        while done < n:
+            m = n - done
+            if m > _CHUNK:
+                m = _CHUNK
+            blocks = (m + 15) // 16
+            xor_into(mv[done:], self._encrypt_counters(nonce, c, blocks), m)
+            done += m
+            c += blocks
+
+    def _tag(self, nonce, aad, ciphertext):
+        # T = E_K(J0) ^ GHASH_H(A, C), J0 = nonce || 00000001 (96-bit IV)
+        if len(nonce) != 12:
+            raise ValueError("AES-GCM nonce must be 12 bytes")
+        t = bytearray(self._ghash.digest(aad, ciphertext))
+        xor_into(t, self._encrypt_counters(nonce, 1, 1), 16)
+        return t
+
+    def seal(self, nonce, plaintext, aad):
+        n = len(plaintext)
+        out = bytearray(n + 16)
+        out[:n] = plaintext
+        self._apply_keystream(nonce, out, n)
+        out[n:] = self._tag(nonce, aad, memoryview(out)[:n])
+        return bytes(out)
+
+    def open(self, nonce, ciphertext_and_tag, aad):
+        n = len(ciphertext_and_tag) - 16
+        if n < 0:
+            return None
+        data = memoryview(ciphertext_and_tag)
+        if not _ct_equal16(self._tag(nonce, aad, data[:n]), data[n:]):
+            return None
+        out = bytearray(data[:n])
+        self._apply_keystream(nonce, out, n)
+        return bytes(out)
+
+
+class _CBC:
+    # A fresh cryptolib object per call: an object is fixed to one direction and
+    # carries the chaining value, and the record layer hands us the IV each time.
+
+    def __init__(self, key):
+        if len(key) not in (16, 32):
+            raise ValueError("AES-CBC key must be 16 or 32 bytes")
+        self._key = bytes(key)
+
+    def encrypt(self, iv, data):
+        return bytes(cryptolib.aes(self._key, _CBC, bytes(iv)).encrypt(data))
+
+    def decrypt(self, iv, data):
+        return bytes(cryptolib.aes(self._key, _CBC, bytes(iv)).decrypt(data))
+
+
+class MicroPythonBackend:
+    hash_names = ("sha1", "sha256")
+
+    def __init__(self):
+        # padded keys of the last HMAC key: the PRF calls hmac() many times with one
+        # secret, and hashlib cannot copy a keyed inner state
+        self._hkey = None
+
+    def random(self, n):
+        return os.urandom(n)
+
+    def _ctor(self, name):
+        try:
+            return _HASHES[name]
+        except KeyError:
+            raise ValueError("hash not available on this board: %s" % name) from None
+
+    def hash(self, name, data):
+        return self._ctor(name)(data).digest()
+
+    def _pads(self, name, key):
+        c = self._hkey
+        if c is not None and c[0] == name and c[1] == key:
+            return c[2], c[3]
+        key = bytes(key)
+        k = key
+        if len(k) > _BLOCK:
+            k = self._ctor(name)(k).digest()
+        kv = int.from_bytes(k + bytes(_BLOCK - len(k)), "big")
+        ipad = (kv ^ int.from_bytes(b"\x36" * _BLOCK, "big")).to_bytes(_BLOCK, "big")
+        opad = (kv ^ int.from_bytes(b"\x5c" * _BLOCK, "big")).to_bytes(_BLOCK, "big")
+        self._hkey = (name, key, ipad, opad)
+        return ipad, opad
+
+    def hmac(self, name, key, data):
+        # RFC 2104: H((K ^ opad) || H((K ^ ipad) || data))
+        ctor = self._ctor(name)
+        ipad, opad = self._pads(name, key)
+        h = ctor(ipad)
+        h.update(data)
+        inner = h.digest()
+        h = ctor(opad)
+        h.update(inner)
+        return h.digest()
+
+    def aes_gcm(self, key):
+        return _GCM(key)
+
+    def aes_cbc(self, key):
+        return _CBC(key)
+
+
+BACKEND = MicroPythonBackend()

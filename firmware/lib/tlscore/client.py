@@ -1,0 +1,269 @@
+# The client side of the TLS 1.2 RSA handshake, as the classic description numbers it:
+#  1  ClientHello                                  (initiate / renegotiate)
+#  2  ServerHello, Certificate, [CertificateRequest], ServerHelloDone
+#  3  authenticate the server: chain, dates, name, key usage (_on_server_certificate)
+#  4  ClientKeyExchange: premaster RSA-encrypted to the server's key
+#  5  [Certificate, CertificateVerify] when the server asked for client authentication
+#  6-7 master secret and session keys (connection.py)
+#  8  ChangeCipherSpec + Finished from us, 9 the same from the server
+#  10 application data; 11 renegotiation (HelloRequest from the server, or ours)
+# Only the table below says which message may come next.
+
+from . import pkcs1, suites, x509
+from .connection import CCS, CLOSED, CONNECTED, Connection
+from .constants import (
+    BAD_CERTIFICATE,
+    CERTIFICATE,
+    CERTIFICATE_REQUEST,
+    EXT_ENCRYPT_THEN_MAC,
+    EXT_EXTENDED_MASTER_SECRET,
+    EXT_RENEGOTIATION_INFO,
+    EXT_SERVER_NAME,
+    EXT_SIGNATURE_ALGORITHMS,
+    FINISHED,
+    HANDSHAKE_FAILURE,
+    HELLO_REQUEST,
+    ILLEGAL_PARAMETER,
+    NO_RENEGOTIATION,
+    PROTOCOL_VERSION,
+    RSA_PKCS1_SHA256,
+    RSA_PKCS1_SHA384,
+    RSA_PKCS1_SHA512,
+    SERVER_HELLO,
+    SERVER_HELLO_DONE,
+    SIGNATURE_SCHEMES,
+    TLS1_2,
+    UNSUPPORTED_CERTIFICATE,
+    UNSUPPORTED_EXTENSION,
+    WARNING,
+)
+from .errors import TLSError
+from .events import RenegotiationRequested
+from .keyschedule import ct_equal
+from .messages import (
+    Certificate,
+    CertificateVerify,
+    ClientHello,
+    ClientKeyExchange,
+    parse_renegotiation_info,
+    renegotiation_info_extension,
+    server_name_extension,
+    signature_algorithms_extension,
+)
+
+# Signature schemes we can verify (peer) and make (CertificateVerify), best first.
+CLIENT_SIGNATURE_SCHEMES = (RSA_PKCS1_SHA256, RSA_PKCS1_SHA384, RSA_PKCS1_SHA512)
+
+START = "START"
+CLIENT_HELLO_SENT = "CLIENT_HELLO_SENT"
+SERVER_HELLO_RECEIVED = "SERVER_HELLO_RECEIVED"
+SERVER_CERTIFICATE_RECEIVED = "SERVER_CERTIFICATE_RECEIVED"
+CERTIFICATE_REQUEST_RECEIVED = "CERTIFICATE_REQUEST_RECEIVED"
+CLIENT_FINISHED_SENT = "CLIENT_FINISHED_SENT"
+SERVER_CHANGE_CIPHER_SPEC_RECEIVED = "SERVER_CHANGE_CIPHER_SPEC_RECEIVED"
+
+_IGNORE_HELLO_REQUEST = ("_on_hello_request_while_handshaking", None)
+
+TRANSITIONS = {
+    CLIENT_HELLO_SENT: {
+        SERVER_HELLO: ("_on_server_hello", SERVER_HELLO_RECEIVED),
+        HELLO_REQUEST: _IGNORE_HELLO_REQUEST,
+    },
+    SERVER_HELLO_RECEIVED: {
+        CERTIFICATE: ("_on_server_certificate", SERVER_CERTIFICATE_RECEIVED),
+    },
+    SERVER_CERTIFICATE_RECEIVED: {
+        CERTIFICATE_REQUEST: ("_on_certificate_request", CERTIFICATE_REQUEST_RECEIVED),
+        SERVER_HELLO_DONE: ("_on_server_hello_done", CLIENT_FINISHED_SENT),
+    },
+    CERTIFICATE_REQUEST_RECEIVED: {
+        SERVER_HELLO_DONE: ("_on_server_hello_done", CLIENT_FINISHED_SENT),
+    },
+    CLIENT_FINISHED_SENT: {
+        CCS: ("_on_change_cipher_spec", SERVER_CHANGE_CIPHER_SPEC_RECEIVED),
+    },
+    SERVER_CHANGE_CIPHER_SPEC_RECEIVED: {
+        FINISHED: ("_on_server_finished", CONNECTED),
+    },
+    CONNECTED: {
+        HELLO_REQUEST: ("_on_hello_request", CONNECTED),
+    },
+}
+
+
+def _is_ip_literal(name):
+    return ":" in name or name.replace(".", "").isdigit()
+
+
+class ClientConnection(Connection):
+    is_client = True
+    INITIAL_STATE = START
+    TRANSITIONS = TRANSITIONS
+
+    def initiate(self):
+        # Step 1: queue the first ClientHello; call data_to_send() next.
+        if self.state != START:
+            raise ValueError("handshake already started")
+        self._run(self._send_client_hello)
+
+    def renegotiate(self):
+        # Step 11, client side: a new ClientHello under the current keys.
+        if self.state != CONNECTED:
+            raise ValueError("can renegotiate only on an established, idle connection")
+        if not self.secure_renegotiation:
+            raise ValueError("the server did not negotiate secure renegotiation (RFC 5746)")
+        self.renegotiating = True
+        self._run(self._send_client_hello)
+
+    # --- step 1 -------------------------------------------------------------------------
+
+    def _offered_suites(self):
+        return suites.supported_by(self.backend, self.config.cipher_suites)
+
+    def _signature_schemes(self):
+        names = self.backend.hash_names
+        return [s for s in CLIENT_SIGNATURE_SCHEMES if SIGNATURE_SCHEMES[s][1] in names]
+
+    def _send_client_hello(self):
+        self._reset_handshake()
+        self.transcript = bytearray()
+        cfg = self.config
+        offered = self._offered_suites()
+        if not offered:
+            raise TLSError(HANDSHAKE_FAILURE, "no cipher suite to offer")
+        self.offered_suites = offered
+        ext = []
+        if cfg.server_name and not _is_ip_literal(cfg.server_name):
+            ext.append(server_name_extension(cfg.server_name))
+        ext.append(signature_algorithms_extension(self._signature_schemes()))
+        if cfg.extended_master_secret:
+            ext.append((EXT_EXTENDED_MASTER_SECRET, b""))
+        if cfg.encrypt_then_mac and [s for s in offered if s.cipher == "CBC"]:
+            ext.append((EXT_ENCRYPT_THEN_MAC, b""))
+        ext.append(renegotiation_info_extension(self.client_verify_data if self.established else b""))
+        self.offered_extensions = [t for t, _ in ext]
+        self.client_random = self.backend.random(32)
+        self._send_handshake(
+            ClientHello(TLS1_2, self.client_random, b"", [s.code for s in offered], [0], ext)
+        )
+        self._flush_handshake()
+        self.state = CLIENT_HELLO_SENT
+
+    # --- step 2 -------------------------------------------------------------------------
+
+    def _on_server_hello(self, msg):
+        if msg.server_version != TLS1_2:
+            raise TLSError(PROTOCOL_VERSION, "server chose version 0x%04x, not TLS 1.2" % msg.server_version)
+        suite = None
+        for s in self.offered_suites:
+            if s.code == msg.cipher_suite:
+                suite = s
+        if suite is None:
+            raise TLSError(ILLEGAL_PARAMETER, "server chose cipher suite 0x%04x we did not offer" % msg.cipher_suite)
+        if msg.compression_method != 0:
+            raise TLSError(ILLEGAL_PARAMETER, "server chose compression")
+        for t, _ in msg.extensions:
+            if t not in self.offered_extensions or t == EXT_SIGNATURE_ALGORITHMS:
+                raise TLSError(UNSUPPORTED_EXTENSION, "server sent extension %d we did not offer" % t)
+        self.suite = suite
+        self.server_random = msg.random
+        ri = msg.extension(EXT_RENEGOTIATION_INFO)
+        if self.established:
+            expected = self.client_verify_data + self.server_verify_data
+            if ri is None or not ct_equal(parse_renegotiation_info(ri), expected):
+                raise TLSError(HANDSHAKE_FAILURE, "renegotiation_info does not match the previous handshake")
+        elif ri is not None:
+            if len(parse_renegotiation_info(ri)):
+                raise TLSError(HANDSHAKE_FAILURE, "non-empty renegotiation_info in the initial handshake")
+            self.secure_renegotiation = True
+        self.use_ems = msg.has_extension(EXT_EXTENDED_MASTER_SECRET)
+        self.use_etm = msg.has_extension(EXT_ENCRYPT_THEN_MAC)
+        if self.use_etm and suite.cipher != "CBC":
+            raise TLSError(ILLEGAL_PARAMETER, "encrypt_then_mac with an AEAD suite")
+        if msg.has_extension(EXT_SERVER_NAME):
+            self.server_name = self.config.server_name
+
+    # --- step 3 -------------------------------------------------------------------------
+
+    def _on_server_certificate(self, msg):
+        chain = msg.certificate_list
+        if self.config.verify_peer:
+            leaf = self._verify_chain(chain, "server", self.config.server_name)
+        else:
+            if not chain:
+                raise TLSError(BAD_CERTIFICATE, "server sent no certificate")
+            leaf = x509.parse_certificate(chain[0])
+        if leaf.public_key is None:
+            raise TLSError(UNSUPPORTED_CERTIFICATE, "server certificate key is not RSA: RSA key exchange needs one")
+        self.peer_certificate = leaf
+
+    def _on_certificate_request(self, msg):
+        self.client_cert_requested = True
+        self.certificate_request = msg
+
+    # --- steps 4 and 5 ----------------------------------------------------------------
+
+    def _on_server_hello_done(self, msg):
+        b = self.backend
+        chain = self.config.certificate_chain if self.client_cert_requested else []
+        if self.client_cert_requested:
+            self._send_handshake(Certificate(chain))
+        pre_master_secret = TLS1_2.to_bytes(2, "big") + b.random(46)
+        key = self.peer_certificate.public_key
+        self._send_handshake(ClientKeyExchange(pkcs1.encrypt(b, key.n, key.e, pre_master_secret)))
+        self._derive_master_secret(pre_master_secret, self.transcript)
+        if chain:
+            scheme = self._choose_certificate_verify_scheme()
+            name, hash_name = SIGNATURE_SCHEMES[scheme]
+            self._cv_scheme = scheme
+            self._request_key_operation(
+                "sign", bytes(self.transcript), self._on_certificate_verify_signed, name, hash_name
+            )
+        else:
+            self._send_client_finished()
+
+    def _choose_certificate_verify_scheme(self):
+        theirs = self.certificate_request.supported_signature_algorithms
+        for s in self._signature_schemes():
+            if s in theirs:
+                return s
+        raise TLSError(HANDSHAKE_FAILURE, "no signature algorithm in common for CertificateVerify")
+
+    def _on_certificate_verify_signed(self, op, signature):
+        self._send_handshake(CertificateVerify(self._cv_scheme, bytes(signature)))
+        self._send_client_finished()
+
+    def _send_client_finished(self):
+        # step 8
+        self._send_change_cipher_spec()
+        self._send_finished()
+
+    # --- step 9 -------------------------------------------------------------------------
+
+    def _on_server_finished(self, msg):
+        self._check_peer_finished(msg)
+        self._handshake_complete()
+
+    # --- step 11 ------------------------------------------------------------------------
+
+    def _on_hello_request(self, msg):
+        if not (self.secure_renegotiation and self.config.allow_renegotiation):
+            self.events.append(RenegotiationRequested(True, False))
+            self._send_alert(WARNING, NO_RENEGOTIATION)
+            return CONNECTED
+        self.events.append(RenegotiationRequested(True, True))
+        self.renegotiating = True
+        self._send_client_hello()
+        return CLIENT_HELLO_SENT
+
+    def _on_hello_request_while_handshaking(self, msg):
+        return self.state  # RFC 5246 §7.4.1.1: ignored while negotiating
+
+    def _on_no_renegotiation(self):
+        if self.established and self.state == CLIENT_HELLO_SENT:
+            # the server refused our renegotiation: carry on with the current session
+            self.renegotiating = False
+            self.transcript = bytearray()
+            self.state = CONNECTED
+        elif self.state != CLOSED:
+            Connection._on_no_renegotiation(self)

@@ -1,0 +1,23 @@
+# Settings for one side of a connection. Plain attributes with defaults, so the board
+# can build one without any host-side machinery.
+
+from . import suites
+
+
+class TLSConfig:
+    def __init__(self, **kw):
+        self.cipher_suites = list(suites.ALL)  # preference order (server) / offer order
+        self.certificate_chain = []  # our DER certificates, leaf first
+        self.trust_anchors = []  # x509.Certificate: server CAs (client), client CAs (server)
+        self.server_name = None  # client: host name to verify, and to send as SNI
+        self.verify_peer = True  # client: check the server's chain and name
+        self.client_auth = "none"  # server: "none", "optional" or "require"
+        self.now = None  # callable -> unix seconds (the board gets it from the host)
+        self.extended_master_secret = True
+        self.encrypt_then_mac = True
+        self.allow_renegotiation = True
+        self.max_handshake_message = 1 << 16
+        for k in kw:
+            if not hasattr(self, k):
+                raise TypeError("unknown TLSConfig setting %r" % k)
+            setattr(self, k, kw[k])

@@ -1,0 +1,390 @@
+# What client and server connections share: bytes in and out, the record layer,
+# reassembly of handshake messages across records, the transcript, ChangeCipherSpec,
+# alerts, application data, and the dispatch of each handshake message through the
+# role's transition table. Everything that decides *which* message may come next lives
+# in the table of client.py / server.py:
+#
+#     TRANSITIONS[state][message type] -> (handler name, next state)
+#
+# Anything not in the table is unexpected_message, raised in one place (_dispatch).
+# A handler may return a state to go to instead of the table's (optional messages).
+# Every failure becomes a fatal alert, a closed connection and a ConnectionClosed
+# event; no exception leaves receive_data().
+
+from . import keyschedule, x509
+from .constants import (
+    ALERT,
+    ALERT_NAMES,
+    APPLICATION_DATA,
+    CHANGE_CIPHER_SPEC,
+    CLOSE_NOTIFY,
+    DECODE_ERROR,
+    DECRYPT_ERROR,
+    FATAL,
+    HANDSHAKE,
+    HANDSHAKE_NAMES,
+    ILLEGAL_PARAMETER,
+    INTERNAL_ERROR,
+    NO_RENEGOTIATION,
+    UNEXPECTED_MESSAGE,
+    WARNING,
+    alert_name,
+)
+from .errors import TLSError
+from .events import (
+    AlertReceived,
+    ApplicationData,
+    ConnectionClosed,
+    HandshakeComplete,
+    KeyOperationRequest,
+)
+from .messages import MESSAGE_CLASSES, Finished, frame
+from .record import RecordLayer, make_protections
+
+# Pseudo message type for ChangeCipherSpec in the transition tables (it is a record
+# content type, not a handshake message, but its place in the flow is fixed).
+CCS = "ChangeCipherSpec"
+
+CONNECTED = "CONNECTED"
+CLOSED = "CLOSED"
+
+
+class Connection:
+    is_client = False
+    TRANSITIONS = {}
+    INITIAL_STATE = None
+
+    def __init__(self, config, backend):
+        self.config = config
+        self.backend = backend
+        self.records = RecordLayer()
+        self.state = self.INITIAL_STATE
+        self.events = []
+        self.out = bytearray()
+        self._hs_in = bytearray()  # handshake bytes not yet a whole message
+        self._hs_out = bytearray()  # handshake messages waiting for a record
+        self.transcript = bytearray()  # handshake messages of the current handshake
+        self.transcript_before = 0  # transcript length before the current message
+        self.pending_op = None
+        self._next_op_id = 1
+        self._after_op = None
+        self.established = False  # a first handshake has completed
+        self.renegotiating = False
+        self.client_verify_data = b""
+        self.server_verify_data = b""
+        self.secure_renegotiation = False
+        self.renegotiation_count = 0
+        self._reset_handshake()
+
+    def _reset_handshake(self):
+        self.suite = None
+        self.client_random = None
+        self.server_random = None
+        self.master_secret = None
+        self.use_ems = False
+        self.use_etm = False
+        self.peer_certificate = None
+        self.pending_protections = None
+        self.server_name = None
+        self.client_cert_requested = False
+
+    # --- caller API ---------------------------------------------------------------
+
+    def receive_data(self, data):
+        # Feed bytes from the peer; returns the events they produced.
+        if self.state != CLOSED and data:
+            self.records.feed(data)
+            self._run(self._process)
+        return self.next_events()
+
+    def next_events(self):
+        ev = self.events
+        self.events = []
+        return ev
+
+    def data_to_send(self):
+        self._flush_handshake()
+        data = bytes(self.out)
+        self.out = bytearray()
+        return data
+
+    @property
+    def closed(self):
+        return self.state == CLOSED
+
+    @property
+    def handshaking(self):
+        return self.state != CONNECTED and self.state != CLOSED
+
+    def send_application_data(self, data):
+        if not self.established or self.state == CLOSED:
+            raise ValueError("no established TLS session to send on")
+        self._write_record(APPLICATION_DATA, data)
+
+    def close(self):
+        # Send close_notify and stop; the caller then closes the transport.
+        if self.state != CLOSED:
+            self._flush_handshake()
+            self._write_record(ALERT, bytes([WARNING, CLOSE_NOTIFY]))
+            self.state = CLOSED
+
+    def key_operation_result(self, op_id, result):
+        # Resume after a KeyOperationRequest with the key's answer.
+        if self.pending_op is None or self.pending_op.op_id != op_id:
+            return self.next_events()
+        op = self.pending_op
+        self.pending_op = None
+        after = self._after_op
+        self._after_op = None
+        self._run(lambda: after(op, result))
+        self._run(self._process)
+        return self.next_events()
+
+    def key_operation_failed(self, op_id, reason):
+        # The key could not do the operation (token gone, device error, ...).
+        if self.pending_op is not None and self.pending_op.op_id == op_id:
+            self.pending_op = None
+            self._run(self._raise, TLSError(INTERNAL_ERROR, "private key operation failed: %s" % reason))
+        return self.next_events()
+
+    def cancel_key_operation(self):
+        if self.pending_op is not None:
+            self.pending_op = None
+            self._fail(TLSError(INTERNAL_ERROR, "private key operation cancelled"))
+        return self.next_events()
+
+    # --- engine core ----------------------------------------------------------------
+
+    def _raise(self, err):
+        raise err
+
+    def _run(self, fn, *args):
+        if self.state == CLOSED:
+            return
+        try:
+            fn(*args)
+        except TLSError as e:
+            self._fail(e)
+        except MemoryError:
+            self._fail(TLSError(INTERNAL_ERROR, "out of memory"))
+        except Exception as e:  # a bug must not become a traceback in the caller's loop
+            self._fail(TLSError(INTERNAL_ERROR, "internal error: %s: %s" % (type(e).__name__, e)))
+
+    def _fail(self, err):
+        if self.state == CLOSED:
+            return
+        self._hs_out = bytearray()
+        try:
+            self._write_record(ALERT, bytes([FATAL, err.alert]))
+        except Exception:
+            pass
+        self.state = CLOSED
+        self.pending_op = None
+        self.events.append(ConnectionClosed(False, err.alert, err.reason, True))
+
+    def _process(self):
+        while self.state != CLOSED and self.pending_op is None:
+            if self._next_handshake_message():
+                continue
+            rec = self.records.next_record()
+            if rec is None:
+                return
+            content_type, data = rec
+            if content_type == HANDSHAKE:
+                self._hs_in += data
+                if len(self._hs_in) >= 4:
+                    n = (self._hs_in[1] << 16) | (self._hs_in[2] << 8) | self._hs_in[3]
+                    if n > self.config.max_handshake_message:
+                        raise TLSError(ILLEGAL_PARAMETER, "handshake message of %d bytes is too large" % n)
+            elif content_type == CHANGE_CIPHER_SPEC:
+                if len(data) != 1 or data[0] != 1:
+                    raise TLSError(DECODE_ERROR, "malformed ChangeCipherSpec")
+                if self._hs_in:
+                    raise TLSError(UNEXPECTED_MESSAGE, "ChangeCipherSpec inside a handshake message")
+                self._dispatch(CCS, None)
+            elif content_type == ALERT:
+                self._on_alert(data)
+            else:
+                self._on_application_data(data)
+
+    def _next_handshake_message(self):
+        buf = self._hs_in
+        if len(buf) < 4:
+            return False
+        n = (buf[1] << 16) | (buf[2] << 8) | buf[3]
+        if len(buf) < 4 + n:
+            return False
+        msg_type = buf[0]
+        raw = bytes(buf[: 4 + n])
+        self._hs_in = buf[4 + n :]
+        self._dispatch(msg_type, raw)
+        return True
+
+    def _dispatch(self, msg_type, raw):
+        table = self.TRANSITIONS.get(self.state, {})
+        entry = table.get(msg_type)
+        if entry is None:
+            name = msg_type if msg_type == CCS else HANDSHAKE_NAMES.get(msg_type, "handshake type %s" % msg_type)
+            raise TLSError(UNEXPECTED_MESSAGE, "%s not expected in state %s" % (name, self.state))
+        handler, next_state = entry
+        if msg_type == CCS:
+            msg = None
+        else:
+            cls = MESSAGE_CLASSES[msg_type]
+            msg = cls.parse(memoryview(raw)[4:])
+            if msg_type != 0:  # HelloRequest is not part of the transcript
+                self.transcript_before = len(self.transcript)
+                self.transcript += raw
+        override = getattr(self, handler)(msg)
+        if self.state == CLOSED:
+            return
+        self.state = override if override is not None else next_state
+
+    def _on_alert(self, data):
+        if len(data) != 2:
+            raise TLSError(DECODE_ERROR, "malformed alert")
+        level, desc = data[0], data[1]
+        self.events.append(AlertReceived(level, desc, alert_name(desc)))
+        if desc == CLOSE_NOTIFY:
+            self._flush_handshake()
+            self._write_record(ALERT, bytes([WARNING, CLOSE_NOTIFY]))
+            self.state = CLOSED
+            self.events.append(ConnectionClosed(True, CLOSE_NOTIFY, "peer closed the connection"))
+        elif level == FATAL or desc not in ALERT_NAMES:
+            self.state = CLOSED
+            self.events.append(
+                ConnectionClosed(False, desc, "peer sent alert %s" % alert_name(desc), False)
+            )
+        elif desc == NO_RENEGOTIATION:
+            self._on_no_renegotiation()
+
+    def _on_no_renegotiation(self):
+        raise TLSError(UNEXPECTED_MESSAGE, "no_renegotiation alert outside a renegotiation")
+
+    def _on_application_data(self, data):
+        if not self.established:
+            raise TLSError(UNEXPECTED_MESSAGE, "application data before the handshake")
+        if self._hs_in:
+            raise TLSError(UNEXPECTED_MESSAGE, "application data inside a handshake message")
+        self.events.append(ApplicationData(bytes(data)))
+
+    # --- output -----------------------------------------------------------------------
+
+    def _send_handshake(self, msg):
+        raw = frame(msg.msg_type, msg.write())
+        if msg.msg_type != 0:
+            self.transcript += raw
+        self._hs_out += raw
+
+    def _flush_handshake(self):
+        if self._hs_out:
+            data = bytes(self._hs_out)
+            self._hs_out = bytearray()
+            self.out += self.records.write(HANDSHAKE, data)
+
+    def _write_record(self, content_type, data):
+        self._flush_handshake()
+        self.out += self.records.write(content_type, data)
+
+    def _send_alert(self, level, desc):
+        self._write_record(ALERT, bytes([level, desc]))
+
+    # --- key schedule steps shared by both roles -------------------------------------
+
+    def _hash(self, data):
+        return self.backend.hash(self.suite.prf_hash, data)
+
+    def _derive_master_secret(self, pre_master_secret, session_hash_transcript):
+        # Step 6/7: master secret (RFC 7627 when negotiated) and the session keys.
+        b = self.backend
+        h = self.suite.prf_hash
+        if self.use_ems:
+            self.master_secret = keyschedule.extended_master_secret(
+                b, h, pre_master_secret, self._hash(session_hash_transcript)
+            )
+        else:
+            self.master_secret = keyschedule.master_secret(
+                b, h, pre_master_secret, self.client_random, self.server_random
+            )
+        block = keyschedule.key_block(
+            b, h, self.master_secret, self.server_random, self.client_random,
+            keyschedule.key_block_length(self.suite),
+        )
+        self.pending_protections = make_protections(b, self.suite, block, self.use_etm)
+
+    def _send_change_cipher_spec(self):
+        self._write_record(CHANGE_CIPHER_SPEC, b"\x01")
+        client_write, server_write = self.pending_protections
+        self.records.set_write_protection(client_write if self.is_client else server_write)
+
+    def _on_change_cipher_spec(self, msg):
+        if self.pending_protections is None:
+            raise TLSError(UNEXPECTED_MESSAGE, "ChangeCipherSpec before the key exchange")
+        client_write, server_write = self.pending_protections
+        self.records.set_read_protection(server_write if self.is_client else client_write)
+
+    def _verify_data(self, from_client, transcript):
+        return keyschedule.verify_data(
+            self.backend, self.suite.prf_hash, self.master_secret, from_client, self._hash(transcript)
+        )
+
+    def _send_finished(self):
+        vd = self._verify_data(self.is_client, self.transcript)
+        if self.is_client:
+            self.client_verify_data = vd
+        else:
+            self.server_verify_data = vd
+        self._send_handshake(Finished(vd))
+        self._flush_handshake()
+
+    def _check_peer_finished(self, msg):
+        # Steps 8/9: the peer's Finished, compared in constant time.
+        expected = self._verify_data(not self.is_client, self.transcript[: self.transcript_before])
+        if not keyschedule.ct_equal(expected, msg.verify_data):
+            raise TLSError(DECRYPT_ERROR, "Finished verify_data does not match: handshake was tampered with or keys differ")
+        if self.is_client:
+            self.server_verify_data = expected
+        else:
+            self.client_verify_data = expected
+
+    def _handshake_complete(self):
+        renegotiation = self.established
+        if renegotiation:
+            self.renegotiation_count += 1
+        self.established = True
+        self.renegotiating = False
+        self.transcript = bytearray()
+        self.events.append(
+            HandshakeComplete(
+                "TLS 1.2",
+                self.suite.name,
+                self.use_ems,
+                self.secure_renegotiation,
+                self.use_etm,
+                self.peer_certificate,
+                self.server_name,
+                renegotiation,
+                self.client_cert_requested,
+            )
+        )
+
+    def _now(self):
+        f = self.config.now
+        if f is None:
+            import time
+
+            return int(time.time())
+        return int(f())
+
+    def _verify_chain(self, chain, purpose, hostname):
+        return x509.verify_chain(
+            self.backend, chain, self.config.trust_anchors, self._now(), hostname, purpose
+        )
+
+    def _request_key_operation(self, kind, data, after, scheme=None, hash_name=None):
+        op = KeyOperationRequest(self._next_op_id, kind, data, scheme, hash_name)
+        self._next_op_id += 1
+        self.pending_op = op
+        self._after_op = after
+        self._flush_handshake()
+        self.events.append(op)

@@ -1,0 +1,339 @@
+# One class per TLS 1.2 handshake message (RFC 5246 §7.4), each a symmetric pair:
+# `parse(body)` builds the object from the message body and `write()` gives the body
+# back, so every codec round-trips on its own. `Handshake.frame()` adds the 4-byte
+# handshake header. Extensions are kept as an ordered list of (type, data) pairs with
+# small helpers for the ones tlscore speaks; the handshake flows interpret them.
+
+from .codec import Parser, Writer
+from .constants import (
+    CERTIFICATE,
+    CERTIFICATE_REQUEST,
+    CERTIFICATE_VERIFY,
+    CLIENT_HELLO,
+    CLIENT_KEY_EXCHANGE,
+    DECODE_ERROR,
+    EXT_RENEGOTIATION_INFO,
+    EXT_SERVER_NAME,
+    EXT_SIGNATURE_ALGORITHMS,
+    FINISHED,
+    HANDSHAKE_NAMES,
+    HELLO_REQUEST,
+    ILLEGAL_PARAMETER,
+    MAX_CERTIFICATE_CHAIN,
+    SERVER_HELLO,
+    SERVER_HELLO_DONE,
+)
+from .errors import TLSError
+
+
+def frame(msg_type, body):
+    return bytes([msg_type]) + len(body).to_bytes(3, "big") + body
+
+
+def _parse_extensions(p):
+    # extensions<0..2^16-1>, optional at the end of a hello
+    if p.remaining() == 0:
+        return []
+    raw = p.get_vector(2)
+    sub = Parser(raw)
+    out = []
+    seen = {}
+    while sub.remaining():
+        t = sub.get(2)
+        data = sub.get_vector(2)
+        if t in seen:
+            raise TLSError(ILLEGAL_PARAMETER, "duplicate extension %d" % t)
+        seen[t] = True
+        out.append((t, data))
+    return out
+
+
+def _write_extensions(w, extensions):
+    if extensions is None:
+        return
+    inner = Writer()
+    for t, data in extensions:
+        inner.add(t, 2).add_vector(2, data)
+    w.add_vector(2, inner.bytes())
+
+
+class _Hello:
+    def extension(self, ext_type):
+        for t, data in self.extensions:
+            if t == ext_type:
+                return data
+        return None
+
+    def has_extension(self, ext_type):
+        return self.extension(ext_type) is not None
+
+
+class ClientHello(_Hello):
+    msg_type = CLIENT_HELLO
+
+    def __init__(self, client_version, random, session_id, cipher_suites,
+                 compression_methods=(0,), extensions=None):
+        self.client_version = client_version
+        self.random = random
+        self.session_id = session_id
+        self.cipher_suites = list(cipher_suites)
+        self.compression_methods = list(compression_methods)
+        self.extensions = list(extensions) if extensions is not None else []
+
+    @classmethod
+    def parse(cls, body):
+        p = Parser(body)
+        version = p.get(2)
+        random = p.get_bytes(32)
+        session_id = p.get_vector(1, 0, 32)
+        suites = p.get_list(2, 2)
+        if not suites:
+            raise TLSError(DECODE_ERROR, "empty cipher_suites")
+        compression = p.get_list(1, 1)
+        if not compression:
+            raise TLSError(DECODE_ERROR, "empty compression_methods")
+        extensions = _parse_extensions(p)
+        p.expect_end()
+        return cls(version, random, session_id, suites, compression, extensions)
+
+    def write(self):
+        w = Writer()
+        w.add(self.client_version, 2).add_bytes(self.random)
+        w.add_vector(1, self.session_id)
+        w.add_list(2, 2, self.cipher_suites)
+        w.add_list(1, 1, self.compression_methods)
+        _write_extensions(w, self.extensions)
+        return w.bytes()
+
+
+class ServerHello(_Hello):
+    msg_type = SERVER_HELLO
+
+    def __init__(self, server_version, random, session_id, cipher_suite,
+                 compression_method=0, extensions=None):
+        self.server_version = server_version
+        self.random = random
+        self.session_id = session_id
+        self.cipher_suite = cipher_suite
+        self.compression_method = compression_method
+        self.extensions = list(extensions) if extensions is not None else []
+
+    @classmethod
+    def parse(cls, body):
+        p = Parser(body)
+        version = p.get(2)
+        random = p.get_bytes(32)
+        session_id = p.get_vector(1, 0, 32)
+        suite = p.get(2)
+        compression = p.get(1)
+        extensions = _parse_extensions(p)
+        p.expect_end()
+        return cls(version, random, session_id, suite, compression, extensions)
+
+    def write(self):
+        w = Writer()
+        w.add(self.server_version, 2).add_bytes(self.random)
+        w.add_vector(1, self.session_id)
+        w.add(self.cipher_suite, 2).add(self.compression_method, 1)
+        _write_extensions(w, self.extensions)
+        return w.bytes()
+
+
+class Certificate:
+    msg_type = CERTIFICATE
+
+    def __init__(self, certificate_list):
+        self.certificate_list = list(certificate_list)  # DER, sender's first
+
+    @classmethod
+    def parse(cls, body):
+        p = Parser(body)
+        raw = p.get_vector(3)
+        p.expect_end()
+        sub = Parser(raw)
+        certs = []
+        while sub.remaining():
+            certs.append(sub.get_vector(3, 1))
+            if len(certs) > MAX_CERTIFICATE_CHAIN:
+                raise TLSError(DECODE_ERROR, "certificate chain longer than %d" % MAX_CERTIFICATE_CHAIN)
+        return cls(certs)
+
+    def write(self):
+        inner = Writer()
+        for c in self.certificate_list:
+            inner.add_vector(3, c)
+        return Writer().add_vector(3, inner.bytes()).bytes()
+
+
+class CertificateRequest:
+    msg_type = CERTIFICATE_REQUEST
+
+    def __init__(self, certificate_types, supported_signature_algorithms, certificate_authorities):
+        self.certificate_types = list(certificate_types)
+        self.supported_signature_algorithms = list(supported_signature_algorithms)
+        self.certificate_authorities = list(certificate_authorities)  # DER Names
+
+    @classmethod
+    def parse(cls, body):
+        p = Parser(body)
+        types = p.get_list(1, 1)
+        if not types:
+            raise TLSError(DECODE_ERROR, "empty certificate_types")
+        algs = p.get_list(2, 2)
+        if not algs:
+            raise TLSError(DECODE_ERROR, "empty supported_signature_algorithms")
+        raw = p.get_vector(2)
+        p.expect_end()
+        sub = Parser(raw)
+        names = []
+        while sub.remaining():
+            names.append(sub.get_vector(2, 1))
+        return cls(types, algs, names)
+
+    def write(self):
+        w = Writer()
+        w.add_list(1, 1, self.certificate_types)
+        w.add_list(2, 2, self.supported_signature_algorithms)
+        inner = Writer()
+        for n in self.certificate_authorities:
+            inner.add_vector(2, n)
+        w.add_vector(2, inner.bytes())
+        return w.bytes()
+
+
+class _Empty:
+    def __init__(self):
+        pass
+
+    @classmethod
+    def parse(cls, body):
+        if len(body):
+            raise TLSError(DECODE_ERROR, "%s must be empty" % HANDSHAKE_NAMES[cls.msg_type])
+        return cls()
+
+    def write(self):
+        return b""
+
+
+class ServerHelloDone(_Empty):
+    msg_type = SERVER_HELLO_DONE
+
+
+class HelloRequest(_Empty):
+    msg_type = HELLO_REQUEST
+
+
+class ClientKeyExchange:
+    # RSA key exchange: EncryptedPreMasterSecret, a public-key-encrypted opaque<0..2^16-1>
+    msg_type = CLIENT_KEY_EXCHANGE
+
+    def __init__(self, encrypted_pre_master_secret):
+        self.encrypted_pre_master_secret = encrypted_pre_master_secret
+
+    @classmethod
+    def parse(cls, body):
+        p = Parser(body)
+        enc = p.get_vector(2)
+        p.expect_end()
+        return cls(enc)
+
+    def write(self):
+        return Writer().add_vector(2, self.encrypted_pre_master_secret).bytes()
+
+
+class CertificateVerify:
+    msg_type = CERTIFICATE_VERIFY
+
+    def __init__(self, algorithm, signature):
+        self.algorithm = algorithm  # SignatureAndHashAlgorithm as one 16-bit code
+        self.signature = signature
+
+    @classmethod
+    def parse(cls, body):
+        p = Parser(body)
+        alg = p.get(2)
+        sig = p.get_vector(2)
+        p.expect_end()
+        return cls(alg, sig)
+
+    def write(self):
+        return Writer().add(self.algorithm, 2).add_vector(2, self.signature).bytes()
+
+
+class Finished:
+    msg_type = FINISHED
+
+    def __init__(self, verify_data):
+        self.verify_data = verify_data
+
+    @classmethod
+    def parse(cls, body):
+        if len(body) != 12:
+            raise TLSError(DECODE_ERROR, "Finished verify_data must be 12 bytes")
+        return cls(bytes(body))
+
+    def write(self):
+        return self.verify_data
+
+
+MESSAGE_CLASSES = {
+    c.msg_type: c
+    for c in (
+        HelloRequest,
+        ClientHello,
+        ServerHello,
+        Certificate,
+        CertificateRequest,
+        ServerHelloDone,
+        CertificateVerify,
+        ClientKeyExchange,
+        Finished,
+    )
+}
+
+
+# --- extension bodies -------------------------------------------------------------
+
+
+def server_name_extension(host_name):
+    entry = Writer().add(0, 1).add_vector(2, host_name.encode()).bytes()
+    return (EXT_SERVER_NAME, Writer().add_vector(2, entry).bytes())
+
+
+def parse_server_name(data):
+    p = Parser(data)
+    sub = Parser(p.get_vector(2, 1))
+    p.expect_end()
+    while sub.remaining():
+        name_type = sub.get(1)
+        name = sub.get_vector(2, 1)
+        if name_type == 0:
+            try:
+                return name.decode()
+            except Exception:
+                raise TLSError(DECODE_ERROR, "server_name is not text")
+    return None
+
+
+def signature_algorithms_extension(schemes):
+    return (EXT_SIGNATURE_ALGORITHMS, Writer().add_list(2, 2, schemes).bytes())
+
+
+def parse_signature_algorithms(data):
+    p = Parser(data)
+    algs = p.get_list(2, 2)
+    p.expect_end()
+    if not algs:
+        raise TLSError(DECODE_ERROR, "empty signature_algorithms")
+    return algs
+
+
+def renegotiation_info_extension(renegotiated_connection):
+    return (EXT_RENEGOTIATION_INFO, Writer().add_vector(1, renegotiated_connection).bytes())
+
+
+def parse_renegotiation_info(data):
+    p = Parser(data)
+    v = p.get_vector(1)
+    p.expect_end()
+    return v

@@ -1,0 +1,115 @@
+# RSA with PKCS#1 v1.5 padding (RFC 8017): the public-key half the handshake needs on
+# the board. RSAES-PKCS1-v1_5 encryption wraps the premaster_secret for the server
+# (§7.2.1), RSASSA-PKCS1-v1_5 verification checks certificate signatures (§8.2.2), and
+# EMSA-PKCS1-v1_5 (§9.2) builds the block a signer exponentiates. Big-number work is the
+# interpreter's built-in three-argument pow(); hashes and randomness come from the
+# crypto backend, so the same code runs under CPython and MicroPython.
+
+
+def byte_length(n):
+    # MicroPython has no int.bit_length, so count bytes by shifting.
+    k = 0
+    while n >= 0x10000000000000000:
+        n >>= 64
+        k += 8
+    while n > 0:
+        n >>= 8
+        k += 1
+    return k
+
+
+def bit_length(n):
+    k = byte_length(n)
+    if k == 0:
+        return 0
+    top = n >> (8 * (k - 1))
+    bits = 8 * (k - 1)
+    while top:
+        top >>= 1
+        bits += 1
+    return bits
+
+
+def int_to_bytes(x, k):
+    # I2OSP (RFC 8017 §4.1)
+    if x < 0 or x >> (8 * k):
+        raise ValueError("integer too large")
+    return x.to_bytes(k, "big")
+
+
+def bytes_to_int(b):
+    # OS2IP (RFC 8017 §4.2); bytes() because MicroPython's from_bytes wants a real buffer
+    return int.from_bytes(bytes(b), "big")
+
+
+def encrypt(backend, n, e, message):
+    # RSAES-PKCS1-v1_5-ENCRYPT (RFC 8017 §7.2.1): EM = 0x00 || 0x02 || PS || 0x00 || M,
+    # with PS at least 8 nonzero random octets.
+    k = byte_length(n)
+    if len(message) > k - 11:
+        raise ValueError("message too long")
+    ps_len = k - len(message) - 3
+    ps = bytearray()
+    while len(ps) < ps_len:
+        for b in backend.random(ps_len - len(ps)):
+            if b:
+                ps.append(b)
+    em = b"\x00\x02" + bytes(ps) + b"\x00" + bytes(message)
+    return int_to_bytes(pow(bytes_to_int(em), e, n), k)
+
+
+# DER of DigestInfo up to the digest octets (RFC 8017 §9.2, note 1)
+_DIGEST_INFO_PREFIX = {
+    "sha1": b"\x30\x21\x30\x09\x06\x05\x2b\x0e\x03\x02\x1a\x05\x00\x04\x14",
+    "sha256": b"\x30\x31\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x05\x00\x04\x20",
+    "sha384": b"\x30\x41\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x02\x05\x00\x04\x30",
+    "sha512": b"\x30\x51\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x03\x05\x00\x04\x40",
+}
+
+DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+
+
+def digest_info(hash_name, digest):
+    prefix = _DIGEST_INFO_PREFIX.get(hash_name)
+    if prefix is None:
+        raise ValueError("unsupported hash " + str(hash_name))
+    if len(digest) != DIGEST_SIZES[hash_name]:
+        raise ValueError("digest length does not match " + hash_name)
+    return prefix + bytes(digest)
+
+
+def encode_signature(backend, hash_name, message, k):
+    # EMSA-PKCS1-v1_5-ENCODE (RFC 8017 §9.2): 0x00 || 0x01 || 0xff.. || 0x00 || DigestInfo
+    t = digest_info(hash_name, backend.hash(hash_name, message))
+    if k < len(t) + 11:
+        raise ValueError("intended encoded message length too short")
+    return b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
+
+
+def verify(backend, n, e, hash_name, message, signature):
+    # RSASSA-PKCS1-V1_5-VERIFY (RFC 8017 §8.2.2). Re-encoding and comparing the whole
+    # block, rather than parsing it, is what keeps Bleichenbacher-style forgeries out.
+    if hash_name not in _DIGEST_INFO_PREFIX or hash_name not in backend.hash_names:
+        return False
+    k = byte_length(n)
+    if len(signature) != k:
+        return False
+    s = bytes_to_int(signature)
+    if s >= n:
+        return False
+    em = int_to_bytes(pow(s, e, n), k)
+    try:
+        expected = encode_signature(backend, hash_name, message, k)
+    except ValueError:
+        return False
+    return equal(em, expected)
+
+
+def equal(a, b):
+    # Constant time in the contents: no early exit on the first differing byte.
+    if len(a) != len(b):
+        return False
+    acc = 0
+    for i in range(len(a)):
+        acc |= a[i] ^ b[i]
+    return acc == 0

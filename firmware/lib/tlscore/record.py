@@ -1,0 +1,218 @@
+# The TLS 1.2 record layer (RFC 5246 §6): cuts the incoming byte stream into records,
+# checks their headers and sizes, and removes or applies record protection: the NULL
+# state before the first ChangeCipherSpec, AES-GCM (RFC 5288), and AES-CBC with HMAC,
+# either MAC-then-encrypt (RFC 5246 §6.2.3.2) or encrypt-then-MAC (RFC 7366).
+#
+# CBC with MAC-then-encrypt is checked without an early exit on bad padding: the
+# padding is scanned to a fixed length and the MAC is computed either way (the Lucky13
+# countermeasure). CPython and MicroPython give no constant-time guarantee for integer
+# and bytes operations; this removes the branches and the data-dependent MAC length
+# that our own code would add, which is as far as Python goes.
+
+from .constants import (
+    ALERT,
+    APPLICATION_DATA,
+    BAD_RECORD_MAC,
+    CHANGE_CIPHER_SPEC,
+    HANDSHAKE,
+    MAX_CIPHERTEXT,
+    MAX_PLAINTEXT,
+    PROTOCOL_VERSION,
+    RECORD_OVERFLOW,
+    TLS1_2,
+    UNEXPECTED_MESSAGE,
+)
+from .errors import TLSError
+from .keyschedule import ct_equal, split_key_block
+
+CONTENT_TYPES = (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA)
+_VERSION = TLS1_2.to_bytes(2, "big")
+
+
+def _header(content_type, length):
+    return bytes([content_type]) + _VERSION + length.to_bytes(2, "big")
+
+
+class NullProtection:
+    overhead = 0
+
+    def seal(self, seq, content_type, plaintext):
+        return plaintext
+
+    def open(self, seq, content_type, fragment):
+        if len(fragment) > MAX_PLAINTEXT:
+            raise TLSError(RECORD_OVERFLOW, "plaintext record longer than 2^14")
+        return fragment
+
+
+class GCMProtection:
+    # GenericAEADCipher: nonce_explicit (8, the sequence number) || ciphertext || tag
+    overhead = 8 + 16
+
+    def __init__(self, backend, key, salt):
+        self.aead = backend.aes_gcm(key)
+        self.salt = salt
+
+    def seal(self, seq, content_type, plaintext):
+        explicit = seq.to_bytes(8, "big")
+        aad = explicit + _header(content_type, len(plaintext))
+        return explicit + self.aead.seal(self.salt + explicit, plaintext, aad)
+
+    def open(self, seq, content_type, fragment):
+        n = len(fragment) - 24
+        if n < 0:
+            raise TLSError(BAD_RECORD_MAC, "AEAD record too short")
+        if n > MAX_PLAINTEXT:
+            raise TLSError(RECORD_OVERFLOW, "record plaintext longer than 2^14")
+        explicit = bytes(fragment[:8])
+        aad = seq.to_bytes(8, "big") + _header(content_type, n)
+        plaintext = self.aead.open(self.salt + explicit, fragment[8:], aad)
+        if plaintext is None:
+            raise TLSError(BAD_RECORD_MAC, "record authentication failed")
+        return plaintext
+
+
+class CBCProtection:
+    # GenericBlockCipher with an explicit IV; HMAC over seq || header || data
+    def __init__(self, backend, key, mac_hash, mac_key, mac_len, encrypt_then_mac):
+        self.backend = backend
+        self.cbc = backend.aes_cbc(key)
+        self.mac_hash = mac_hash
+        self.mac_key = mac_key
+        self.mac_len = mac_len
+        self.etm = encrypt_then_mac
+        self.overhead = 16 + mac_len + 16
+
+    def _mac(self, seq, content_type, data):
+        return self.backend.hmac(
+            self.mac_hash, self.mac_key, seq.to_bytes(8, "big") + _header(content_type, len(data)) + data
+        )
+
+    def seal(self, seq, content_type, plaintext):
+        iv = self.backend.random(16)
+        if self.etm:
+            body = plaintext
+        else:
+            body = plaintext + self._mac(seq, content_type, plaintext)
+        pad = 15 - (len(body) % 16)
+        ct = iv + self.cbc.encrypt(iv, body + bytes([pad]) * (pad + 1))
+        if self.etm:
+            return ct + self._mac(seq, content_type, ct)
+        return ct
+
+    def open(self, seq, content_type, fragment):
+        mac_len = self.mac_len
+        if self.etm:
+            n = len(fragment) - mac_len
+            if n < 32 or n % 16:
+                raise TLSError(BAD_RECORD_MAC, "bad CBC record length")
+            ct = bytes(fragment[:n])
+            if not ct_equal(self._mac(seq, content_type, ct), fragment[n:]):
+                raise TLSError(BAD_RECORD_MAC, "record authentication failed")
+            p = self.cbc.decrypt(ct[:16], ct[16:])
+            pad = p[-1]
+            bad = _padding_bad(p, pad, 0)
+            if bad:
+                raise TLSError(BAD_RECORD_MAC, "bad CBC padding")
+            plaintext = p[: len(p) - pad - 1]
+        else:
+            n = len(fragment)
+            if n < 16 + ((mac_len + 16) & ~15) or n % 16:
+                raise TLSError(BAD_RECORD_MAC, "bad CBC record length")
+            p = self.cbc.decrypt(bytes(fragment[:16]), bytes(fragment[16:]))
+            pad = p[-1]
+            bad = _padding_bad(p, pad, mac_len)
+            # On bad padding, pretend there was none and check the MAC anyway (Lucky13).
+            pad_used = pad * (1 - bad)
+            end = len(p) - pad_used - 1 + bad
+            plaintext = p[: end - mac_len]
+            mac = p[end - mac_len : end]
+            good_mac = ct_equal(self._mac(seq, content_type, plaintext), mac)
+            if bad | (not good_mac):
+                raise TLSError(BAD_RECORD_MAC, "record authentication failed")
+        if len(plaintext) > MAX_PLAINTEXT:
+            raise TLSError(RECORD_OVERFLOW, "record plaintext longer than 2^14")
+        return plaintext
+
+
+def _padding_bad(p, pad, mac_len):
+    # 1 if the CBC padding is wrong, else 0; always scans 256 bytes (or the record).
+    n = len(p)
+    bad = ((n - mac_len - pad - 1) >> 16) & 1  # pad longer than the record allows
+    limit = 256 if n >= 256 else n
+    for i in range(1, limit + 1):
+        in_pad = ((i - pad - 2) >> 16) & 1  # i <= pad + 1
+        bad |= in_pad & (((p[n - i] ^ pad) + 255) >> 8)
+    return bad
+
+
+class RecordLayer:
+    # Stream of bytes in -> (content_type, plaintext) records out, and back.
+    def __init__(self):
+        self.buf = bytearray()
+        self.read_protection = NullProtection()
+        self.write_protection = NullProtection()
+        self.read_seq = 0
+        self.write_seq = 0
+        self.max_fragment = MAX_PLAINTEXT
+
+    def feed(self, data):
+        self.buf += data
+
+    def next_record(self):
+        # -> (content_type, plaintext) or None if a whole record has not arrived yet
+        buf = self.buf
+        if len(buf) < 5:
+            if len(buf) >= 1 and buf[0] not in CONTENT_TYPES:
+                raise TLSError(UNEXPECTED_MESSAGE, "unknown record content type %d" % buf[0])
+            return None
+        content_type = buf[0]
+        if content_type not in CONTENT_TYPES:
+            raise TLSError(UNEXPECTED_MESSAGE, "unknown record content type %d" % content_type)
+        if buf[1] != 3:
+            raise TLSError(PROTOCOL_VERSION, "record version %d.%d is not TLS" % (buf[1], buf[2]))
+        length = (buf[3] << 8) | buf[4]
+        if length > MAX_CIPHERTEXT:
+            raise TLSError(RECORD_OVERFLOW, "record of %d bytes is longer than 2^14+2048" % length)
+        if len(buf) < 5 + length:
+            return None
+        fragment = bytes(buf[5 : 5 + length])
+        self.buf = buf[5 + length :]
+        if length == 0 and content_type != APPLICATION_DATA:
+            raise TLSError(UNEXPECTED_MESSAGE, "empty record of content type %d" % content_type)
+        plaintext = self.read_protection.open(self.read_seq, content_type, fragment)
+        self.read_seq += 1
+        return content_type, plaintext
+
+    def write(self, content_type, data):
+        # -> wire bytes; data longer than max_fragment goes out as several records
+        out = bytearray()
+        pos = 0
+        while True:
+            chunk = data[pos : pos + self.max_fragment]
+            fragment = self.write_protection.seal(self.write_seq, content_type, chunk)
+            self.write_seq += 1
+            out += _header(content_type, len(fragment))
+            out += fragment
+            pos += len(chunk)
+            if pos >= len(data):
+                return bytes(out)
+
+    def set_read_protection(self, protection):
+        self.read_protection = protection
+        self.read_seq = 0
+
+    def set_write_protection(self, protection):
+        self.write_protection = protection
+        self.write_seq = 0
+
+
+def make_protections(backend, suite, key_block, encrypt_then_mac):
+    # -> (client_write, server_write) record protections from the key block
+    cm, sm, ck, sk, civ, siv = split_key_block(suite, key_block)
+    if suite.cipher == "GCM":
+        return GCMProtection(backend, ck, civ), GCMProtection(backend, sk, siv)
+    return (
+        CBCProtection(backend, ck, suite.mac, cm, suite.mac_len, encrypt_then_mac),
+        CBCProtection(backend, sk, suite.mac, sm, suite.mac_len, encrypt_then_mac),
+    )

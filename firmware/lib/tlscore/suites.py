@@ -1,0 +1,58 @@
+# The cipher suites tlscore implements, with what the record layer and key schedule
+# need to know about each (RFC 5246 Appendix C, RFC 5288). IANA names are the keys
+# users type (`--cipher TLS_RSA_WITH_AES_128_GCM_SHA256`).
+
+
+class CipherSuite:
+    def __init__(self, code, name, openssl_name, key_exchange, cipher, key_len, mac, prf_hash):
+        self.code = code
+        self.name = name
+        self.openssl_name = openssl_name
+        self.key_exchange = key_exchange  # "RSA"
+        self.cipher = cipher  # "GCM" or "CBC"
+        self.key_len = key_len
+        self.mac = mac  # None for AEAD, else hash name of the HMAC
+        self.prf_hash = prf_hash
+        self.mac_len = {"sha1": 20, "sha256": 32, "sha384": 48}.get(mac, 0)
+        self.fixed_iv_len = 4 if cipher == "GCM" else 0
+
+    def __repr__(self):
+        return self.name
+
+
+TLS_RSA_WITH_AES_128_GCM_SHA256 = CipherSuite(
+    0x009C, "TLS_RSA_WITH_AES_128_GCM_SHA256", "AES128-GCM-SHA256", "RSA", "GCM", 16, None, "sha256"
+)
+TLS_RSA_WITH_AES_256_GCM_SHA384 = CipherSuite(
+    0x009D, "TLS_RSA_WITH_AES_256_GCM_SHA384", "AES256-GCM-SHA384", "RSA", "GCM", 32, None, "sha384"
+)
+TLS_RSA_WITH_AES_128_CBC_SHA256 = CipherSuite(
+    0x003C, "TLS_RSA_WITH_AES_128_CBC_SHA256", "AES128-SHA256", "RSA", "CBC", 16, "sha256", "sha256"
+)
+TLS_RSA_WITH_AES_128_CBC_SHA = CipherSuite(
+    0x002F, "TLS_RSA_WITH_AES_128_CBC_SHA", "AES128-SHA", "RSA", "CBC", 16, "sha1", "sha256"
+)
+
+ALL = (
+    TLS_RSA_WITH_AES_128_GCM_SHA256,
+    TLS_RSA_WITH_AES_256_GCM_SHA384,
+    TLS_RSA_WITH_AES_128_CBC_SHA256,
+    TLS_RSA_WITH_AES_128_CBC_SHA,
+)
+BY_CODE = {}
+BY_NAME = {}
+for _s in ALL:
+    BY_CODE[_s.code] = _s
+    BY_NAME[_s.name] = _s
+    BY_NAME[_s.openssl_name] = _s
+
+
+def lookup(name):
+    # IANA or OpenSSL name -> CipherSuite, or None
+    return BY_NAME.get(name)
+
+
+def supported_by(backend, suites=ALL):
+    # suites whose hashes the backend has (the board has no SHA-384)
+    names = backend.hash_names
+    return [s for s in suites if s.prf_hash in names and (s.mac is None or s.mac in names)]

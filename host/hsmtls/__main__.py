@@ -1,0 +1,3 @@
+from hsmtls.cli import main
+
+main()

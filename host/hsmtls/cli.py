@@ -1,0 +1,123 @@
+"""The `hsmtls` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from tlscore.errors import TLSError
+
+from .keys import KeyError_, load_private_key
+from .tlsconfig import ConfigError, client_config, server_config
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+@click.version_option(package_name="hsmtls")
+def main() -> None:
+    """TLS 1.2 handshake tools: token-backed server, client, board bridge."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=4433, show_default=True, type=int, help="TCP port (0: any free port).")
+@click.option("--cert", required=True, type=click.Path(), help="Server certificate chain (PEM).")
+@click.option("--key", "key_spec", required=True, help="Private key: PEM file (later: pkcs11: URI).")
+@click.option("--client-ca", type=click.Path(), help="CA certificates that sign client certificates.")
+@click.option(
+    "--verify-client",
+    type=click.Choice(["none", "optional", "require"]),
+    help="Ask for a client certificate (default: require when --client-ca is given).",
+)
+@click.option("--app", type=click.Choice(["echo", "http"]), default="echo", show_default=True)
+@click.option("--cipher", "ciphers", multiple=True, help="Cipher suite (IANA or OpenSSL name), in preference order; repeatable.")
+@click.option("--renegotiate", is_flag=True, help="Renegotiate (HelloRequest) after a client's first data.")
+def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate) -> None:
+    """Serve TLS 1.2 with RSA key exchange."""
+    from .server import TLSServer
+
+    try:
+        config = server_config(cert, client_ca, verify_client, ciphers)
+        key = load_private_key(key_spec)
+    except (ConfigError, KeyError_, TLSError) as e:
+        _fail(str(e))
+    server = TLSServer(config, key, app=app, renegotiate=renegotiate, out=lambda s: click.echo(s))
+
+    def ready(h: str, p: int) -> None:
+        click.echo(f"listening on {h}:{p}")
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(server.serve(host, port, ready))
+    except OSError as e:
+        _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
+    except KeyboardInterrupt:
+        pass
+
+
+def _split_target(target: str) -> tuple[str, int]:
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter("expected HOST:PORT", param_hint="TARGET")
+    return host.strip("[]"), int(port)
+
+
+@main.command()
+@click.argument("target")
+@click.option("--ca", type=click.Path(), help="CA certificates to verify the server with (PEM).")
+@click.option("--insecure", is_flag=True, help="Do not verify the server certificate (testing only).")
+@click.option("--cert", type=click.Path(), help="Client certificate chain (PEM).")
+@click.option("--key", "key_spec", help="Client private key: PEM file (later: pkcs11: URI).")
+@click.option("--cipher", "ciphers", multiple=True, help="Offer only this suite (IANA name); repeatable.")
+@click.option("--servername", help="Name to verify and send as SNI (default: the host).")
+@click.option("--renegotiate", is_flag=True, help="Renegotiate once after the handshake.")
+@click.option("--send", "send_text", help="Text to send (\\n becomes a newline).")
+@click.option("--until", "until_text", help="Stop reading once this text has arrived.")
+@click.option("--idle-timeout", default=1.0, show_default=True, type=float, help="Stop reading after this long without data.")
+@click.option("--timeout", default=10.0, show_default=True, type=float, help="Connect/handshake timeout.")
+def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotiate, send_text, until_text, idle_timeout, timeout) -> None:
+    """Connect to a TLS 1.2 server and report what was negotiated."""
+    from .client import TLSClient, TLSFailure
+
+    host, port = _split_target(target)
+    if not ca and not insecure:
+        _fail("give --ca CA.pem to verify the server (or --insecure to skip verification)")
+    if bool(cert) != bool(key_spec):
+        _fail("--cert and --key go together")
+    try:
+        config = client_config(None if insecure else ca, servername or host, cert, ciphers)
+        key = load_private_key(key_spec) if key_spec else None
+    except (ConfigError, KeyError_, TLSError) as e:
+        _fail(str(e))
+    yn = {True: "yes", False: "no"}
+    client = None
+    try:
+        client = TLSClient(host, port, config, key, timeout=timeout)
+        hs = client.handshake()
+        if renegotiate:
+            hs = client.renegotiate()
+        received = b""
+        if send_text is not None:
+            client.send(send_text.replace("\\n", "\n").encode())
+        if send_text is not None or until_text is not None:
+            received = client.read(idle_timeout, until_text.encode() if until_text else None)
+        click.echo(f"version: {hs.version}")
+        click.echo(f"cipher: {hs.cipher_suite}")
+        click.echo(f"extended_master_secret: {yn[hs.extended_master_secret]}")
+        click.echo(f"secure_renegotiation: {yn[hs.secure_renegotiation]}")
+        click.echo(f"encrypt_then_mac: {yn[hs.encrypt_then_mac]}")
+        click.echo(f"peer: {hs.peer_subject or '-'}")
+        click.echo(f"renegotiations: {client.conn.renegotiation_count}")
+        if send_text is not None or until_text is not None:
+            click.echo(f"received: {received.decode('utf-8', 'replace')}")
+    except TLSFailure as e:
+        _fail(str(e))
+    finally:
+        if client is not None:
+            client.close()

@@ -1,0 +1,99 @@
+"""Private keys that answer the engine's key-operation requests.
+
+A key is whatever can decrypt an RSA premaster (PKCS#1 v1.5) and sign bytes. The PEM
+file key lives here; the PKCS#11 token key (``pkcs11:`` URIs) comes with the hsm
+package. Operations may be slow (a token): hosts run them off their event loop.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from tlscore.events import KeyOperationRequest
+
+_HASHES = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+class KeyError_(Exception):
+    """A key cannot be loaded or used; the message says what to do."""
+
+
+class PrivateKey(Protocol):
+    description: str
+    performer: str  # who runs the operation: "host", "token", "board"
+
+    def decrypt_premaster(self, ciphertext: bytes) -> bytes | None: ...
+
+    def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes: ...
+
+
+class FileKey:
+    """An RSA private key from a PEM (or DER) file on the host."""
+
+    performer = "host"
+
+    def __init__(self, path: str) -> None:
+        self.description = f"file {path}"
+        try:
+            data = open(path, "rb").read()
+        except OSError as e:
+            raise KeyError_(f"cannot read key file {path}: {e.strerror}") from None
+        password = os.environ.get("HSMTLS_KEY_PASSWORD")
+        pw = password.encode() if password else None
+        try:
+            if b"-----BEGIN" in data:
+                key = serialization.load_pem_private_key(data, pw)
+            else:
+                key = serialization.load_der_private_key(data, pw)
+        except TypeError:
+            raise KeyError_(
+                f"key file {path} is encrypted: set HSMTLS_KEY_PASSWORD to its password"
+            ) from None
+        except ValueError as e:
+            raise KeyError_(f"key file {path} is not a usable private key: {e}") from None
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise KeyError_(f"key file {path} is not an RSA key (RSA key exchange needs RSA)")
+        self._key = key
+
+    def decrypt_premaster(self, ciphertext: bytes) -> bytes | None:
+        # OpenSSL >= 3.2 (bundled with cryptography) uses implicit rejection: a bad
+        # padding gives a deterministic random message instead of an error, so this
+        # call does not branch on the padding either.
+        try:
+            return self._key.decrypt(bytes(ciphertext), padding.PKCS1v15())
+        except ValueError:
+            return None
+
+    def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes:
+        if not scheme.startswith("rsa_pkcs1_"):
+            raise KeyError_(f"signature scheme {scheme} is not supported by {self.description}")
+        return self._key.sign(bytes(data), padding.PKCS1v15(), _HASHES[hash_name]())
+
+
+def load_private_key(spec: str) -> PrivateKey:
+    """A key from a PEM/DER path, or (later) a pkcs11: URI."""
+    if spec.startswith("pkcs11:"):
+        raise KeyError_(
+            "pkcs11: keys need the token support (hsm package), which is not built yet; "
+            "use a PEM key file for now"
+        )
+    return FileKey(spec)
+
+
+def run_key_operation(key: PrivateKey, req: KeyOperationRequest) -> bytes | None:
+    """Run the engine's request on the key (blocking: call it from a worker thread)."""
+    if req.kind == "decrypt":
+        return key.decrypt_premaster(req.data)
+    if req.kind == "sign":
+        assert req.scheme is not None and req.hash_name is not None
+        return key.sign(req.scheme, req.hash_name, req.data)
+    raise KeyError_(f"unknown key operation {req.kind}")

@@ -1,0 +1,142 @@
+"""An asyncio TLS server around the tlscore engine.
+
+Each connection is a ServerConnection fed from the socket; key operations (premaster
+decryption, signatures) run in a worker thread so a slow or failing key never blocks
+the event loop, and their failure ends only that handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from tlscore.config import TLSConfig
+from tlscore.events import (
+    ApplicationData,
+    ConnectionClosed,
+    HandshakeComplete,
+    KeyOperationRequest,
+)
+from tlscore.server import ServerConnection
+
+from .backend import BACKEND
+from .keys import PrivateKey, run_key_operation
+
+log = logging.getLogger("hsmtls.server")
+
+HANDSHAKE_TIMEOUT = 30.0
+IDLE_TIMEOUT = 300.0
+
+
+def describe(ev: HandshakeComplete) -> str:
+    yn = {True: "yes", False: "no"}
+    return (
+        f"{ev.version} {ev.cipher_suite} ems={yn[ev.extended_master_secret]} "
+        f"secure_renegotiation={yn[ev.secure_renegotiation]} client={ev.peer_subject or '-'}"
+    )
+
+
+class TLSServer:
+    def __init__(
+        self,
+        config: TLSConfig,
+        key: PrivateKey,
+        app: str = "echo",
+        renegotiate: bool = False,
+        out: Callable[[str], None] = print,
+    ) -> None:
+        self.config = config
+        self.key = key
+        self.app = app
+        self.renegotiate_after_data = renegotiate
+        self.out = out
+        self.handshakes = 0
+        self.failures = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        conn = ServerConnection(self.config, BACKEND)
+        loop = asyncio.get_running_loop()
+        renegotiated = False
+        closing = False
+
+        async def flush() -> None:
+            data = conn.data_to_send()
+            if data:
+                writer.write(data)
+                await writer.drain()
+
+        async def handle_events(events: list) -> None:
+            nonlocal renegotiated, closing
+            for ev in events:
+                if isinstance(ev, KeyOperationRequest):
+                    try:
+                        result = await loop.run_in_executor(None, run_key_operation, self.key, ev)
+                    except Exception as e:  # token/device failure: fail this handshake only
+                        log.warning("key operation failed on %s: %s", self.key.description, e)
+                        more = conn.key_operation_failed(ev.op_id, f"{self.key.description}: {e}")
+                    else:
+                        more = conn.key_operation_result(ev.op_id, result)
+                    await flush()
+                    await handle_events(more)
+                elif isinstance(ev, HandshakeComplete):
+                    self.handshakes += 1
+                    kind = "renegotiation complete" if ev.renegotiation else "handshake complete"
+                    self.out(f"{kind}: {describe(ev)}")
+                elif isinstance(ev, ApplicationData):
+                    if self.renegotiate_after_data and not renegotiated and conn.secure_renegotiation:
+                        renegotiated = True
+                        conn.renegotiate()
+                    if self.app == "http":
+                        body = f"hsmtls: {conn.suite.name if conn.suite else '-'}\n".encode()
+                        conn.send_application_data(
+                            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                            + body
+                        )
+                        conn.close()
+                        closing = True
+                    else:
+                        conn.send_application_data(ev.data)
+                elif isinstance(ev, ConnectionClosed):
+                    closing = True
+                    if not ev.clean:
+                        self.failures += 1
+                        what = "handshake failed" if not conn.established else "connection failed"
+                        who = "" if ev.local else "peer sent "
+                        from tlscore.constants import alert_name
+
+                        self.out(f"{what}: {who}{alert_name(ev.alert)}: {ev.reason}")
+            await flush()
+
+        try:
+            while not conn.closed and not closing:
+                timeout = IDLE_TIMEOUT if conn.established and not conn.handshaking else HANDSHAKE_TIMEOUT
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), timeout)
+                except asyncio.TimeoutError:
+                    self.out(f"connection from {peer}: timed out in state {conn.state}")
+                    break
+                if not data:
+                    if conn.handshaking:
+                        self.out(f"handshake failed: client {peer} closed the connection in state {conn.state}")
+                    break
+                await handle_events(conn.receive_data(data))
+        except (ConnectionError, OSError) as e:
+            self.out(f"connection from {peer} lost: {e}")
+        finally:
+            try:
+                await flush()
+                writer.close()
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+    async def serve(self, host: str, port: int, ready: Callable[[str, int], None] | None = None) -> None:
+        server = await asyncio.start_server(self.handle, host, port, reuse_address=True)
+        sock = server.sockets[0].getsockname()
+        if ready:
+            ready(sock[0], sock[1])
+        async with server:
+            await server.serve_forever()

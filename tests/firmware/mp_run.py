@@ -1,0 +1,78 @@
+"""Run a script under the MicroPython unix port with firmware/lib on its path.
+
+    from mp_run import run_mp, requires_micropython   # tests/firmware is on sys.path
+
+    @requires_micropython
+    @pytest.mark.micropython
+    def test_x():
+        out = run_mp("from tlscore import suites\\nprint(len(suites.ALL))")
+        assert out.strip() == "4"
+
+run_mp(script_text, timeout=60, heapsize=None) -> the script's stdout (str).
+    One interpreter per call (about 30 ms to start), so batch checks into one script
+    and print results (hex for bytes) for the test to parse. heapsize ("64k", "1m" or an
+    int of bytes) becomes `-X heapsize=`, to test a memory budget. Raises MPError, with
+    the exit code, stdout and stderr, if the script fails: MicroPython prints uncaught
+    tracebacks on stdout, so both are shown. The path is MICROPYPATH=".frozen:<repo>/
+    firmware/lib": ".frozen" keeps the built-in frozen modules (asyncio) importable;
+    ~/.micropython/lib is left out so that nothing installed locally leaks in.
+
+The interpreter is $MICROPYTHON if set, else `micropython` on PATH. From another test
+directory: sys.path.insert(0, str(Path(__file__).parents[1] / "firmware")).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIRMWARE_LIB = REPO / "firmware" / "lib"
+MICROPYTHON = os.environ.get("MICROPYTHON") or shutil.which("micropython")
+
+requires_micropython = pytest.mark.skipif(
+    MICROPYTHON is None, reason="MicroPython unix port (`micropython`) not installed"
+)
+
+
+class MPError(AssertionError):
+    pass
+
+
+def run_mp(script_text: str, timeout: float = 60, heapsize: str | int | None = None) -> str:
+    if MICROPYTHON is None:
+        pytest.skip("MicroPython unix port (`micropython`) not installed")
+    env = dict(os.environ)
+    env["MICROPYPATH"] = ".frozen:" + str(FIRMWARE_LIB)
+    args = [MICROPYTHON]
+    if heapsize is not None:
+        args += ["-X", "heapsize=%s" % heapsize]
+    # a file, not -c: no argv length limit, and tracebacks name real line numbers
+    with tempfile.TemporaryDirectory(prefix="mp_run_") as tmp:
+        script = Path(tmp) / "script.py"
+        script.write_text(script_text)
+        try:
+            proc = subprocess.run(
+                args + [str(script)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+                cwd=tmp,
+            )
+        except subprocess.TimeoutExpired as e:
+            raise MPError(
+                "micropython timed out after %ss\n--- stdout ---\n%s\n--- stderr ---\n%s"
+                % (timeout, e.stdout, e.stderr)
+            ) from None
+    if proc.returncode != 0:
+        raise MPError(
+            "micropython exited with %d\n--- stdout ---\n%s\n--- stderr ---\n%s"
+            % (proc.returncode, proc.stdout, proc.stderr)
+        )
+    return proc.stdout
