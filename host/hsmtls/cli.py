@@ -121,3 +121,11 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotia
     finally:
         if client is not None:
             client.close()
+
+
+@main.command()
+def demo() -> None:
+    """Run the handshake end to end on this machine (throwaway keys, nothing configured)."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(click.echo))

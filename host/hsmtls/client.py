@@ -107,7 +107,8 @@ class TLSClient:
         self._flush()
         return True
 
-    def _until_handshakes(self, n: int) -> HandshakeComplete:
+    def wait_handshakes(self, n: int) -> HandshakeComplete:
+        """Pump until n handshakes (initial + renegotiations) have completed."""
         deadline = time.monotonic() + self.timeout
         while len(self.handshakes) < n:
             if self.peer_closed:
@@ -123,7 +124,7 @@ class TLSClient:
         self.conn.initiate()
         self._flush()
         self._handle(self.conn.next_events())
-        return self._until_handshakes(1)
+        return self.wait_handshakes(1)
 
     def renegotiate(self) -> HandshakeComplete:
         n = len(self.handshakes) + 1

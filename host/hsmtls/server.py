@@ -85,7 +85,14 @@ class TLSServer:
                     kind = "renegotiation complete" if ev.renegotiation else "handshake complete"
                     self.out(f"{kind}: {describe(ev)}")
                 elif isinstance(ev, ApplicationData):
-                    if self.renegotiate_after_data and not renegotiated and conn.secure_renegotiation:
+                    if conn.closed:
+                        continue  # data that came in with the peer's close_notify
+                    if (
+                        self.renegotiate_after_data
+                        and not renegotiated
+                        and conn.secure_renegotiation
+                        and not conn.handshaking
+                    ):
                         renegotiated = True
                         conn.renegotiate()
                     if self.app == "http":
@@ -125,6 +132,9 @@ class TLSServer:
                 await handle_events(conn.receive_data(data))
         except (ConnectionError, OSError) as e:
             self.out(f"connection from {peer} lost: {e}")
+        except Exception as e:  # never let one connection's bug take the server down
+            log.exception("internal error on connection from %s", peer)
+            self.out(f"connection from {peer} failed: internal error: {type(e).__name__}: {e}")
         finally:
             try:
                 await flush()

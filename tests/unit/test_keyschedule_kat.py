@@ -80,7 +80,12 @@ def test_extended_master_secret(v):
 def test_key_block(v):
     kb = H(v["key_block"])
     out = keyschedule.key_block(
-        BACKEND, v["hash"], H(v["master_secret"]), H(v["server_random"]), H(v["client_random"]), len(kb)
+        BACKEND,
+        v["hash"],
+        H(v["master_secret"]),
+        H(v["server_random"]),
+        H(v["client_random"]),
+        len(kb),
     )
     assert out == kb
 
@@ -125,7 +130,9 @@ def test_split_key_block_of_published_key_block():
     v = V.KEY_BLOCK[0]
     kb = H(v["key_block"])
     suite = suites.TLS_RSA_WITH_AES_128_GCM_SHA256
-    cm, sm, ck, sk, civ, siv = keyschedule.split_key_block(suite, kb[: keyschedule.key_block_length(suite)])
+    cm, sm, ck, sk, civ, siv = keyschedule.split_key_block(
+        suite, kb[: keyschedule.key_block_length(suite)]
+    )
     assert cm == sm == b""
     assert ck == kb[0:16] and sk == kb[16:32]
     assert civ == kb[32:36] and siv == kb[36:40]

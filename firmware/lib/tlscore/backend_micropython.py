@@ -3,8 +3,9 @@
 # finalises), cryptolib.aes with ECB=1 and CBC=2 (no CTR, no GCM; 16- or 32-byte keys)
 # and os.urandom. HMAC is written out over hashlib. AES-GCM is CTR built from one ECB
 # encryption over a buffer of counter blocks, plus GHASH from ghash.py; open() checks
-# the tag in constant time before it decrypts anything. SHA-384 suites are not
-# offered (hash_names), so suites.supported_by() drops them.
+# the tag in constant time before it decrypts anything. seal() and open() return
+# bytearrays, not bytes: a copy of a 16 KiB record is too much heap to spend on the
+# board. SHA-384 suites are not offered (hash_names), so suites.supported_by() drops them.
 
 import hashlib
 import os
@@ -13,8 +14,8 @@ import cryptolib
 
 from .ghash import GHash, xor_into
 
-_ECB = 1
-_CBC = 2
+_MODE_ECB = 1
+_MODE_CBC = 2
 _HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 _BLOCK = 64  # input block size of SHA-1 and SHA-256
 _CHUNK = 1024  # keystream bytes per ECB call; a multiple of 16
@@ -36,7 +37,7 @@ class _GCM:
     def __init__(self, key):
         if len(key) not in (16, 32):
             raise ValueError("AES-GCM key must be 16 or 32 bytes")
-        self._ecb = cryptolib.aes(bytes(key), _ECB)
+        self._ecb = cryptolib.aes(bytes(key), _MODE_ECB)
         h = bytearray(16)
         self._ecb.encrypt(bytes(16), h)
         self._ghash = GHash(h)
@@ -87,7 +88,7 @@ class _GCM:
         out[:n] = plaintext
         self._apply_keystream(nonce, out, n)
         out[n:] = self._tag(nonce, aad, memoryview(out)[:n])
-        return bytes(out)
+        return out
 
     def open(self, nonce, ciphertext_and_tag, aad):
         n = len(ciphertext_and_tag) - 16
@@ -98,7 +99,7 @@ class _GCM:
             return None
         out = bytearray(data[:n])
         self._apply_keystream(nonce, out, n)
-        return bytes(out)
+        return out
 
 
 class _CBC:
@@ -111,10 +112,10 @@ class _CBC:
         self._key = bytes(key)
 
     def encrypt(self, iv, data):
-        return bytes(cryptolib.aes(self._key, _CBC, bytes(iv)).encrypt(data))
+        return bytes(cryptolib.aes(self._key, _MODE_CBC, bytes(iv)).encrypt(data))
 
     def decrypt(self, iv, data):
-        return bytes(cryptolib.aes(self._key, _CBC, bytes(iv)).decrypt(data))
+        return bytes(cryptolib.aes(self._key, _MODE_CBC, bytes(iv)).decrypt(data))
 
 
 class MicroPythonBackend:

@@ -63,25 +63,23 @@ except ImportError:
     micropython = None
 
 if micropython is not None:
-    # Viper: `uint` is the machine word (32 or 64 bits), shifts on uint are logical.
-    # Each 128-bit value is four big-endian 32-bit words z0 (high) .. z3 (low); left
-    # shifts only ever move 4 bits into bit 28..31, so nothing needs masking to 32
-    # bits on a 64-bit build. tab holds M as 64 words (4 per nibble) then _LAST4.
+    # Viper: `uint` is the machine word (32 or 64 bits), shifts on uint are logical,
+    # and uint ^ int stays uint. Each 128-bit value is four big-endian 32-bit words z0
+    # (high) .. z3 (low); left shifts only ever move 4 bits into bits 28..31, so
+    # nothing needs masking to 32 bits on a 64-bit build (ptr32 loads zero-extend).
+    # tab holds M as 64 words (4 per nibble), then _LAST4.
 
     @micropython.viper
     def _blocks_viper(y: ptr8, tab: ptr32, data: ptr8, n: int):  # noqa: F821
-        z0 = uint(0)
-        z1 = uint(0)
-        z2 = uint(0)
-        z3 = uint(0)
+        zero = uint(0)  # noqa: F821  (viper's cast; types the z words as uint)
         o = 0
         while o < n:
             for i in range(16):
                 y[i] = y[i] ^ data[o + i]
-            z0 = uint(0)
-            z1 = uint(0)
-            z2 = uint(0)
-            z3 = uint(0)
+            z0 = zero
+            z1 = zero
+            z2 = zero
+            z3 = zero
             i = 15
             while i >= 0:
                 b = y[i]
@@ -90,22 +88,22 @@ if micropython is not None:
                 z3 = (z3 >> 4) | ((z2 & 15) << 28)
                 z2 = (z2 >> 4) | ((z1 & 15) << 28)
                 z1 = (z1 >> 4) | ((z0 & 15) << 28)
-                z0 = (z0 >> 4) ^ (uint(tab[64 + rem]) << 16)
+                z0 = (z0 >> 4) ^ (tab[64 + rem] << 16)
                 j = (b & 15) << 2
-                z0 ^= uint(tab[j])
-                z1 ^= uint(tab[j + 1])
-                z2 ^= uint(tab[j + 2])
-                z3 ^= uint(tab[j + 3])
+                z0 ^= tab[j]
+                z1 ^= tab[j + 1]
+                z2 ^= tab[j + 2]
+                z3 ^= tab[j + 3]
                 rem = z3 & 15
                 z3 = (z3 >> 4) | ((z2 & 15) << 28)
                 z2 = (z2 >> 4) | ((z1 & 15) << 28)
                 z1 = (z1 >> 4) | ((z0 & 15) << 28)
-                z0 = (z0 >> 4) ^ (uint(tab[64 + rem]) << 16)
+                z0 = (z0 >> 4) ^ (tab[64 + rem] << 16)
                 j = (b >> 4) << 2
-                z0 ^= uint(tab[j])
-                z1 ^= uint(tab[j + 1])
-                z2 ^= uint(tab[j + 2])
-                z3 ^= uint(tab[j + 3])
+                z0 ^= tab[j]
+                z1 ^= tab[j + 1]
+                z2 ^= tab[j + 2]
+                z3 ^= tab[j + 3]
                 i -= 1
             y[0] = z0 >> 24
             y[1] = z0 >> 16

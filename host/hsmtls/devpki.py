@@ -1,0 +1,125 @@
+"""A throwaway test PKI made with `cryptography` (demo and tests).
+
+Not for production: real deployments keep the CA key in the token (`hsmtls ca ...`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+UTC = datetime.timezone.utc
+
+
+def new_key(bits: int = 2048) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def name(cn: str, org: str | None = "hsmtls") -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)] if org else []
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    return x509.Name(attrs)
+
+
+def make_ca(key: rsa.RSAPrivateKey, cn: str, days: int = 365) -> x509.Certificate:
+    now = datetime.datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name(cn))
+        .issuer_name(name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def issue(
+    ca_cert: x509.Certificate,
+    ca_key: rsa.RSAPrivateKey,
+    public_key: rsa.RSAPublicKey,
+    cn: str,
+    profile: str,
+    dns: tuple[str, ...] = (),
+    ips: tuple[str, ...] = (),
+    not_before: datetime.datetime | None = None,
+    not_after: datetime.datetime | None = None,
+) -> x509.Certificate:
+    """A leaf certificate: profile "server" (serverAuth, keyEncipherment) or "client"."""
+    now = datetime.datetime.now(UTC)
+    if profile == "server":
+        eku = [ExtendedKeyUsageOID.SERVER_AUTH]
+        ku = x509.KeyUsage(True, False, True, False, False, False, False, False, False)
+    else:
+        eku = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        ku = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(name(cn))
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or now - datetime.timedelta(hours=1))
+        .not_valid_after(not_after or now + datetime.timedelta(days=90))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(ku, critical=True)
+        .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    )
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return b.sign(ca_key, hashes.SHA256())
+
+
+def write_cert(path: Path, cert: x509.Certificate) -> Path:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def write_key(path: Path, key: rsa.RSAPrivateKey) -> Path:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+class DevPKI:
+    """CA + server (localhost, 127.0.0.1) + client certificates written to a directory."""
+
+    def __init__(self, directory: Path, ca_name: str = "hsmtls demo CA") -> None:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.dir = d
+        ca_key = new_key()
+        ca = make_ca(ca_key, ca_name)
+        server_key, client_key = new_key(), new_key()
+        self.ca_cert = write_cert(d / "ca.pem", ca)
+        self.ca_key = write_key(d / "ca.key", ca_key)
+        self.server_cert = write_cert(
+            d / "server.pem",
+            issue(ca, ca_key, server_key.public_key(), "localhost", "server",
+                  dns=("localhost",), ips=("127.0.0.1",)),
+        )
+        self.server_key = write_key(d / "server.key", server_key)
+        self.client_cert = write_cert(
+            d / "client.pem", issue(ca, ca_key, client_key.public_key(), "hsmtls demo client", "client")
+        )
+        self.client_key = write_key(d / "client.key", client_key)
