@@ -79,8 +79,9 @@ def _ecb(key, data):
 def _reference_seal(key, nonce, plaintext, aad):
     # GCM from GHash + cryptography's AES block, the way backend_micropython does it
     blocks = (len(plaintext) + 15) // 16 + 1
-    ctrs = b"".join(nonce + (i + 1).to_bytes(4, "big") for i in range(blocks))
-    ks = _ecb(key, ctrs)
+    ctrs = bytearray(16 * blocks)
+    ghash.fill_counters(ctrs, nonce, 1, blocks)
+    ks = _ecb(key, bytes(ctrs))
     ct = bytearray(plaintext)
     ghash.xor_into(ct, ks[16:], len(ct))
     tag = bytearray(ghash.GHash(_ecb(key, bytes(16))).digest(aad, ct))
@@ -104,3 +105,12 @@ def test_xor_into_portable():
     dst = bytearray(b"\x00\xff\x0f\xf0\xaa")
     ghash.xor_into(dst, b"\xff\xff\xff\xff\xff\x99", 4)
     assert dst == bytearray(b"\xff\x00\xf0\x0f\xaa")
+
+
+def test_fill_counters_portable():
+    buf = bytearray(48)
+    nonce = bytes(range(12))
+    ghash.fill_counters(buf, nonce, 0x00FFFFFF, 3)
+    assert bytes(buf) == b"".join(
+        nonce + c.to_bytes(4, "big") for c in (0x00FFFFFF, 0x01000000, 0x01000001)
+    )

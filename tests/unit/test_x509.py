@@ -61,7 +61,10 @@ def sign_tbs(tbs, key, alg, hash_alg):
 
 def name(cn, org="hsmtls test"):
     return x509.Name(
-        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
     )
 
 
@@ -194,11 +197,18 @@ def pki(keys):
     p.no_key_enc = server("signonly", ku=key_usage("digital_signature"))
     p.unknown_crit = server(
         "strange",
-        extra=[(x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00"), True)],
+        extra=[
+            (x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00"), True)
+        ],
     )
     p.unknown_noncrit = server(
         "harmless",
-        extra=[(x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00"), False)],
+        extra=[
+            (
+                x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00"),
+                False,
+            )
+        ],
     )
     p.ec_leaf = server("ec-leaf", public_key=k.ec.public_key())
     p.small_key = server("tiny", public_key=k.small.public_key())
@@ -212,13 +222,17 @@ def pki(keys):
     base = server("sha1-signed")
     tbs = base.tbs_certificate_bytes
     assert tbs.count(ALG_SHA256_RSA) == 1
-    p.sha1_der = sign_tbs(tbs.replace(ALG_SHA256_RSA, ALG_SHA1_RSA), k.inter, ALG_SHA1_RSA, hashes.SHA1())
+    p.sha1_der = sign_tbs(
+        tbs.replace(ALG_SHA256_RSA, ALG_SHA1_RSA), k.inter, ALG_SHA1_RSA, hashes.SHA1()
+    )
 
     p.other_root = ca_cert("Other Root CA", k.other)
     p.other_leaf = server("localhost", issuer=p.other_root.subject, issuer_key=k.other)
     # same name as our root, different key
     p.impostor_root = ca_cert("Test Root CA", k.other)
-    p.root_expired = ca_cert("Test Root CA", k.ca, not_after=DT_NOW - DAY, not_before=DT_NOW - 99 * DAY)
+    p.root_expired = ca_cert(
+        "Test Root CA", k.ca, not_after=DT_NOW - DAY, not_before=DT_NOW - 99 * DAY
+    )
     p.inter_expired = ca_cert(
         "Test Intermediate CA",
         k.inter,
@@ -381,7 +395,11 @@ def test_key_usage_bits(pki):
         "encipher_only",
         "decipher_only",
     )
-    c = P(build(name("ku"), name("ku"), rsa_key_for_test(), rsa_key_for_test().public_key(), ku=all_bits))
+    c = P(
+        build(
+            name("ku"), name("ku"), rsa_key_for_test(), rsa_key_for_test().public_key(), ku=all_bits
+        )
+    )
     assert c.key_usage == (1 << 9) - 1
     assert X.KU_DECIPHER_ONLY == 1 << 8 and X.KU_NON_REPUDIATION == 1 << 1
 
@@ -436,7 +454,9 @@ def test_bmp_string_name():
     key = rsa_key_for_test()
     from cryptography.x509.name import _ASN1Type
 
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Ωmega", _type=_ASN1Type.BMPString)])
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, "Ωmega", _type=_ASN1Type.BMPString)]
+    )
     c = P(build(subject, subject, key, key.public_key()))
     assert c.common_name() == "Ωmega"
 
@@ -474,7 +494,10 @@ def test_pem_helpers(pki):
     assert X.pem_to_der_list(pem) == [D(pki.root), D(pki.other_root)]
     assert X.pem_to_der_list(pem.decode()) == [D(pki.root), D(pki.other_root)]
     anchors = X.load_anchors(pem)
-    assert [a.subject_str() for a in anchors] == ["CN=Test Root CA, O=hsmtls test", "CN=Other Root CA, O=hsmtls test"]
+    assert [a.subject_str() for a in anchors] == [
+        "CN=Test Root CA, O=hsmtls test",
+        "CN=Other Root CA, O=hsmtls test",
+    ]
     assert X.pem_to_der_list("no certificates here") == []
     with pytest.raises(TLSError):
         X.pem_to_der_list("-----BEGIN CERTIFICATE-----\nAAA\n")
@@ -619,9 +642,28 @@ def test_ip_and_cn_rules():
 
 
 def test_parse_ip():
-    for text in ["1.2.3.4", "::", "::1", "fe80::1:2", "1:2:3:4:5:6:7:8", "::ffff:10.1.2.3", "64:ff9b::1.2.3.4"]:
+    for text in [
+        "1.2.3.4",
+        "::",
+        "::1",
+        "fe80::1:2",
+        "1:2:3:4:5:6:7:8",
+        "::ffff:10.1.2.3",
+        "64:ff9b::1.2.3.4",
+    ]:
         assert X.parse_ip(text) == ipaddress.ip_address(text).packed
-    for text in ["1.2.3", "1.2.3.256", "1.2.3.4.5", "a.b.c.d", "1::2::3", "1:2:3:4:5:6:7:8:9", "12345::", "g::1", "localhost", "1.2.3.-4"]:
+    for text in [
+        "1.2.3",
+        "1.2.3.256",
+        "1.2.3.4.5",
+        "a.b.c.d",
+        "1::2::3",
+        "1:2:3:4:5:6:7:8:9",
+        "12345::",
+        "g::1",
+        "localhost",
+        "1.2.3.-4",
+    ]:
         assert X.parse_ip(text) is None, text
 
 
@@ -639,7 +681,11 @@ def test_server_chain_ok(pki):
 
 def test_chain_order_and_extras(pki):
     # root sent along, intermediates in any order, unrelated certificates ignored
-    verify([pki.leaf, pki.root, pki.other_root, pki.inter], [pki.other_root, pki.root], hostname="localhost")
+    verify(
+        [pki.leaf, pki.root, pki.other_root, pki.inter],
+        [pki.other_root, pki.root],
+        hostname="localhost",
+    )
     verify([pki.leaf, pki.inter, pki.root], [pki.root])
 
 
@@ -741,17 +787,24 @@ def test_hash_missing_from_backend(pki):
             return BACKEND.hash(name, data)
 
     verify([pki.leaf, pki.inter], [pki.root], backend=NoSha384())
-    reason = fails(C.UNSUPPORTED_CERTIFICATE, [pki.sha384, pki.inter], [pki.root], backend=NoSha384())
+    reason = fails(
+        C.UNSUPPORTED_CERTIFICATE, [pki.sha384, pki.inter], [pki.root], backend=NoSha384()
+    )
     assert "CN=sha384" in reason and "sha384" in reason
 
 
 def test_expired_and_not_yet_valid(pki):
-    reason = fails(C.CERTIFICATE_EXPIRED, [pki.expired, pki.inter], [pki.root], hostname="localhost")
+    reason = fails(
+        C.CERTIFICATE_EXPIRED, [pki.expired, pki.inter], [pki.root], hostname="localhost"
+    )
     assert reason.startswith("certificate CN=old.localhost, O=hsmtls test expired on ")
     date = (DT_NOW - 30 * DAY).strftime("%Y-%m-%d")
     assert date in reason
     reason = fails(C.CERTIFICATE_EXPIRED, [pki.not_yet, pki.inter], [pki.root])
-    assert "CN=new.localhost" in reason and "not valid before " + (DT_NOW + 2 * DAY).strftime("%Y-%m-%d") in reason
+    assert (
+        "CN=new.localhost" in reason
+        and "not valid before " + (DT_NOW + 2 * DAY).strftime("%Y-%m-%d") in reason
+    )
     c = P(pki.leaf)
     fails(C.CERTIFICATE_EXPIRED, [pki.leaf, pki.inter], [pki.root], now=c.not_after + 1)
     fails(C.CERTIFICATE_EXPIRED, [pki.leaf, pki.inter], [pki.root], now=c.not_before - 1)
@@ -816,7 +869,9 @@ def test_purpose_client(pki):
 
 
 def test_wrong_host(pki):
-    reason = fails(C.CERTIFICATE_UNKNOWN, [pki.wrong_host, pki.inter], [pki.root], hostname="localhost")
+    reason = fails(
+        C.CERTIFICATE_UNKNOWN, [pki.wrong_host, pki.inter], [pki.root], hostname="localhost"
+    )
     assert reason == "certificate CN=elsewhere, O=hsmtls test does not match host 'localhost'"
     fails(C.CERTIFICATE_UNKNOWN, [pki.leaf, pki.inter], [pki.root], hostname="127.0.0.2")
     fails(C.CERTIFICATE_UNKNOWN, [pki.leaf, pki.inter], [pki.root], hostname="evil.localhost")

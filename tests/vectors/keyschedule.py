@@ -4,8 +4,7 @@
 # MicroPython tests can ship the same values into the interpreter.
 #
 # Sources:
-#   [IETF]    The P_SHA256 / P_SHA384 "test label" vectors posted to the IETF TLS list
-#             (Joseph Birr-Pixton, 2009):
+#   [IETF]    The P_SHA256 / P_SHA384 "test label" vectors posted to the IETF TLS list:
 #             https://www.ietf.org/mail-archive/web/tls/current/msg03416.html
 #             (new archive: https://mailarchive.ietf.org/arch/msg/tls/fzVCzk-z3FShgGJ6DOXqM1ydxms/;
 #             the SHA-256 one is also in tompetersen/bachelor-thesis
@@ -18,11 +17,12 @@
 #             KDF master secret and key block; and its "extended master secret" entry
 #             with an 11-byte secret (FIPS indicator test, SHA-256, key-check:0).
 #   [ACVP]    usnistgov/ACVP-Server gen-val/json-files/kdf-components-tls-1.0/
-#             internalProjection.json (NIST ACVP kdf-components/tls sample set; tgId 2
-#             SHA2-256 v1.2 tcId 37, tgId 3 SHA2-384 v1.2 tcId 41).
+#             internalProjection.json (NIST ACVP kdf-components/tls sample set; tcId 37
+#             of the SHA2-256 v1.2 group, tcId 41 of tgId 3, SHA2-384 v1.2).
 #   [ACVP-EMS] usnistgov/ACVP-Server gen-val/json-files/TLS-v1.2-KDF-RFC7627/
-#             internalProjection.json (NIST ACVP TLS-v1.2 KDF RFC7627 sample set; tgId 1
-#             SHA2-256 tcId 1 and 2, tgId 2 SHA2-384 tcId 37). keyBlockLength 1024 bits.
+#             internalProjection.json (NIST ACVP TLS-v1.2 KDF RFC7627 sample set; tcId 1
+#             and 2 of tgId 1, SHA2-256; tcId 37 of the SHA2-384 group). keyBlockLength
+#             1024 bits.
 #
 # In the NIST formats the master secret uses clientHelloRandom + serverHelloRandom and
 # the key block uses serverRandom + clientRandom (distinct values in the test data).

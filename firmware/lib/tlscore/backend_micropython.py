@@ -1,9 +1,9 @@
 # The crypto backend for MicroPython on the ESP32 (interface in backend.py), built only
 # from what the stock firmware has: hashlib (sha1, sha256; no copy(), digest()
 # finalises), cryptolib.aes with ECB=1 and CBC=2 (no CTR, no GCM; 16- or 32-byte keys)
-# and os.urandom. HMAC is written out over hashlib. AES-GCM is CTR built from one ECB
-# encryption over a buffer of counter blocks, plus GHASH from ghash.py; open() checks
-# the tag in constant time before it decrypts anything. seal() and open() return
+# and os.urandom. HMAC is written out over hashlib. AES-GCM is CTR made by ECB-encrypting
+# a buffer of counter blocks (one cryptolib call per KiB), plus GHASH from ghash.py;
+# open() checks the tag in constant time before it decrypts anything. seal() and open() return
 # bytearrays, not bytes: a copy of a 16 KiB record is too much heap to spend on the
 # board. SHA-384 suites are not offered (hash_names), so suites.supported_by() drops them.
 
@@ -12,7 +12,7 @@ import os
 
 import cryptolib
 
-from .ghash import GHash, xor_into
+from .ghash import GHash, fill_counters, xor_into
 
 _MODE_ECB = 1
 _MODE_CBC = 2
@@ -27,6 +27,11 @@ def _ct_equal16(a, b):
     for i in range(16):
         r |= a[i] ^ b[i]
     return r == 0
+
+
+def _check_nonce(nonce):
+    if len(nonce) != 12:
+        raise ValueError("AES-GCM nonce must be 12 bytes")
 
 
 class _GCM:
@@ -46,18 +51,10 @@ class _GCM:
 
     def _encrypt_counters(self, nonce, c, blocks):
         # ks[:16*blocks] = E_K(nonce || c), E_K(nonce || c+1), ...
-        ctr = self._counters
-        for i in range(blocks):
-            o = i * 16
-            ctr[o : o + 12] = nonce
-            ctr[o + 12] = c >> 24
-            ctr[o + 13] = (c >> 16) & 0xFF
-            ctr[o + 14] = (c >> 8) & 0xFF
-            ctr[o + 15] = c & 0xFF
-            c += 1
+        fill_counters(self._counters, nonce, c, blocks)
         size = blocks * 16
         ks = memoryview(self._ks)[:size]
-        self._ecb.encrypt(memoryview(ctr)[:size], ks)
+        self._ecb.encrypt(memoryview(self._counters)[:size], ks)
         return ks
 
     def _apply_keystream(self, nonce, buf, n):
@@ -76,13 +73,12 @@ class _GCM:
 
     def _tag(self, nonce, aad, ciphertext):
         # T = E_K(J0) ^ GHASH_H(A, C), J0 = nonce || 00000001 (96-bit IV)
-        if len(nonce) != 12:
-            raise ValueError("AES-GCM nonce must be 12 bytes")
         t = bytearray(self._ghash.digest(aad, ciphertext))
         xor_into(t, self._encrypt_counters(nonce, 1, 1), 16)
         return t
 
     def seal(self, nonce, plaintext, aad):
+        _check_nonce(nonce)
         n = len(plaintext)
         out = bytearray(n + 16)
         out[:n] = plaintext
@@ -91,6 +87,7 @@ class _GCM:
         return out
 
     def open(self, nonce, ciphertext_and_tag, aad):
+        _check_nonce(nonce)
         n = len(ciphertext_and_tag) - 16
         if n < 0:
             return None
@@ -112,10 +109,10 @@ class _CBC:
         self._key = bytes(key)
 
     def encrypt(self, iv, data):
-        return bytes(cryptolib.aes(self._key, _MODE_CBC, bytes(iv)).encrypt(data))
+        return cryptolib.aes(self._key, _MODE_CBC, bytes(iv)).encrypt(data)
 
     def decrypt(self, iv, data):
-        return bytes(cryptolib.aes(self._key, _MODE_CBC, bytes(iv)).decrypt(data))
+        return cryptolib.aes(self._key, _MODE_CBC, bytes(iv)).decrypt(data)
 
 
 class MicroPythonBackend:

@@ -1,11 +1,14 @@
-# GHASH, the universal hash of AES-GCM (NIST SP 800-38D §6.4), and the in-place XOR
-# that applies a GCM keystream, for the MicroPython backend. Multiplication in
-# GF(2^128) uses Shoup's 4-bit tables: sixteen multiples of H per key plus a 16-entry
-# reduction table. Two kernels share one table: a portable one over Python ints, which
-# also runs on CPython so it can be checked against `cryptography`, and a
-# `@micropython.viper` one over 32-bit words that MicroPython compiles to machine code
-# (about 50x faster; ESP32, S2/S3 and C3 all have the emitter). The viper code sits
-# behind `import micropython` failing on CPython, so CPython never evaluates it.
+# GHASH, the universal hash of AES-GCM (NIST SP 800-38D §6.4), and the two byte loops
+# of GCM's counter mode (filling counter blocks, XOR in place), for the MicroPython
+# backend. GF(2^128) multiplication uses Shoup's 4-bit tables: sixteen multiples of H
+# per key plus a 16-entry reduction table. Each loop has two kernels: a portable one
+# over Python ints, which also runs on CPython so it can be checked against
+# `cryptography`, and a `@micropython.viper` one that MicroPython compiles to machine
+# code (GHASH about 50x faster; ESP32, S2/S3 and C3 all have the emitter, and
+# `mpy-cross -march=xtensawin|rv32imc` precompiles it). The viper code sits behind
+# `import micropython`, which fails on CPython, so CPython never evaluates it.
+
+import array
 
 # R(rem) of Shoup's method: what reducing the four bits shifted out of the low end
 # adds to the high 16 bits (x^128 = x^7 + x^2 + x + 1, bit-reflected as 0xE1).
@@ -54,8 +57,16 @@ def _xor_py(dst, src, n):
     dst[:n] = x.to_bytes(n, "big")
 
 
+def _counters_py(buf, nonce, c, blocks):
+    for i in range(blocks):
+        o = i * 16
+        buf[o : o + 12] = nonce
+        buf[o + 12 : o + 16] = ((c + i) & 0xFFFFFFFF).to_bytes(4, "big")
+
+
 _blocks_fast = None
 _xor_fast = None
+_counters_fast = None
 
 try:
     import micropython
@@ -130,18 +141,49 @@ if micropython is not None:
             dst[i] = dst[i] ^ src[i]
             i += 1
 
+    @micropython.viper
+    def _counters_viper(buf: ptr8, nonce: ptr8, c: int, blocks: int):  # noqa: F821
+        o = 0
+        end = blocks * 16
+        while o < end:
+            for i in range(12):
+                buf[o + i] = nonce[i]
+            buf[o + 12] = c >> 24
+            buf[o + 13] = c >> 16
+            buf[o + 14] = c >> 8
+            buf[o + 15] = c
+            c += 1
+            o += 16
+
     _blocks_fast = _blocks_viper
     _xor_fast = _xor_viper
+    _counters_fast = _counters_viper
 
 HAVE_VIPER = _blocks_fast is not None
 
 
+# The public wrappers check sizes once, because the viper loops index raw memory.
+
+
 def xor_into(dst, src, n):
-    # dst[:n] ^= src[:n] in place; dst a bytearray, src any buffer
+    # dst[:n] ^= src[:n] in place; dst a bytearray (or a writable memoryview of one)
+    if n < 0 or len(dst) < n or len(src) < n:
+        raise ValueError("xor_into: buffers shorter than n")
     if _xor_fast is not None:
         _xor_fast(dst, src, n)
     else:
         _xor_py(dst, src, n)
+
+
+def fill_counters(buf, nonce, c, blocks):
+    # buf[16*i : 16*i+16] = nonce12 || uint32_be(c + i) for i < blocks: CTR input blocks.
+    # A TLS record is about 2^10 blocks; the bound keeps c a small int on every port.
+    if len(nonce) != 12 or len(buf) < 16 * blocks or c < 0 or c + blocks > 0x40000000:
+        raise ValueError("fill_counters: bad nonce, buffer or counter")
+    if _counters_fast is not None:
+        _counters_fast(buf, nonce, c, blocks)
+    else:
+        _counters_py(buf, nonce, c, blocks)
 
 
 class GHash:
@@ -151,8 +193,6 @@ class GHash:
     def __init__(self, h, portable=False):
         m = _table(h)
         if _blocks_fast is not None and not portable:
-            import array
-
             words = []
             for v in m:
                 words.append(v >> 96)

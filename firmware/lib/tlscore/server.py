@@ -124,6 +124,12 @@ class ServerConnection(Connection):
         self.renegotiating = True
         self._run(self._send_handshake, HelloRequest())
 
+    def _on_no_renegotiation(self):
+        if self.renegotiating and self.state == CONNECTED:
+            self.renegotiating = False  # the client declined our HelloRequest
+        else:
+            Connection._on_no_renegotiation(self)
+
     def _signature_schemes(self):
         names = self.backend.hash_names
         return [s for s in SERVER_SIGNATURE_SCHEMES if SIGNATURE_SCHEMES[s][1] in names]

@@ -328,38 +328,35 @@ def _escape(value):
     return "".join(out)
 
 
-def name_attributes(name_der):
-    # [(oid, value)] in DER order; the most general (C, O) usually comes first.
+def name_rdns(name_der):
+    # [[(oid, value), ...] for each RelativeDistinguishedName], in DER order: the most
+    # general attribute (C, O) usually comes first.
     data = name_der
     start, end = _expect(data, 0, len(data), _SEQUENCE, "Name")
-    out = []
+    rdns = []
     for t, s, e in _children(data, start, end):
         if t != _SET:
             raise _malformed("expected RelativeDistinguishedName")
+        rdn = []
         for t2, s2, e2 in _children(data, s, e):
             if t2 != _SEQUENCE:
                 raise _malformed("expected AttributeTypeAndValue")
             oid, pos = _read_oid(data, s2, e2)
             vt, vs, ve = _read_tlv(data, pos, e2)
-            out.append((oid, _string_value(data, vt, vs, ve)))
-    return out
+            if ve != e2:
+                raise _malformed("trailing data in AttributeTypeAndValue")
+            rdn.append((oid, _string_value(data, vt, vs, ve)))
+        rdns.append(rdn)
+    return rdns
 
 
 def name_str(name_der):
     # RFC 4514 order (last RDN first), multi-valued RDNs joined with "+"
-    data = name_der
-    start, end = _expect(data, 0, len(data), _SEQUENCE, "Name")
-    rdns = []
-    for _, s, e in _children(data, start, end):
-        parts = []
-        for _, s2, e2 in _children(data, s, e):
-            oid, pos = _read_oid(data, s2, e2)
-            vt, vs, ve = _read_tlv(data, pos, e2)
-            key = ATTRIBUTE_NAMES.get(oid, oid)
-            parts.append(key + "=" + _escape(_string_value(data, vt, vs, ve)))
-        rdns.append("+".join(parts))
-    rdns.reverse()
-    return ", ".join(rdns)
+    parts = []
+    for rdn in name_rdns(name_der):
+        parts.append("+".join([ATTRIBUTE_NAMES.get(o, o) + "=" + _escape(v) for o, v in rdn]))
+    parts.reverse()
+    return ", ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------
@@ -381,7 +378,10 @@ class RSAPublicKey:
 
 class Certificate:
     # Fields are filled by parse_certificate. version is 1, 2 or 3 (not the DER 0..2);
-    # issuer and subject are the raw DER of the Name, compared bytewise when chaining.
+    # issuer and subject are the raw DER of the Name, compared bytewise when chaining;
+    # tbs is a memoryview into der; times are unix seconds; public_key is an
+    # RSAPublicKey, or None when key_type names another algorithm ("ec", "ed25519", or
+    # the OID); signature_hash is None for any algorithm but sha*WithRSAEncryption.
     def __init__(self, der):
         self.der = der
         self.tbs = b""
@@ -413,9 +413,10 @@ class Certificate:
     def common_name(self):
         # the most specific CN when there are several
         cn = None
-        for oid, value in name_attributes(self.subject):
-            if oid == _OID_COMMON_NAME:
-                cn = value
+        for rdn in name_rdns(self.subject):
+            for oid, value in rdn:
+                if oid == _OID_COMMON_NAME:
+                    cn = value
         return cn
 
     def is_self_issued(self):
@@ -435,7 +436,8 @@ def parse_certificate(der):
     tbs_tag, tbs_start, tbs_end = _read_tlv(data, start, end)
     if tbs_tag != _SEQUENCE:
         raise _malformed("expected TBSCertificate")
-    cert.tbs = data[start:tbs_end]
+    # a view, not a copy: it is only ever hashed, and it is most of the certificate
+    cert.tbs = memoryview(data)[start:tbs_end]
     s, e = _expect(data, tbs_end, end, _SEQUENCE, "signatureAlgorithm")
     outer_alg = data[s:e]
     cert.signature_algorithm_oid = _algorithm(data, s, e)
@@ -486,8 +488,8 @@ def _parse_tbs(cert, data, pos, end, outer_alg):
         raise _malformed("expected subject")
     cert.subject = data[_tlv_start(items, i + 4, pos) : e]
     # Decode both names now so a bad one fails here, not inside an error message later.
-    name_attributes(cert.issuer)
-    name_attributes(cert.subject)
+    name_rdns(cert.issuer)
+    name_rdns(cert.subject)
     t, s, e = items[i + 5]
     if t != _SEQUENCE:
         raise _malformed("expected subjectPublicKeyInfo")

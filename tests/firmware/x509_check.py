@@ -1,0 +1,93 @@
+# Runs under MicroPython (unix port), started by test_x509_micropython.py:
+#   micropython x509_check.py <firmware/lib> <dir with the DER/PEM files> <now>
+# It exercises tlscore.x509 on the interpreter the board runs, with a backend made of
+# what the ESP32 firmware has (hashlib sha1/sha256, os.urandom), and prints one line per
+# result for the test to compare with what CPython and `cryptography` say.
+
+import sys
+
+sys.path.insert(0, sys.argv[1])
+
+import hashlib  # noqa: E402
+import os  # noqa: E402
+
+from tlscore import x509  # noqa: E402
+from tlscore.errors import TLSError  # noqa: E402
+
+DIR = sys.argv[2]
+NOW = int(sys.argv[3])
+
+
+class BoardBackend:
+    hash_names = ("sha1", "sha256")
+
+    def random(self, n):
+        return os.urandom(n)
+
+    def hash(self, name, data):
+        return getattr(hashlib, name)(data).digest()
+
+
+BACKEND = BoardBackend()
+
+
+def load(name):
+    with open(DIR + "/" + name, "rb") as f:
+        return f.read()
+
+
+def run(label, chain, anchors, host=None, purpose="server"):
+    try:
+        leaf = x509.verify_chain(BACKEND, chain, anchors, NOW, hostname=host, purpose=purpose)
+        print(label, "OK", leaf.common_name())
+    except TLSError as e:
+        print(label, "ALERT", e.alert, e.reason)
+
+
+leaf_der = load("leaf.der")
+inter_der = load("inter.der")
+anchors = x509.load_anchors(load("root.pem"))
+other = x509.load_anchors(load("other.pem"))
+
+leaf = x509.parse_certificate(leaf_der)
+print("subject", leaf.subject_str())
+print("issuer", leaf.issuer_str())
+print("serial", leaf.serial)
+print("validity", leaf.not_before, leaf.not_after)
+print("key", leaf.key_type, leaf.public_key.bits, leaf.public_key.e, leaf.public_key.n % 1000003)
+print("san", ",".join(leaf.san_dns), ",".join([str(len(ip)) for ip in leaf.san_ip]))
+print("ku", leaf.key_usage, "eku", ",".join(leaf.extended_key_usage))
+print("bc", anchors[0].basic_constraints)
+print("hash", leaf.signature_hash)
+
+run("good", [leaf_der, inter_der], anchors, "localhost")
+run("good_ip", [leaf_der, inter_der], anchors, "127.0.0.1")
+run("expired", [load("expired.der"), inter_der], anchors, "localhost")
+run("unknown_ca", [leaf_der, inter_der], other, "localhost")
+run("wrong_host", [leaf_der, inter_der], anchors, "example.com")
+run("sha384_missing", [load("sha384.der"), inter_der], anchors)
+run("client", [load("client.der"), inter_der], anchors, None, "client")
+
+# Mutated copies of the leaf: only TLSError may come out, on this interpreter too.
+seed = 12345
+crashes = 0
+parsed = 0
+for i in range(int(sys.argv[4]) if len(sys.argv) > 4 else 200):
+    seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
+    b = bytearray(leaf_der)
+    pos = seed % len(b)
+    if i % 3 == 0:
+        b = b[:pos]
+    else:
+        b[pos] ^= 1 << (seed >> 16) % 8
+    try:
+        c = x509.parse_certificate(bytes(b))
+        c.subject_str()
+        parsed += 1
+        x509.verify_chain(BACKEND, [bytes(b), inter_der], anchors, NOW, hostname="localhost")
+    except TLSError:
+        pass
+    except Exception as e:  # counted: this must never happen
+        crashes += 1
+        print("crash", i, repr(e))
+print("fuzz parsed", parsed, "crashes", crashes)
