@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 pytestmark = [
@@ -102,12 +102,12 @@ def chain_dir(tmp_path_factory):
         (d / fname).write_bytes(cert.public_bytes(serialization.Encoding.DER))
     (d / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
     (d / "other.pem").write_bytes(other.public_bytes(serialization.Encoding.PEM))
-    return d, leaf
+    return d, leaf, leaf_key
 
 
 @pytest.fixture(scope="module")
 def output(chain_dir):
-    d, _ = chain_dir
+    d = chain_dir[0]
     proc = subprocess.run(
         ["micropython", str(SCRIPT), str(ROOT / "firmware" / "lib"), str(d), str(NOW), "200"],
         capture_output=True,
@@ -123,7 +123,7 @@ def output(chain_dir):
 
 
 def test_parsed_fields_match_cryptography(output, chain_dir):
-    _, leaf = chain_dir
+    leaf = chain_dir[1]
     pub = leaf.public_key().public_numbers()
     assert output["subject"] == "CN=localhost, O=hsmtls test, C=DE"
     assert output["issuer"] == "CN=MP Intermediate, O=hsmtls test, C=DE"
@@ -159,3 +159,16 @@ def test_mutated_certificates_raise_only_tlserror(output):
     parsed, crashes = output["fuzz"].split()[1::2]
     assert crashes == "0"
     assert int(parsed) > 0
+
+
+def test_board_helpers(output):
+    assert output["ip"] == "True None"
+    assert output["wild"] == "True False"
+    assert output["time"] == "1969-12-31 23:59:59 UTC 2100-01-01 00:00:00 UTC"
+
+
+def test_rsa_encrypt_on_micropython_decrypts_in_cpython(output, chain_dir):
+    leaf_key = chain_dir[2]
+    c = bytes.fromhex(output["rsa_encrypt"])
+    assert len(c) == 256
+    assert leaf_key.decrypt(c, padding.PKCS1v15()) == b"\x03\x03" + b"\x5a" * 46

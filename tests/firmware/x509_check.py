@@ -8,10 +8,11 @@ import sys
 
 sys.path.insert(0, sys.argv[1])
 
+import binascii  # noqa: E402
 import hashlib  # noqa: E402
 import os  # noqa: E402
 
-from tlscore import x509  # noqa: E402
+from tlscore import pkcs1, x509  # noqa: E402
 from tlscore.errors import TLSError  # noqa: E402
 
 DIR = sys.argv[2]
@@ -67,6 +68,24 @@ run("unknown_ca", [leaf_der, inter_der], other, "localhost")
 run("wrong_host", [leaf_der, inter_der], anchors, "example.com")
 run("sha384_missing", [load("sha384.der"), inter_der], anchors)
 run("client", [load("client.der"), inter_der], anchors, None, "client")
+
+# Host-name helpers and dates use str/int behaviour that differs between interpreters.
+print(
+    "ip",
+    x509.parse_ip("::ffff:10.1.2.3") == b"\x00" * 10 + b"\xff\xff\x0a\x01\x02\x03",
+    x509.parse_ip("1_0::1"),
+)
+wild = x509.Certificate(b"")
+wild.san_dns = ["*.Example.com"]
+wild.has_san = True
+print(
+    "wild", x509.match_hostname(wild, "a.example.COM"), x509.match_hostname(wild, "a.b.example.com")
+)
+print("time", x509.format_time(-1), x509.format_time(4102444800))
+
+# RSAES-PKCS1-v1_5 with the leaf's key, for CPython to decrypt (the premaster_secret path).
+c = pkcs1.encrypt(BACKEND, leaf.public_key.n, leaf.public_key.e, b"\x03\x03" + b"\x5a" * 46)
+print("rsa_encrypt", binascii.hexlify(c).decode())
 
 # Mutated copies of the leaf: only TLSError may come out, on this interpreter too.
 seed = 12345

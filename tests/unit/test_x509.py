@@ -484,6 +484,38 @@ def test_calendar_arithmetic_against_python():
         assert days * 86400 == calendar.timegm((dt.year, dt.month, dt.day, 0, 0, 0))
 
 
+@pytest.mark.parametrize(
+    "tag, text, expected",
+    [
+        (0x17, b"240229235959Z", datetime.datetime(2024, 2, 29, 23, 59, 59)),
+        (0x17, b"491231235959Z", datetime.datetime(2049, 12, 31, 23, 59, 59)),
+        (0x17, b"500101000000Z", datetime.datetime(1950, 1, 1)),
+        (0x18, b"20000229000000Z", datetime.datetime(2000, 2, 29)),
+        (0x18, b"99991231235959Z", datetime.datetime(9999, 12, 31, 23, 59, 59)),
+        (0x17, b"230229000000Z", None),  # not a leap year
+        (0x18, b"21000229000000Z", None),
+        (0x17, b"241301000000Z", None),
+        (0x17, b"240431000000Z", None),
+        (0x17, b"240101240000Z", None),
+        (0x17, b"240101006000Z", None),
+        (0x17, b"240101000060Z", None),
+        (0x17, b"2401010000Z", None),  # seconds are required
+        (0x17, b"240101000000+", None),
+        (0x17, b"24010100000aZ", None),
+        (0x18, b"20240101000000.5Z", None),
+        (0x18, b"240101000000Z", None),
+        (0x04, b"240101000000Z", None),
+    ],
+)
+def test_time_values(tag, text, expected):
+    if expected is None:
+        with pytest.raises(TLSError):
+            X._time_value(text, tag, 0, len(text))
+    else:
+        t = calendar.timegm(expected.timetuple())
+        assert X._time_value(text, tag, 0, len(text)) == t
+
+
 def test_pem_helpers(pki):
     pem = (
         b"junk before\n"
@@ -663,6 +695,13 @@ def test_parse_ip():
         "g::1",
         "localhost",
         "1.2.3.-4",
+        "::-1",
+        "+1::",
+        " 1::",
+        "1_0::1",
+        "1.2.3.0x4",
+        "1.2.3.+4",
+        "1.2.3.1_0",
     ]:
         assert X.parse_ip(text) is None, text
 

@@ -58,6 +58,8 @@ def _write_extensions(w, extensions):
 
 
 class _Hello:
+    extensions = []  # list of (type, data)
+
     def extension(self, ext_type):
         for t, data in self.extensions:
             if t == ext_type:
@@ -202,6 +204,8 @@ class CertificateRequest:
 
 
 class _Empty:
+    msg_type = -1
+
     def __init__(self):
         pass
 

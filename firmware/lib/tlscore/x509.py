@@ -302,6 +302,8 @@ def _time_value(data, tag, start, end):
     second = _digits(data, pos + 8, 2)
     if not 1 <= month <= 12 or not 1 <= day <= _DAYS_IN_MONTH[month - 1]:
         raise _malformed("bad date")
+    if month == 2 and day == 29 and (year % 4 or (year % 100 == 0 and year % 400)):
+        raise _malformed("bad date")
     if hour > 23 or minute > 59 or second > 59:
         raise _malformed("bad time of day")
     return ((_days_from_civil(year, month, day) * 24 + hour) * 60 + minute) * 60 + second
@@ -649,26 +651,30 @@ def load_anchors(pem):
 # Host names (RFC 6125 §6.4)
 
 
+def _number(text, base, max_len):
+    # int() would also accept "+1", " 1" and "1_0"; an address part is plain digits
+    if not 1 <= len(text) <= max_len:
+        return None
+    v = 0
+    for c in text.lower():
+        d = "0123456789abcdef".find(c)
+        if d < 0 or d >= base:
+            return None
+        v = v * base + d
+    return v
+
+
 def _parse_ipv4(text):
     parts = text.split(".")
     if len(parts) != 4:
         return None
     out = bytearray()
     for p in parts:
-        if not p or len(p) > 3 or not _all_digits(p):
-            return None
-        v = int(p)
-        if v > 255:
+        v = _number(p, 10, 3)
+        if v is None or v > 255:
             return None
         out.append(v)
     return bytes(out)
-
-
-def _all_digits(text):
-    for c in text:
-        if c < "0" or c > "9":
-            return False
-    return True
 
 
 def _parse_ipv6(text):
@@ -691,12 +697,10 @@ def _parse_ipv6(text):
         words = []
         if half:
             for w in half.split(":"):
-                if not 1 <= len(w) <= 4:
+                v = _number(w, 16, 4)
+                if v is None:
                     return None
-                try:
-                    words.append(int(w, 16))
-                except ValueError:
-                    return None
+                words.append(v)
         groups.append(words)
     if len(halves) == 2:
         missing = 8 - len(groups[0]) - len(groups[1])
