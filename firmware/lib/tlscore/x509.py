@@ -833,6 +833,14 @@ def _build_path(backend, leaf, presented, anchors):
         anchor = _check_signature(backend, cur, by_anchor)
         if anchor is not None:
             return path, anchor
+        if not by_chain:
+            # a trusted CA of that name exists, but its key did not sign this: an
+            # impostor CA (or a re-keyed one) is an unknown CA, as for OpenSSL
+            raise TLSError(
+                UNKNOWN_CA,
+                "certificate %s is not signed by a trusted CA (a trusted CA has its issuer's name, but not its key)"
+                % _who(cur),
+            )
         issuer = _check_signature(backend, cur, by_chain)
         if issuer is None:
             raise TLSError(BAD_CERTIFICATE, "signature on %s does not verify" % _who(cur))

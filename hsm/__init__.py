@@ -1,0 +1,1 @@
+"""PKCS#11 token support for hsmtls."""
