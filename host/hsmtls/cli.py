@@ -6,7 +6,6 @@ import asyncio
 import sys
 
 import click
-
 from tlscore.errors import TLSError
 
 from .keys import KeyError_, load_private_key
@@ -28,7 +27,7 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=4433, show_default=True, type=int, help="TCP port (0: any free port).")
 @click.option("--cert", required=True, type=click.Path(), help="Server certificate chain (PEM).")
-@click.option("--key", "key_spec", required=True, help="Private key: PEM file (later: pkcs11: URI).")
+@click.option("--key", "key_spec", required=True, help="Private key: PEM file or pkcs11: URI (RFC 7512).")
 @click.option("--client-ca", type=click.Path(), help="CA certificates that sign client certificates.")
 @click.option(
     "--verify-client",
@@ -38,13 +37,15 @@ def main() -> None:
 @click.option("--app", type=click.Choice(["echo", "http"]), default="echo", show_default=True)
 @click.option("--cipher", "ciphers", multiple=True, help="Cipher suite (IANA or OpenSSL name), in preference order; repeatable.")
 @click.option("--renegotiate", is_flag=True, help="Renegotiate (HelloRequest) after a client's first data.")
-def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate) -> None:
+@click.option("--module", help="PKCS#11 module for pkcs11: keys (default: $HSMTLS_PKCS11_MODULE, else SoftHSM2).")
+@click.option("--pin-file", type=click.Path(), help="File with the token user PIN (else $HSMTLS_PIN, else a prompt).")
+def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file) -> None:
     """Serve TLS 1.2 with RSA key exchange."""
     from .server import TLSServer
 
     try:
         config = server_config(cert, client_ca, verify_client, ciphers)
-        key = load_private_key(key_spec)
+        key = load_private_key(key_spec, module, pin_file)
     except (ConfigError, KeyError_, TLSError) as e:
         _fail(str(e))
     server = TLSServer(config, key, app=app, renegotiate=renegotiate, out=lambda s: click.echo(s))
@@ -73,7 +74,7 @@ def _split_target(target: str) -> tuple[str, int]:
 @click.option("--ca", type=click.Path(), help="CA certificates to verify the server with (PEM).")
 @click.option("--insecure", is_flag=True, help="Do not verify the server certificate (testing only).")
 @click.option("--cert", type=click.Path(), help="Client certificate chain (PEM).")
-@click.option("--key", "key_spec", help="Client private key: PEM file (later: pkcs11: URI).")
+@click.option("--key", "key_spec", help="Client private key: PEM file or pkcs11: URI (RFC 7512).")
 @click.option("--cipher", "ciphers", multiple=True, help="Offer only this suite (IANA name); repeatable.")
 @click.option("--servername", help="Name to verify and send as SNI (default: the host).")
 @click.option("--renegotiate", is_flag=True, help="Renegotiate once after the handshake.")
@@ -81,7 +82,9 @@ def _split_target(target: str) -> tuple[str, int]:
 @click.option("--until", "until_text", help="Stop reading once this text has arrived.")
 @click.option("--idle-timeout", default=1.0, show_default=True, type=float, help="Stop reading after this long without data.")
 @click.option("--timeout", default=10.0, show_default=True, type=float, help="Connect/handshake timeout.")
-def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotiate, send_text, until_text, idle_timeout, timeout) -> None:
+@click.option("--module", help="PKCS#11 module for a pkcs11: key.")
+@click.option("--pin-file", type=click.Path(), help="File with the token user PIN (else $HSMTLS_PIN, else a prompt).")
+def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotiate, send_text, until_text, idle_timeout, timeout, module, pin_file) -> None:
     """Connect to a TLS 1.2 server and report what was negotiated."""
     from .client import TLSClient, TLSFailure
 
@@ -92,7 +95,7 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotia
         _fail("--cert and --key go together")
     try:
         config = client_config(None if insecure else ca, servername or host, cert, ciphers)
-        key = load_private_key(key_spec) if key_spec else None
+        key = load_private_key(key_spec, module, pin_file) if key_spec else None
     except (ConfigError, KeyError_, TLSError) as e:
         _fail(str(e))
     yn = {True: "yes", False: "no"}
@@ -129,3 +132,15 @@ def demo() -> None:
     from .demo import run_demo
 
     sys.exit(run_demo(click.echo))
+
+
+from .board_cli import board, bridge  # noqa: E402
+
+main.add_command(board)
+main.add_command(bridge)
+
+
+from .token_cli import ca, token  # noqa: E402
+
+main.add_command(token)
+main.add_command(ca)

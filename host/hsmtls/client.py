@@ -70,7 +70,8 @@ class TLSClient:
                     try:
                         result = run_key_operation(self.key, ev)
                     except Exception as e:  # the key's failure becomes an alert
-                        more = self.conn.key_operation_failed(ev.op_id, str(e))
+                        why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                        more = self.conn.key_operation_failed(ev.op_id, why)
                     else:
                         more = self.conn.key_operation_result(ev.op_id, result)
                 self._flush()

@@ -12,7 +12,6 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
 from tlscore.events import KeyOperationRequest
 
 _HASHES = {
@@ -31,7 +30,7 @@ class PrivateKey(Protocol):
     description: str
     performer: str  # who runs the operation: "host", "token", "board"
 
-    def decrypt_premaster(self, ciphertext: bytes) -> bytes | None: ...
+    def decrypt_premaster(self, ciphertext: bytes) -> bytes | tuple[bytes, bytes] | None: ...
 
     def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes: ...
 
@@ -79,17 +78,21 @@ class FileKey:
         return self._key.sign(bytes(data), padding.PKCS1v15(), _HASHES[hash_name]())
 
 
-def load_private_key(spec: str) -> PrivateKey:
-    """A key from a PEM/DER path, or (later) a pkcs11: URI."""
+def load_private_key(spec: str, module: str | None = None, pin_file: str | None = None) -> PrivateKey:
+    """A key from a PEM/DER path or a pkcs11: URI (RFC 7512)."""
     if spec.startswith("pkcs11:"):
-        raise KeyError_(
-            "pkcs11: keys need the token support (hsm package), which is not built yet; "
-            "use a PEM key file for now"
-        )
+        from hsmtls.hsm.keyops import TokenKey
+        from hsmtls.hsm.token import TokenError
+        from hsmtls.hsm.uri import URIError
+
+        try:
+            return TokenKey(spec, module=module, pin_file=pin_file)
+        except (TokenError, URIError) as e:
+            raise KeyError_(str(e)) from None
     return FileKey(spec)
 
 
-def run_key_operation(key: PrivateKey, req: KeyOperationRequest) -> bytes | None:
+def run_key_operation(key: PrivateKey, req: KeyOperationRequest) -> bytes | tuple[bytes, bytes] | None:
     """Run the engine's request on the key (blocking: call it from a worker thread)."""
     if req.kind == "decrypt":
         return key.decrypt_premaster(req.data)

@@ -74,8 +74,9 @@ class TLSServer:
                     try:
                         result = await loop.run_in_executor(None, run_key_operation, self.key, ev)
                     except Exception as e:  # token/device failure: fail this handshake only
-                        log.warning("key operation failed on %s: %s", self.key.description, e)
-                        more = conn.key_operation_failed(ev.op_id, f"{self.key.description}: {e}")
+                        why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                        log.warning("key operation failed on %s: %s", self.key.description, why)
+                        more = conn.key_operation_failed(ev.op_id, f"{self.key.description}: {why}")
                     else:
                         more = conn.key_operation_result(ev.op_id, result)
                     await flush()

@@ -53,7 +53,8 @@ class RenegotiationRequested(Event):
 class KeyOperationRequest(Event):
     # kind "decrypt": data is the EncryptedPreMasterSecret; answer the PKCS#1 v1.5
     #   decryption result (any bytes; a padding failure may be answered with anything,
-    #   the engine substitutes a random premaster without branching).
+    #   the engine substitutes a random premaster without branching), or a pair
+    #   (message, substitute46) when the key derives its own substitute.
     # kind "sign": data is the message to sign with `scheme` (e.g. "rsa_pkcs1_sha256",
     #   hash `hash_name`); answer the signature.
     def __init__(self, op_id, kind, data, scheme=None, hash_name=None):

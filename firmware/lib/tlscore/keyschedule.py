@@ -68,3 +68,10 @@ def ct_equal(a, b):
     for i in range(len(a)):
         r |= a[i] ^ b[i]
     return r == 0
+
+
+def ct_select(good, a, b):
+    # a where good == 1, b where good == 0, byte by byte, without a branch on good
+    m = (-good) & 0xFF
+    n = m ^ 0xFF
+    return bytes([(x & m) | (y & n) for x, y in zip(a, b)])

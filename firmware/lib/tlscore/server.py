@@ -38,7 +38,7 @@ from .constants import (
 )
 from .errors import TLSError
 from .events import RenegotiationRequested
-from .keyschedule import ct_equal
+from .keyschedule import ct_equal, ct_select
 from .messages import (
     Certificate,
     CertificateRequest,
@@ -86,13 +86,6 @@ TRANSITIONS = {
 }
 
 
-def _mask_select(good, a, b):
-    # a where good == 1, b where good == 0, byte by byte and without a branch on good
-    m = (-good) & 0xFF
-    n = m ^ 0xFF
-    return bytes([(x & m) | (y & n) for x, y in zip(a, b)])
-
-
 def _eq_mask(x, y):
     # 1 if the small non-negative ints x == y else 0, without a comparison branch
     return ((((x ^ y) - 1) >> 32) & 1)
@@ -107,7 +100,7 @@ def premaster_from_decryption(result, client_version, substitute):
     m48 = (m + bytes(48))[:48]
     good &= _eq_mask(m48[0], client_version >> 8) & _eq_mask(m48[1], client_version & 0xFF)
     fallback = bytes([client_version >> 8, client_version & 0xFF]) + substitute[:46]
-    return _mask_select(good, m48, fallback)
+    return ct_select(good, m48, fallback)
 
 
 class ServerConnection(Connection):
@@ -225,7 +218,13 @@ class ServerConnection(Connection):
         return None
 
     def _on_premaster_decrypted(self, op, result):
-        substitute = self.backend.random(46)
+        # result: the decrypted message, or (message, substitute) from a key that
+        # derives its substitute deterministically from the ciphertext (implicit
+        # rejection in a token); otherwise the substitute is random.
+        if isinstance(result, tuple):
+            result, substitute = result
+        else:
+            substitute = self.backend.random(46)
         pre_master_secret = premaster_from_decryption(result, self.client_version, substitute)
         self._derive_master_secret(pre_master_secret, self._ems_transcript)
         self._ems_transcript = None

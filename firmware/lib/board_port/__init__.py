@@ -1,0 +1,14 @@
+# The one place that knows which board we run on. Portable firmware code imports
+# `board_port` and uses only what both implementations provide:
+#   setup()                    link mode: Ctrl-C off, full CPU speed
+#   Serial()                   .wait(ms) -> bool, .read_into(buf) -> n (never blocks),
+#                              .write(data)
+#   ticks_ms(), ticks_diff(a, b), info() -> dict, flash_path(name), leave_link_mode()
+# unix.py is the MicroPython unix port on a pty (the emulated board); esp32.py the board.
+
+import sys
+
+if sys.platform == "esp32":
+    from .esp32 import *  # noqa: F403
+else:
+    from .unix import *  # noqa: F403

@@ -1,0 +1,59 @@
+# What the unix port and the ESP32 share: stdio as a raw byte pipe (sys.stdin.buffer /
+# sys.stdout.buffer: text stdio would map CR and LF) and select.poll on stdin. A read of
+# n bytes blocks until all n arrive, so bytes are taken one at a time while poll() says
+# more are waiting: the link never waits inside a read.
+
+import select
+import sys
+import time
+
+import micropython
+
+
+def ticks_ms():
+    return time.ticks_ms()
+
+
+def ticks_diff(a, b):
+    return time.ticks_diff(a, b)
+
+
+class Serial:
+    def __init__(self):
+        self._rx = sys.stdin.buffer
+        self._tx = sys.stdout.buffer
+        self._poll = select.poll()
+        self._poll.register(sys.stdin, select.POLLIN)
+        self._one = bytearray(1)
+
+    def wait(self, timeout_ms):
+        return bool(self._poll.poll(timeout_ms))
+
+    def read_into(self, buf):
+        n = 0
+        size = len(buf)
+        poll = self._poll.poll
+        one = self._one
+        rd = self._rx.readinto
+        while n < size and poll(0):
+            if not rd(one):
+                break
+            buf[n] = one[0]
+            n += 1
+        return n
+
+    def write(self, data):
+        if data:
+            self._tx.write(data)
+            flush = getattr(self._tx, "flush", None)
+            if flush:
+                flush()
+
+
+def disable_ctrl_c():
+    # 0x03 is data on the link, not KeyboardInterrupt
+    micropython.kbd_intr(-1)
+
+
+def enable_ctrl_c():
+    micropython.kbd_intr(3)

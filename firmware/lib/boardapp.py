@@ -1,0 +1,458 @@
+# The board's application: link mode over the serial port, and the TLS client run on
+# the host's command. The host sends RUN; the board asks the host to OPEN a TCP
+# connection, drives tlscore's ClientConnection (the host only carries TLS records
+# between the link and TCP), answers the engine's "sign" requests with its own key,
+# and reports a RESULT with the negotiated parameters, compute time per handshake
+# step and the live heap at each step. Trust anchor, certificate and key are files on
+# the board's flash (ca.pem, client.pem, client.key): the host is exactly what the
+# board must not have to trust, so it never supplies a trust anchor or sees the key.
+#
+# Loop order matters on a classic ESP32: read everything waiting, acknowledge it at
+# once, and only then run the engine, so the host's next ~200 bytes can land in the
+# 260-byte UART ring while we compute.
+
+import gc
+
+from hsmlink import VERSION
+from hsmlink import protocol as P
+from hsmlink.link import Link
+from tlscore import suites, x509
+from tlscore.backend_micropython import BACKEND
+from tlscore.client import ClientConnection
+from tlscore.config import TLSConfig
+from tlscore.constants import HANDSHAKE_NAMES
+from tlscore.events import (
+    ApplicationData,
+    ConnectionClosed,
+    HandshakeComplete,
+    KeyOperationRequest,
+)
+
+BOARD_SUITES = (
+    suites.TLS_RSA_WITH_AES_128_GCM_SHA256,
+    suites.TLS_RSA_WITH_AES_128_CBC_SHA256,
+    suites.TLS_RSA_WITH_AES_128_CBC_SHA,
+)
+SESSION_TIMEOUT_MS = 20000
+
+
+def _text(b):
+    try:
+        return bytes(b).decode()
+    except Exception:
+        return repr(bytes(b))
+
+
+class TimedClient(ClientConnection):
+    # The engine, timed per handshake message: what the board computes at each step
+    # (Certificate: the chain check; ServerHelloDone: premaster encryption and keys).
+    steps = None
+    ticks = None
+
+    def _dispatch(self, msg_type, raw):
+        t = self.ticks[0]()
+        try:
+            ClientConnection._dispatch(self, msg_type, raw)
+        finally:
+            name = msg_type if isinstance(msg_type, str) else HANDSHAKE_NAMES.get(msg_type, str(msg_type))
+            self.steps(name, self.ticks[1](self.ticks[0](), t))
+
+
+class Session:
+    def __init__(self, board, opts):
+        self.board = board
+        self.opts = opts
+        self.t0 = board.port.ticks_ms()
+        self.last_activity = self.t0
+        self.inbox = bytearray()
+        self.conn = None
+        self.done = False
+        self.steps = []  # [name, ms] in order; repeated names are summed
+        self.handshakes = []
+        self.received = bytearray()
+        self.sent_app = False
+        self.renegotiated_by_us = False
+        self.heap_peak = 0
+        self.heap_base = 0
+        self.timeout = opts.get("timeout_ms", SESSION_TIMEOUT_MS)
+        self.result = {}
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def start(self):
+        b = self.board
+        opts = self.opts
+        names = opts.get("suites") or [s.name for s in BOARD_SUITES]
+        offer = []
+        for n in names:
+            s = suites.lookup(n)
+            if s is None or s not in BOARD_SUITES:
+                raise ValueError("suite not offered by the board: %s" % n)
+            offer.append(s)
+        want = opts.get("anchor_sha256")
+        if want and want not in b.anchor_fingerprints():
+            raise ValueError("the board's trust anchor is not the CA the host expects")
+        chain = []
+        if opts.get("client_auth"):
+            chain = b.client_chain()
+        cfg = TLSConfig(
+            cipher_suites=offer,
+            trust_anchors=b.anchors(),
+            server_name=opts.get("server_name"),
+            verify_peer=True,
+            certificate_chain=chain,
+            now=b.now,
+        )
+        if opts.get("mfl") and hasattr(cfg, "max_fragment_length"):
+            cfg.max_fragment_length = opts["mfl"]
+        self.conn = TimedClient(cfg, BACKEND)
+        self.conn.steps = self._add_step
+        self.conn.ticks = (b.port.ticks_ms, b.port.ticks_diff)
+        gc.collect()
+        self.heap_base = gc.mem_alloc()
+        self._heap()
+        b.link.send(P.OPEN, P.pack({"server_name": opts.get("server_name")}))
+
+    def on_opened(self):
+        self._step("ClientHello", self.conn.initiate)
+        self._handle(self.conn.next_events())
+        self._push()
+
+    # --- data from the host -----------------------------------------------------------
+
+    def on_tls(self, data):
+        self.inbox += data
+
+    def on_close(self, why):
+        if not self.done:
+            self.finish(False, "server closed the TCP connection (%s)" % why)
+
+    def on_app(self, data):
+        if self.conn is not None and self.conn.established and not self.conn.closed:
+            self.conn.send_application_data(bytes(data))
+            self._push()
+
+    def poll(self, now):
+        if self.done:
+            return
+        if self.inbox and self.conn is not None:
+            data = bytes(self.inbox)
+            self.inbox = bytearray()
+            self.last_activity = now
+            self._handle(self._step(None, lambda: self.conn.receive_data(data)))
+            self._push()
+        elif self.board.port.ticks_diff(now, self.last_activity) > self.timeout:
+            self.finish(False, "timed out in state %s" % (self.conn.state if self.conn else "-"))
+
+    # --- engine -----------------------------------------------------------------------
+
+    def _step(self, state, fn):
+        port = self.board.port
+        t = port.ticks_ms()
+        r = fn()
+        if state is not None:
+            self._add_step(state, port.ticks_diff(port.ticks_ms(), t))
+        self._heap()
+        return r
+
+    def _add_step(self, name, ms):
+        if self.steps and self.steps[-1][0] == name:
+            self.steps[-1][1] += ms
+        else:
+            self.steps.append([name, ms])
+
+    def _heap(self):
+        gc.collect()
+        a = gc.mem_alloc()
+        if a > self.heap_peak:
+            self.heap_peak = a
+
+    def _handle(self, events):
+        for ev in events or ():
+            self._on_event(ev)
+            if self.done:
+                return
+
+    def _on_event(self, ev):
+        conn = self.conn
+        if isinstance(ev, KeyOperationRequest):
+            port = self.board.port
+            t = port.ticks_ms()
+            try:
+                if ev.kind != "sign" or not ev.scheme.startswith("rsa_pkcs1_"):
+                    raise ValueError("board cannot do %s %s" % (ev.kind, ev.scheme))
+                sig = self.board.key().sign(BACKEND, ev.hash_name, ev.data)
+            except Exception as e:
+                more = conn.key_operation_failed(ev.op_id, str(e))
+            else:
+                more = conn.key_operation_result(ev.op_id, sig)
+            self._add_step("sign CertificateVerify", port.ticks_diff(port.ticks_ms(), t))
+            self._heap()
+            self._handle(more)
+        elif isinstance(ev, HandshakeComplete):
+            hs = {
+                "suite": ev.cipher_suite,
+                "ems": ev.extended_master_secret,
+                "etm": ev.encrypt_then_mac,
+                "secure_renegotiation": ev.secure_renegotiation,
+                "renegotiation": ev.renegotiation,
+                "client_cert": bool(ev.client_certificate_requested and conn.config.certificate_chain),
+                "ms": self.board.port.ticks_diff(self.board.port.ticks_ms(), self.t0),
+            }
+            mfl = getattr(conn, "max_fragment_length", None)
+            if mfl:
+                hs["mfl"] = mfl
+            if not self.handshakes:
+                hs["server_subject"] = ev.peer_subject
+            self.handshakes.append(hs)
+            self._next_action()
+        elif isinstance(ev, ApplicationData):
+            self.received += ev.data
+            self.board.link.send(P.APP, ev.data)
+            self._next_action()
+        elif isinstance(ev, ConnectionClosed):
+            if ev.clean:
+                self.finish(bool(self.handshakes), "server closed the TLS connection")
+            else:
+                who = "board sent" if ev.local else "server sent"
+                self.finish(False, "%s alert %s: %s" % (who, ev.alert, ev.reason))
+
+    def _next_action(self):
+        conn = self.conn
+        opts = self.opts
+        if conn.handshaking or conn.closed:
+            return
+        if opts.get("renegotiate") and not self.renegotiated_by_us:
+            self.renegotiated_by_us = True
+            conn.renegotiate()
+            return
+        send = opts.get("send")
+        if send and not self.sent_app:
+            self.sent_app = True
+            conn.send_application_data(send.encode())
+            return
+        if send and len(self.received) < len(send):
+            return
+        self.finish(True, None)
+
+    def _push(self):
+        data = self.conn.data_to_send() if self.conn is not None else b""
+        if data:
+            self.board.link.send(P.TLS, data)
+
+    # --- the end ------------------------------------------------------------------------
+
+    def finish(self, ok, reason):
+        if self.done:
+            return
+        self.done = True
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            conn.close()
+        self._push()
+        self.board.link.send(P.CLOSE, P.pack({"why": reason or "done"}))
+        gc.collect()
+        r = {
+            "ok": ok and bool(self.handshakes),
+            "reason": reason,
+            "handshakes": self.handshakes,
+            "steps": self.steps,
+            "heap_peak": self.heap_peak,
+            "heap_base": getattr(self, "heap_base", 0),
+            "heap_total": gc.mem_free() + gc.mem_alloc(),
+            "received": _text(self.received),
+        }
+        if self.handshakes:
+            first = self.handshakes[0]
+            for k in ("suite", "ems", "secure_renegotiation", "server_subject", "client_cert"):
+                r[k] = first.get(k)
+            r["handshake_ms"] = first["ms"]
+            r["renegotiations"] = len(self.handshakes) - 1
+        r["total_ms"] = self.board.port.ticks_diff(self.board.port.ticks_ms(), self.t0)
+        self.result = r
+        self.board.link.send(P.RESULT, P.pack(r))
+        self.conn = None
+
+
+class Board:
+    def __init__(self, port):
+        self.port = port
+        self.serial = port.Serial()
+        # board -> host: the host reads promptly and has memory, so a wider window
+        self.link = Link(window=1024, rto=150, ticks_diff=port.ticks_diff)
+        self.rx = bytearray(256)
+        self.rx_view = memoryview(self.rx)
+        self.session = None
+        self.time = None  # (unix seconds, ticks_ms when received)
+        self._anchors = None
+        self._chain = None
+        self._key = None
+        self.sessions = 0
+        self.aborted = 0
+        self.errors = 0
+        self.running = True
+
+    # --- things on the board's flash ---------------------------------------------------
+
+    def _read(self, name):
+        try:
+            with open(self.port.flash_path(name), "rb") as f:
+                return f.read()
+        except OSError:
+            raise ValueError("%s is missing on the board's flash (hsmtls board provision)" % name) from None
+
+    def anchors(self):
+        if self._anchors is None:
+            self._anchors = x509.load_anchors(self._read("ca.pem"))
+        return self._anchors
+
+    def anchor_fingerprints(self):
+        import binascii
+        import hashlib
+
+        return [binascii.hexlify(hashlib.sha256(a.der).digest()).decode() for a in self.anchors()]
+
+    def client_chain(self):
+        if self._chain is None:
+            self._chain = x509.pem_to_der_list(self._read("client.pem"))
+        return self._chain
+
+    def key(self):
+        if self._key is None:
+            from boardkey import BoardKey
+
+            self._key = BoardKey.load(self.port.flash_path("client.key"))
+        return self._key
+
+    def now(self):
+        if self.time is None:
+            raise ValueError("no time from the host yet")
+        t, ticks = self.time
+        return t + self.port.ticks_diff(self.port.ticks_ms(), ticks) // 1000
+
+    # --- the link ---------------------------------------------------------------------
+
+    def hello(self, sync=None):
+        info = self.port.info()
+        if sync is not None:
+            info["sync"] = sync
+        info["v"] = VERSION
+        info["sessions"] = self.sessions
+        info["aborted"] = self.aborted
+        return P.pack(info)
+
+    def log(self, text):
+        self.link.send(P.LOG, text.encode())
+
+    def error(self, where, reason):
+        self.errors += 1
+        self.link.send(P.ERROR, P.pack({"where": where, "reason": reason}))
+
+    def flush(self):
+        out = self.link.output(self.port.ticks_ms())
+        if out:
+            self.serial.write(out)
+
+    def abort_session(self, why):
+        s = self.session
+        if s is not None and not s.done:
+            self.aborted += 1
+            s.finish(False, why)
+        self.session = None
+
+    def on_frame(self, ftype, payload):
+        link = self.link
+        if ftype == P.SYNC:
+            # a (new) host: whatever was in progress belongs to the old one
+            self.abort_session("host reconnected")
+            link.reset()
+            link.send_unsequenced(P.HELLO, self.hello(P.unpack(payload).get("sync")))
+        elif ftype == P.TIME:
+            t = P.unpack(payload).get("t")
+            if isinstance(t, int):
+                self.time = (t, self.port.ticks_ms())
+        elif ftype == P.RUN:
+            self.abort_session("a new RUN arrived")
+            self.sessions += 1
+            s = Session(self, P.unpack(payload))
+            self.session = s
+            try:
+                s.start()
+            except Exception as e:
+                self.session = None
+                self.error("run", "%s: %s" % (type(e).__name__, e))
+        elif ftype == P.OPENED:
+            if self.session is not None and self.session.conn is not None:
+                self.session.on_opened()
+        elif ftype == P.TLS:
+            if self.session is not None:
+                self.session.on_tls(payload)
+        elif ftype == P.APP:
+            if self.session is not None:
+                self.session.on_app(payload)
+        elif ftype == P.CLOSE:
+            if self.session is not None:
+                self.session.on_close(P.unpack(payload).get("why", "-"))
+        elif ftype == P.STATS:
+            c = link.counters()
+            gc.collect()
+            c["heap_free"] = gc.mem_free()
+            c["heap_alloc"] = gc.mem_alloc()
+            c["sessions"] = self.sessions
+            c["aborted"] = self.aborted
+            c["errors"] = self.errors
+            link.send(P.STATS, P.pack(c))
+        elif ftype == P.REPL:
+            self.log("leaving link mode")
+            self.running = False
+
+    def step(self):
+        port = self.port
+        s = self.session
+        busy = not self.link.idle or (s is not None and bool(s.inbox))
+        if self.serial.wait(0 if busy else 50):
+            n = self.serial.read_into(self.rx)
+            if n:
+                for ftype, payload in self.link.receive(self.rx_view[:n], port.ticks_ms()):
+                    try:
+                        self.on_frame(ftype, payload)
+                    except Exception as e:
+                        self.error("frame %s" % P.NAMES.get(ftype, ftype), "%s: %s" % (type(e).__name__, e))
+                        self.abort_session("error")
+        self.flush()  # acknowledge before computing
+        s = self.session
+        if s is not None:
+            try:
+                s.poll(port.ticks_ms())
+            except MemoryError:
+                s.inbox = bytearray()
+                s.conn = None
+                gc.collect()
+                self.error("session", "out of memory")
+                s.finish(False, "out of memory")
+            except Exception as e:
+                self.error("session", "%s: %s" % (type(e).__name__, e))
+                s.finish(False, "internal error")
+            if s.done:
+                self.session = None
+            self.flush()
+
+    def run(self):
+        # announce ourselves: after a reset the host learns that the link restarted
+        self.link.send_unsequenced(P.HELLO, self.hello())
+        self.flush()
+        while self.running:
+            try:
+                self.step()
+            except MemoryError:
+                self.session = None
+                gc.collect()
+            except Exception as e:  # never leave link mode by accident
+                try:
+                    self.error("loop", "%s: %s" % (type(e).__name__, e))
+                except Exception:
+                    pass
+        # drain the last frames (the LOG saying goodbye) before leaving
+        t = self.port.ticks_ms()
+        while not self.link.idle and self.port.ticks_diff(self.port.ticks_ms(), t) < 1000:
+            self.step()

@@ -1,0 +1,83 @@
+# The board's own RSA private key, for CertificateVerify. Stored on the board's flash as
+# the precomputed CRT integers (one `name=hex` line each), never sent over the link.
+# Signing is RSASSA-PKCS1-v1_5 with the CRT (about 4.7x cheaper than one full-size
+# exponent) and base blinding, because MicroPython's pow() is not constant-time; the
+# signature is checked with the public exponent before it leaves the board, so a
+# fault in the CRT computation cannot leak a factor of n (Boneh-DeMillo-Lipton).
+
+import os
+
+from tlscore import pkcs1
+
+FIELDS = ("n", "e", "d", "p", "q", "dp", "dq", "qinv")
+
+
+def modinv(a, m):
+    # a^-1 mod m by the extended Euclidean algorithm: pow(a, -1, m) returns 0 on
+    # MicroPython.
+    a = a % m
+    if a == 0:
+        raise ValueError("not invertible")
+    r0, r1 = m, a
+    t0, t1 = 0, 1
+    while r1:
+        q = r0 // r1
+        r0, r1 = r1, r0 - q * r1
+        t0, t1 = t1, t0 - q * t1
+    if r0 != 1:
+        raise ValueError("not invertible")
+    return t0 % m
+
+
+class BoardKey:
+    def __init__(self, n, e, d, p, q, dp, dq, qinv):
+        self.n, self.e, self.d = n, e, d
+        self.p, self.q, self.dp, self.dq, self.qinv = p, q, dp, dq, qinv
+        self.k = pkcs1.byte_length(n)
+        self._blind = None  # (r^e mod n, r^-1 mod n)
+
+    @classmethod
+    def load(cls, path):
+        vals = {}
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if "=" in line:
+                    k, v = line.split("=", 1)
+                    vals[k.strip()] = int(v.strip(), 16)
+        return cls(*[vals[k] for k in FIELDS])
+
+    def _blinding(self):
+        # A fresh pair costs one inverse; after that squaring both keeps them paired.
+        if self._blind is None:
+            n = self.n
+            while True:
+                r = pkcs1.bytes_to_int(os.urandom(self.k)) % n
+                if r > 1:
+                    try:
+                        self._blind = (pow(r, self.e, n), modinv(r, n))
+                        break
+                    except ValueError:
+                        pass
+        else:
+            re, ri = self._blind
+            n = self.n
+            self._blind = (re * re % n, ri * ri % n)
+        return self._blind
+
+    def _private(self, c):
+        # RSADP with the CRT (RFC 8017 §5.1.2, 2.b)
+        m1 = pow(c % self.p, self.dp, self.p)
+        m2 = pow(c % self.q, self.dq, self.q)
+        h = (m1 - m2) * self.qinv % self.p
+        return m2 + h * self.q
+
+    def sign(self, backend, hash_name, message):
+        em = pkcs1.encode_signature(backend, hash_name, message, self.k)
+        m = pkcs1.bytes_to_int(em)
+        re, ri = self._blinding()
+        s = self._private(m * re % self.n) * ri % self.n
+        if pow(s, self.e, self.n) != m:
+            self._blind = None
+            raise ValueError("RSA signature failed its own check (fault?)")
+        return pkcs1.int_to_bytes(s, self.k)

@@ -1,0 +1,62 @@
+# The frame types of the board link and their payloads. Control payloads are small
+# JSON objects (the board has `json` in C); TLS records and application data travel as
+# raw bytes, cut into MAX_PAYLOAD pieces by the sender and joined again by the reader,
+# since both are byte streams.
+#
+#   host -> board                         board -> host
+#   SYNC     {"v"}     (unsequenced)      HELLO    {"v", "board", "impl", "heap", ...}
+#   PING     nonce     (unsequenced)      PONG     nonce (unsequenced)
+#   ACK      -         (unsequenced)      ACK      -
+#   TIME     {"t"} unix seconds           OPEN     {"target", "server_name"}: connect TCP
+#   RUN      {"server_name", "client_auth", "renegotiate", "suites", "mfl", "send"}
+#   OPENED   {} the TCP connection is up  (or ERROR {"where": "tcp", ...})
+#   TLS      record bytes                 TLS      record bytes
+#   CLOSE    {"why"} the TCP peer closed  CLOSE    {"why"} close the TCP connection
+#   APP      bytes to send in TLS         APP      bytes received in TLS
+#   STATS    {} ask for counters          STATS    {link counters, heap}
+#   REPL     {} leave link mode           LOG      text
+#                                         RESULT   {suite, ems, ..., steps, heap}
+#                                         ERROR    {"where", "reason"}
+
+import json
+
+SYNC = 0x01
+HELLO = 0x02
+ACK = 0x03
+PING = 0x04
+PONG = 0x05
+
+TIME = 0x10
+RUN = 0x11
+OPEN = 0x12
+OPENED = 0x13
+TLS = 0x14
+APP = 0x15
+CLOSE = 0x16
+STATS = 0x17
+REPL = 0x18
+
+LOG = 0x20
+RESULT = 0x21
+ERROR = 0x22
+
+UNSEQUENCED = (SYNC, HELLO, ACK, PING, PONG)
+
+NAMES = {
+    SYNC: "SYNC", HELLO: "HELLO", ACK: "ACK", PING: "PING", PONG: "PONG", TIME: "TIME",
+    RUN: "RUN", OPEN: "OPEN", OPENED: "OPENED", TLS: "TLS", APP: "APP", CLOSE: "CLOSE",
+    STATS: "STATS", REPL: "REPL", LOG: "LOG", RESULT: "RESULT", ERROR: "ERROR",
+}
+
+
+def pack(obj):
+    return json.dumps(obj).encode()
+
+
+def unpack(payload):
+    # -> dict; a malformed control payload becomes {} rather than an exception
+    try:
+        obj = json.loads(bytes(payload).decode())
+    except Exception:
+        return {}
+    return obj if isinstance(obj, dict) else {}

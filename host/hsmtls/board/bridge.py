@@ -1,0 +1,216 @@
+"""The bridge: the board's TLS records to a TCP server and back.
+
+The board runs the TLS client; the host only moves bytes. When the board asks to OPEN
+a session the bridge connects to its target (TCP_NODELAY: each handshake flight is a
+few small writes, and Nagle plus delayed ACK would add ~40 ms), answers OPENED, and
+then copies TLS frames to the socket and socket bytes to TLS frames, until either side
+closes. ``run_handshake`` additionally tells the board what to do (RUN) and returns
+the board's RESULT; ``serve`` just carries whatever sessions the board opens.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+
+from hsmlink import protocol as P
+
+from .hostlink import HostLink, LinkError
+
+
+class BoardFailure(Exception):
+    pass
+
+
+class Bridge:
+    def __init__(self, link: HostLink, target: tuple[str, int], log: Callable[[str], None] | None = None) -> None:
+        self.link = link
+        self.target = target
+        self.log = log or (lambda s: None)
+        self.sock: socket.socket | None = None
+        self.errors: list[dict] = []
+        self.logs: list[str] = []
+        self.tcp_bytes = [0, 0]  # to server, from server
+
+    # --- TCP side -----------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self._close_tcp()
+        try:
+            s = socket.create_connection(self.target, timeout=5)
+        except OSError as e:
+            self.link.send(P.ERROR, {"where": "tcp", "reason": f"cannot connect to {self.target[0]}:{self.target[1]}: {e}"})
+            self.link.send(P.CLOSE, {"why": "connect failed"})
+            return
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        self.sock = s
+        self.link.send(P.OPENED, {})
+
+    def _close_tcp(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+            self.sock = None
+
+    def _from_tcp(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            data = b""
+            self.log(f"tcp: {e}")
+        if data:
+            self.tcp_bytes[1] += len(data)
+            self.link.send(P.TLS, data)
+        else:
+            self._close_tcp()
+            self.link.send(P.CLOSE, {"why": "eof"})
+
+    def _to_tcp(self, data: bytes) -> None:
+        if self.sock is None:
+            return
+        try:
+            self.sock.setblocking(True)
+            self.sock.sendall(data)
+            self.sock.setblocking(False)
+            self.tcp_bytes[0] += len(data)
+        except OSError as e:
+            self.log(f"tcp: {e}")
+            self._close_tcp()
+            self.link.send(P.CLOSE, {"why": str(e)})
+
+    # --- frames from the board ----------------------------------------------------------
+
+    def _on_frame(self, ftype: int, payload: bytes) -> dict | None:
+        if ftype == P.OPEN:
+            self._open()
+        elif ftype == P.TLS:
+            self._to_tcp(payload)
+        elif ftype == P.CLOSE:
+            self._close_tcp()
+        elif ftype == P.LOG:
+            text = payload.decode("utf-8", "replace")
+            self.logs.append(text)
+            self.log(f"board: {text}")
+        elif ftype == P.ERROR:
+            err = P.unpack(payload)
+            self.errors.append(err)
+            self.log(f"board error: {err.get('where')}: {err.get('reason')}")
+        elif ftype == P.RESULT:
+            return P.unpack(payload)
+        elif ftype == P.HELLO:
+            self._close_tcp()
+            raise BoardFailure("the board restarted (reset) during the session")
+        return None
+
+    def step(self, timeout: float = 0.01) -> list[dict]:
+        extra = [self.sock] if self.sock is not None else []
+        frames, ready = self.link.poll(timeout, extra)
+        results = []
+        for ftype, payload in frames:
+            r = self._on_frame(ftype, payload)
+            if r is not None:
+                results.append(r)
+        if self.sock is not None and self.sock in ready:
+            self._from_tcp()
+        return results
+
+    # --- what the commands do -----------------------------------------------------------
+
+    def send_time(self) -> None:
+        self.link.send(P.TIME, {"t": int(time.time())})
+
+    def run_handshake(self, opts: dict, timeout: float = 60.0) -> dict:
+        """Tell the board to run one TLS session; return its RESULT."""
+        self.errors = []
+        self.send_time()
+        self.link.send(P.RUN, opts)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                results = self.step(0.01)
+                refused = [e for e in self.errors if e.get("where") == "run"]
+                if refused:
+                    self.link.drain(0.5)
+                    return {"ok": False, "reason": f"board refused the run: {refused[0].get('reason')}"}
+                if results:
+                    self.link.drain(0.5)
+                    return results[0]
+        finally:
+            self._close_tcp()
+        raise BoardFailure(f"no result from the board within {timeout:.0f} s")
+
+    def stats(self, timeout: float = 3.0) -> dict:
+        self.link.send(P.STATS, {})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            frames, _ = self.link.poll(0.01)
+            for ftype, payload in frames:
+                if ftype == P.STATS:
+                    return P.unpack(payload)
+                self._on_frame(ftype, payload)
+        raise BoardFailure("no STATS answer from the board")
+
+    def serve(self, until: Callable[[], bool] | None = None, on_result: Callable[[dict], None] | None = None) -> None:
+        self.send_time()
+        while until is None or not until():
+            try:
+                for r in self.step(0.05):
+                    if on_result:
+                        on_result(r)
+            except BoardFailure as e:
+                self.log(str(e))
+                self.link.connect()
+                self.send_time()
+
+
+def format_result(r: dict) -> list[str]:
+    yn = {True: "yes", False: "no", None: "-"}
+    lines = [f"result: {'ok' if r.get('ok') else 'FAILED'}"]
+    if r.get("reason"):
+        lines.append(f"reason: {r['reason']}")
+    if r.get("suite"):
+        lines += [
+            f"cipher: {r['suite']}",
+            f"extended_master_secret: {yn.get(r.get('ems'), '-')}",
+            f"secure_renegotiation: {yn.get(r.get('secure_renegotiation'), '-')}",
+            f"client_certificate: {yn.get(r.get('client_cert'), '-')}",
+            f"server: {r.get('server_subject') or '-'}",
+            f"renegotiations: {r.get('renegotiations', 0)}",
+            f"handshake_ms: {r.get('handshake_ms')}",
+        ]
+        mfl = r.get("handshakes", [{}])[0].get("mfl")
+        if mfl:
+            lines.append(f"max_fragment_length: {mfl}")
+    steps = r.get("steps") or []
+    if steps:
+        lines.append("steps_ms: " + ", ".join(f"{n}={ms}" for n, ms in steps))
+    lines.append(
+        f"heap_peak: {r.get('heap_peak')} bytes live of {r.get('heap_total')}"
+        f" (before the session: {r.get('heap_base')})"
+    )
+    if r.get("received"):
+        lines.append(f"received: {r['received']}")
+    return lines
+
+
+def handshake_once(
+    port: str,
+    target: tuple[str, int],
+    opts: dict,
+    log: Callable[[str], None] | None = None,
+    timeout: float = 60.0,
+) -> dict:
+    with HostLink(port) as link:
+        link.connect()
+        return Bridge(link, target, log).run_handshake(opts, timeout)
+
+
+__all__ = ["Bridge", "BoardFailure", "LinkError", "format_result", "handshake_once", "json"]

@@ -1,0 +1,244 @@
+"""The emulated board: the real firmware/main.py under the MicroPython unix port.
+
+MicroPython runs on one raw pseudo-terminal; the host gets another, whose path it
+opens with pyserial exactly as it opens /dev/ttyUSB0. A relay thread copies bytes
+between the two, and that is where the emulator imitates the board:
+
+* the classic ESP32's 260-byte UART receive ring: bytes toward the board beyond what
+  it has not yet read are dropped silently (and counted), as the hardware would;
+* optional seeded faults per direction (faults.Faults);
+* reset(): the MicroPython process is killed and restarted behind the same host tty,
+  as a board reset behind a USB-UART bridge.
+
+The board's flash is a directory (the interpreter's working directory): ca.pem,
+client.pem, client.key (see flash.py).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+import tty
+from pathlib import Path
+
+from . import FIRMWARE, FIRMWARE_LIB
+from .faults import Faults
+
+ESP32_RX_RING = 260
+
+
+def micropython_binary() -> str:
+    found = os.environ.get("MICROPYTHON") or shutil.which("micropython")
+    if not found:
+        raise RuntimeError("the MicroPython unix port (`micropython`) is not installed")
+    return found
+
+
+def parse_heap(heap: str | int | None) -> str | None:
+    if heap is None:
+        return None
+    s = str(heap).strip().lower()
+    if not s.rstrip("km").isdigit():
+        raise ValueError(f"heap size {heap!r}: expected e.g. 96k, 1m or 65536")
+    return s
+
+
+def _inq(fd: int) -> int:
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+class EmulatedBoard:
+    """Context manager: ``with EmulatedBoard(flash_dir, heap="96k") as b: b.tty``."""
+
+    def __init__(
+        self,
+        flash_dir: str | Path | None = None,
+        heap: str | int | None = "256k",
+        rx_ring: int | None = ESP32_RX_RING,
+        to_board: Faults | None = None,
+        to_host: Faults | None = None,
+        main: str | Path | None = None,
+    ) -> None:
+        self._tmp = None
+        if flash_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="hsmtls_flash_")
+            flash_dir = self._tmp.name
+        self.flash_dir = Path(flash_dir)
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self.heap = parse_heap(heap)
+        self.rx_ring = rx_ring
+        self.to_board = to_board
+        self.to_host = to_host
+        self.main = Path(main) if main else FIRMWARE / "main.py"
+        self.proc: subprocess.Popen | None = None
+        self.rx_dropped = 0  # bytes lost to the emulated UART ring
+        self.rx_peak = 0  # most bytes ever waiting unread on the board side
+        self.resets = 0
+        self.stderr = b""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._board_master = self._board_slave = -1
+        fd, name = tempfile.mkstemp(prefix="hsmtls_board_stderr_")
+        os.close(fd)
+        self._stderr_path = Path(name)
+        # the host's side: opened by pyserial; we keep the slave open so that the host
+        # closing and reopening it (a disconnect) does not hang up the master
+        self._host_master, self._host_slave = pty.openpty()
+        tty.setraw(self._host_slave)
+        tty.setraw(self._host_master)
+        self.tty = os.ttyname(self._host_slave)
+
+    # --- lifetime --------------------------------------------------------------------
+
+    def start(self) -> EmulatedBoard:
+        self._spawn()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._relay, name="board-relay", daemon=True)
+        self._thread.start()
+        return self
+
+    def _spawn(self) -> None:
+        m, s = pty.openpty()
+        tty.setraw(s)
+        tty.setraw(m)
+        args = [micropython_binary()]
+        if self.heap:
+            args += ["-X", f"heapsize={self.heap}"]
+        args.append(str(self.main))
+        env = dict(os.environ)
+        env["MICROPYPATH"] = ".frozen:" + str(FIRMWARE_LIB)
+        err = open(self._stderr_path, "ab")
+        proc = subprocess.Popen(
+            args, stdin=s, stdout=s, stderr=err, cwd=self.flash_dir, env=env, close_fds=True
+        )
+        err.close()
+        with self._lock:
+            self.proc = proc
+            self._board_master, self._board_slave = m, s
+
+    def _kill(self) -> None:
+        with self._lock:
+            proc, m, s = self.proc, self._board_master, self._board_slave
+            self.proc = None
+            self._board_master = self._board_slave = -1
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for fd in (m, s):
+            if fd >= 0:
+                os.close(fd)
+
+    def reset(self) -> None:
+        """Hard reset: the firmware restarts from main.py; the host tty stays."""
+        self._kill()
+        self.resets += 1
+        self._spawn()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._kill()
+        for fd in (self._host_master, self._host_slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._host_master = self._host_slave = -1
+        try:
+            self.stderr = self._stderr_path.read_bytes()
+            self._stderr_path.unlink()
+        except OSError:
+            pass
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> EmulatedBoard:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_exit(self, timeout: float) -> int | None:
+        proc = self.proc
+        if proc is None:
+            return None
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    # --- the relay -------------------------------------------------------------------
+
+    def _to_board(self, m: int, s: int, data: bytes) -> None:
+        if self.to_board is not None:
+            data = self.to_board.apply(data)
+        if not data:
+            return
+        if self.rx_ring is not None:
+            waiting = _inq(s)
+            room = max(0, self.rx_ring - waiting)
+            if len(data) > room:
+                self.rx_dropped += len(data) - room
+                data = data[:room]
+            self.rx_peak = max(self.rx_peak, waiting + len(data))
+        if data:
+            os.write(m, data)
+
+    def _relay(self) -> None:
+        host = self._host_master
+        while not self._stop.is_set():
+            with self._lock:
+                m, s = self._board_master, self._board_slave
+            fds = [host] + ([m] if m >= 0 else [])
+            try:
+                r, _, _ = select.select(fds, [], [], 0.005)
+            except (OSError, ValueError):
+                time.sleep(0.005)
+                continue
+            try:
+                if host in r:
+                    data = os.read(host, 4096)
+                    if data and m >= 0:
+                        self._to_board(m, s, data)
+                elif self.to_board is not None and self.to_board.pending and m >= 0:
+                    self._to_board(m, s, b"")
+                if m >= 0 and m in r:
+                    data = os.read(m, 4096)
+                    if self.to_host is not None:
+                        data = self.to_host.apply(data)
+                    if data:
+                        os.write(host, data)
+                elif self.to_host is not None and self.to_host.pending:
+                    data = self.to_host.release()
+                    if data:
+                        os.write(host, data)
+            except OSError:
+                # the board process died or is being reset: its pty is gone
+                time.sleep(0.005)
+
+
+def main_emulate(heap: str | None, flash_dir: str | None, echo=print) -> None:  # pragma: no cover
+    with EmulatedBoard(flash_dir, heap=heap) as board:
+        echo(board.tty)
+        sys.stdout.flush()
+        try:
+            while board.alive:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass

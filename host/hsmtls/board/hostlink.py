@@ -1,0 +1,136 @@
+"""The host end of the board link, over pyserial (a real port or the emulator's pty).
+
+``HostLink.connect()`` sends SYNC with a nonce until the board answers HELLO with the
+same nonce; both ends then start their sequence numbers afresh. A HELLO without our
+nonce afterwards means the board restarted: ``board_reset`` is set and the frame is
+handed to the caller, which fails whatever was in progress.
+
+Toward the board the window is 210 bytes: the classic ESP32 drops what overflows its
+260-byte UART ring, and the link's PING (9 bytes) may follow while the board computes.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+
+import serial
+from hsmlink import protocol as P
+from hsmlink.link import Link
+
+HOST_WINDOW = 210
+
+
+def now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class LinkError(Exception):
+    pass
+
+
+class HostLink:
+    def __init__(self, port: str, baudrate: int = 115200, window: int = HOST_WINDOW, rto: int = 150) -> None:
+        try:
+            self.ser = serial.Serial(port, baudrate, timeout=0)
+        except (serial.SerialException, OSError) as e:
+            raise LinkError(f"cannot open {port}: {e}") from None
+        self.port = port
+        self.link = Link(window=window, rto=rto)
+        self.hello: dict = {}
+        self.board_resets = 0
+        self._nonce = int.from_bytes(os.urandom(4), "big")
+
+    def close(self) -> None:
+        try:
+            self.ser.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> HostLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fileno(self) -> int:
+        return self.ser.fileno()
+
+    # --- bytes ------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        out = self.link.output(now_ms())
+        if out:
+            try:
+                self.ser.write(out)
+            except (serial.SerialException, OSError) as e:
+                raise LinkError(f"serial write failed: {e}") from None
+
+    def read_frames(self) -> list[tuple[int, bytes]]:
+        """Whatever is waiting on the port, as delivered frames (never blocks)."""
+        try:
+            data = self.ser.read(65536)
+        except (serial.SerialException, OSError) as e:
+            raise LinkError(f"serial read failed: {e}") from None
+        if not data:
+            return []
+        frames = []
+        for ftype, payload in self.link.receive(data, now_ms()):
+            if ftype == P.HELLO:
+                info = P.unpack(payload)
+                if info.get("sync") == self._nonce:
+                    continue  # a late copy of the answer to our own SYNC
+                self.board_resets += 1
+                self.hello = info
+                self.link.reset()
+            frames.append((ftype, payload))
+        return frames
+
+    def poll(self, timeout: float, extra: list | None = None) -> tuple[list[tuple[int, bytes]], list]:
+        """Flush, wait up to `timeout` s for the port or `extra` objects, read frames."""
+        self.flush()
+        fds = [self.ser.fileno()] + list(extra or [])
+        try:
+            r, _, _ = select.select(fds, [], [], timeout)
+        except (OSError, ValueError) as e:
+            raise LinkError(f"select failed: {e}") from None
+        frames = self.read_frames() if self.ser.fileno() in r else []
+        self.flush()
+        return frames, [x for x in r if x is not self.ser.fileno() and x != self.ser.fileno()]
+
+    def send(self, ftype: int, payload: bytes | dict = b"") -> None:
+        if isinstance(payload, dict):
+            payload = P.pack(payload)
+        self.link.send(ftype, payload)
+
+    # --- session set-up ----------------------------------------------------------------
+
+    def connect(self, timeout: float = 5.0) -> dict:
+        """SYNC until the board answers; returns its HELLO (board info)."""
+        self._nonce = (self._nonce + 1) & 0xFFFFFFFF
+        deadline = time.monotonic() + timeout
+        next_sync = 0.0
+        while time.monotonic() < deadline:
+            if time.monotonic() >= next_sync:
+                self.link.send_unsequenced(P.SYNC, P.pack({"v": 1, "sync": self._nonce}))
+                next_sync = time.monotonic() + 0.3
+            self.flush()
+            r, _, _ = select.select([self.ser.fileno()], [], [], 0.05)
+            if not r:
+                continue
+            data = self.ser.read(65536)
+            for ftype, payload in self.link.receive(data, now_ms()):
+                if ftype == P.HELLO:
+                    info = P.unpack(payload)
+                    if info.get("sync") == self._nonce:
+                        self.link.reset()
+                        self.hello = info
+                        return info
+        raise LinkError(f"no answer from a board on {self.port} within {timeout:.0f} s")
+
+    def drain(self, timeout: float = 1.0) -> None:
+        """Keep the link running until everything we sent is acknowledged."""
+        deadline = time.monotonic() + timeout
+        while not self.link.idle and time.monotonic() < deadline:
+            self.poll(0.01)

@@ -1,0 +1,149 @@
+"""The board's TLS client end to end: emulated board -> serial link -> bridge -> server.
+
+Each suite the board offers against `hsmtls serve`, client authentication with the
+board's own key, renegotiation from either side, and the same against
+`openssl s_server -tls1_2`. Each test reports the board's peak heap.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import requires_board, requires_emulator
+
+from hsmtls.board.bridge import handshake_once
+from hsmtls.board.emulator import EmulatedBoard
+
+pytestmark = [pytest.mark.micropython, requires_board]
+
+BOARD_SUITES = [
+    "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    "TLS_RSA_WITH_AES_128_CBC_SHA",
+]
+
+
+def run(tty, port, **opts):
+    opts.setdefault("server_name", "localhost")
+    r = handshake_once(tty, ("127.0.0.1", port), opts, timeout=60)
+    print("board result:", {k: r.get(k) for k in ("ok", "reason", "suite", "handshake_ms", "heap_peak", "heap_base")})
+    return r
+
+
+@pytest.mark.parametrize("suite", BOARD_SUITES)
+def test_board_handshake_each_suite_against_hsmtls_serve(board_tty, servers, suite):
+    port = servers.hsmtls()
+    r = run(board_tty, port, suites=[suite], send="ping\n")
+    assert r["ok"], r
+    assert r["suite"] == suite
+    assert r["ems"] is True and r["secure_renegotiation"] is True
+    assert r["server_subject"] == "CN=localhost, O=hsmtls"
+    assert r["received"] == "ping\n"
+    assert r["heap_peak"] > 0 and r["heap_peak"] <= r["heap_total"]
+
+
+def test_board_client_auth_and_renegotiation_both_ways(board_tty, servers):
+    # the server asks for the board's certificate and renegotiates after the first
+    # data; the board renegotiates once on its own before that
+    port = servers.hsmtls("--renegotiate", client_auth=True)
+    r = run(board_tty, port, client_auth=True, renegotiate=True, send="hello")
+    assert r["ok"], r
+    assert r["client_cert"] is True
+    assert r["renegotiations"] == 2
+    assert all(h["client_cert"] for h in r["handshakes"])
+    assert [h["renegotiation"] for h in r["handshakes"]] == [False, True, True]
+    names = [s[0] for s in r["steps"]]
+    assert "sign CertificateVerify" in names
+
+
+def test_board_refuses_server_it_does_not_trust(board_tty, servers, tmp_path):
+    from hsmtls.devpki import DevPKI
+
+    other = DevPKI(tmp_path / "other")
+    port = servers.hsmtls()
+    servers.pki, keep = other, servers.pki
+    try:
+        bad_port = servers.hsmtls()
+    finally:
+        servers.pki = keep
+    r = run(board_tty, bad_port)
+    assert not r["ok"]
+    assert "unknown_ca" in r["reason"] or "48" in r["reason"]
+    assert run(board_tty, port)["ok"]  # and the board is fine afterwards
+
+
+def test_board_anchor_check(board_tty, servers, board_pki, tmp_path):
+    import hashlib
+
+    from tlscore import x509
+
+    port = servers.hsmtls()
+    fp = hashlib.sha256(x509.pem_to_der_list(board_pki.ca_cert.read_bytes())[0]).hexdigest()
+    assert run(board_tty, port, anchor_sha256=fp)["ok"]
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("suite,openssl_name", [
+    ("TLS_RSA_WITH_AES_128_GCM_SHA256", "AES128-GCM-SHA256"),
+    ("TLS_RSA_WITH_AES_128_CBC_SHA256", "AES128-SHA256"),
+    ("TLS_RSA_WITH_AES_128_CBC_SHA", "AES128-SHA"),
+])
+def test_board_against_openssl_s_server(board_tty, servers, suite, openssl_name):
+    port = servers.openssl("-cipher", openssl_name)
+    r = run(board_tty, port, suites=[suite])
+    assert r["ok"], r
+    assert r["suite"] == suite and r["ems"] is True
+
+
+@pytest.mark.interop
+def test_board_client_auth_and_renegotiation_against_openssl(board_tty, servers):
+    # OpenSSL 3.0 refuses client-initiated renegotiation unless told otherwise
+    port = servers.openssl("-cipher", "AES128-GCM-SHA256", "-client_renegotiation", client_auth=True)
+    r = run(board_tty, port, client_auth=True, renegotiate=True)
+    assert r["ok"], r
+    assert r["client_cert"] is True and r["renegotiations"] == 1
+
+
+@requires_emulator
+def test_cli_emulate_and_board_handshake(servers, board_pki, tmp_path):
+    port = servers.hsmtls(client_auth=True)
+    emu = subprocess.Popen(
+        [sys.executable, "-m", "hsmtls", "board", "emulate", "--heap", "256k", "--flash", str(tmp_path / "flash"),
+         "--ca", str(board_pki.ca_cert), "--cert", str(board_pki.client_cert), "--key", str(board_pki.client_key)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        tty = emu.stdout.readline().strip()
+        assert tty.startswith("/dev/")
+        out = subprocess.run(
+            [sys.executable, "-m", "hsmtls", "board", "handshake", "--port", tty, "--to", f"localhost:{port}",
+             "--ca", str(board_pki.ca_cert), "--client-cert", "--send", "hi"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "result: ok" in out.stdout
+        assert "cipher: TLS_RSA_WITH_AES_128_GCM_SHA256" in out.stdout
+        assert "client_certificate: yes" in out.stdout
+        assert "heap_peak:" in out.stdout and "steps_ms:" in out.stdout
+    finally:
+        emu.terminate()
+        emu.wait(10)
+
+
+@requires_emulator
+def test_board_without_flash_files_reports_why(tmp_path, servers):
+    port = servers.hsmtls()
+    with EmulatedBoard(tmp_path / "empty_flash", heap="256k") as b:
+        from hsmtls.board.bridge import BoardFailure, Bridge
+        from hsmtls.board.hostlink import HostLink
+
+        with HostLink(b.tty) as link:
+            link.connect()
+            br = Bridge(link, ("127.0.0.1", port))
+            r = br.run_handshake({"server_name": "localhost"}, timeout=10)
+            assert not r["ok"] and "ca.pem is missing" in r["reason"]
+            with pytest.raises(BoardFailure):  # and a run that never gets a result
+                b.reset()
+                br.run_handshake({"server_name": "localhost"}, timeout=10)

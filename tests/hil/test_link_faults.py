@@ -1,0 +1,140 @@
+"""The serial link under faults, through a seeded fault proxy on the serial path (the
+emulator's relay): drops, delays, duplicates, corruption, noise bursts, oversized
+frames, a host that disconnects and a board that resets mid-handshake. Each case
+checks that both sides report what happened and that the next handshake succeeds.
+The emulated 260-byte UART ring stays armed throughout: retransmissions must not
+overrun it either.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import requires_emulator
+
+from hsmtls.board.bridge import BoardFailure, Bridge
+from hsmtls.board.emulator import EmulatedBoard
+from hsmtls.board.faults import Faults
+from hsmtls.board.hostlink import HostLink
+from hsmlink import protocol as P
+
+pytestmark = [pytest.mark.micropython, requires_emulator]
+
+OPTS = {"server_name": "localhost", "send": "ping"}
+
+CASES = {
+    "drop": dict(drop=0.08),
+    "delay": dict(delay=0.2, delay_ms=(5, 200)),
+    "duplicate": dict(duplicate=0.2),
+    "corrupt": dict(corrupt=0.08),
+    "noise": dict(noise=0.2),
+    "oversized": dict(oversized=0.1),
+    "everything": dict(drop=0.04, corrupt=0.04, duplicate=0.05, delay=0.05, noise=0.05, oversized=0.03),
+}
+
+
+def _handshake(board, port, opts=OPTS, timeout=60):
+    with HostLink(board.tty) as link:
+        link.connect(timeout=10)
+        bridge = Bridge(link, ("127.0.0.1", port))
+        r = bridge.run_handshake(dict(opts), timeout=timeout)
+        stats = bridge.stats()
+        return r, stats, link.link.counters()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_handshake_through_faults_then_clean(case, seed, servers, flash_dir):
+    port = servers.hsmtls(client_auth=True)
+    to_board = Faults(seed=seed, **CASES[case])
+    to_host = Faults(seed=seed + 100, **CASES[case])
+    with EmulatedBoard(flash_dir, heap="256k", to_board=to_board, to_host=to_host) as b:
+        r, board_stats, host_counters = _handshake(b, port, dict(OPTS, client_auth=True))
+        injected = {k: to_board.counts.get(k, 0) + to_host.counts.get(k, 0) for k in set(to_board.counts) | set(to_host.counts)}
+        print(case, seed, "injected", injected, "board", board_stats, "host", host_counters)
+        assert injected, "the seed injected nothing: pick another"
+        # the link recovers: the session itself survives these faults
+        assert r["ok"], r
+        assert r["received"] == "ping"
+        lost = (
+            board_stats["bad_crc"] + board_stats["bad_cobs"] + board_stats["oversized"] + board_stats["runts"]
+            + host_counters["bad_crc"] + host_counters["bad_cobs"] + host_counters["oversized"] + host_counters["runts"]
+        )
+        if case in ("corrupt", "noise", "oversized"):
+            assert lost > 0  # and both sides counted what they dropped
+        if case in ("drop", "corrupt"):
+            assert board_stats["retransmits"] + host_counters["retransmits"] > 0
+        if case == "duplicate":
+            assert board_stats["duplicates"] + host_counters["duplicates"] > 0
+        assert b.rx_dropped == 0, "retransmissions overran the 260-byte UART ring"
+        # the next handshake, on a clean path, succeeds
+        b.to_board = b.to_host = None
+        r2, _, _ = _handshake(b, port)
+        assert r2["ok"], (r2.get("reason"), r2)
+
+
+def test_host_disconnects_mid_handshake(servers, flash_dir):
+    port = servers.hsmtls(client_auth=True)
+    with EmulatedBoard(flash_dir, heap="256k") as b:
+        link = HostLink(b.tty)
+        link.connect()
+        bridge = Bridge(link, ("127.0.0.1", port))
+        bridge.send_time()
+        link.send(P.RUN, dict(OPTS, client_auth=True))
+        deadline = time.monotonic() + 10
+        while bridge.tcp_bytes[1] == 0 and time.monotonic() < deadline:
+            bridge.step(0.01)  # until the server's first flight is on its way
+        assert bridge.tcp_bytes[1] > 0
+        bridge._close_tcp()
+        link.close()  # the host goes away mid-handshake
+        time.sleep(0.2)
+        assert b.alive
+        # a new host: the board drops the orphaned session, says so, and works
+        with HostLink(b.tty) as link2:
+            hello = link2.connect()
+            assert hello["aborted"] == 1
+            r = Bridge(link2, ("127.0.0.1", port)).run_handshake(dict(OPTS), timeout=30)
+            assert r["ok"], r
+
+
+def test_board_resets_mid_handshake(servers, flash_dir):
+    port = servers.hsmtls(client_auth=True)
+    with EmulatedBoard(flash_dir, heap="256k") as b:
+        with HostLink(b.tty) as link:
+            link.connect()
+            bridge = Bridge(link, ("127.0.0.1", port))
+            bridge.send_time()
+            link.send(P.RUN, dict(OPTS, client_auth=True))
+            deadline = time.monotonic() + 10
+            while bridge.tcp_bytes[1] == 0 and time.monotonic() < deadline:
+                bridge.step(0.01)
+            b.reset()
+            with pytest.raises(BoardFailure, match="restarted"):
+                while time.monotonic() < deadline:
+                    bridge.step(0.01)
+            assert link.board_resets == 1
+            assert bridge.sock is None  # the TCP side was closed with it
+            link.connect()
+            r = bridge.run_handshake(dict(OPTS), timeout=30)
+            assert r["ok"], r
+
+
+def test_garbage_only_never_crashes_the_board(flash_dir):
+    import os
+    import random
+
+    rng = random.Random(7)
+    with EmulatedBoard(flash_dir, heap="256k") as b:
+        fd = os.open(b.tty, os.O_RDWR | os.O_NOCTTY)
+        try:
+            for _ in range(20):
+                os.write(fd, bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))))
+                time.sleep(0.01)
+        finally:
+            os.close(fd)
+        with HostLink(b.tty) as link:
+            link.connect()
+            stats = Bridge(link, ("127.0.0.1", 1)).stats()
+            assert stats["bad_crc"] + stats["bad_cobs"] + stats["oversized"] + stats["runts"] > 0
+            assert b.alive
