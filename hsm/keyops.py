@@ -25,6 +25,7 @@ from typing import Any
 
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11e
+
 from tlscore.keyschedule import ct_select
 
 from .token import SessionPool, Token, TokenError, describe_error, read_pin

@@ -211,12 +211,13 @@ class SessionPool:
             yield worker
         except SESSION_ERRORS as e:
             broken = True
-            log.warning("token %r: %s; reopening the session", self.token.label, describe_error(e))
-            if isinstance(e, p11e.UserNotLoggedIn):
-                try:
-                    self._relogin()
-                except TokenError as le:
-                    log.error("token %r: login again failed: %s", self.token.label, le)
+            log.warning("token %r: %s; reopening the session and logging in again", self.token.label, describe_error(e))
+            # a lost login shows as several errors (UserNotLoggedIn, ObjectHandleInvalid
+            # when private objects vanish), so log in again after any of them
+            try:
+                self._relogin()
+            except TokenError as le:
+                log.error("token %r: login again failed: %s", self.token.label, le)
             raise
         finally:
             if broken:

@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 import click
+
 from tlscore.errors import TLSError
 
 from .keys import KeyError_, load_private_key

@@ -9,11 +9,9 @@ renegotiation, and an echo; then OpenSSL's s_client against the same server when
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,43 +19,8 @@ from pathlib import Path
 from .client import TLSClient, TLSFailure
 from .devpki import DevPKI
 from .keys import FileKey
-from .server import TLSServer
+from .server import BackgroundServer, TLSServer
 from .tlsconfig import client_config, server_config
-
-
-class _BackgroundServer:
-    def __init__(self, server: TLSServer) -> None:
-        self.server = server
-        self.port = 0
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        def ready(host: str, port: int) -> None:
-            self.port = port
-            self._ready.set()
-
-        try:
-            self._loop.run_until_complete(self.server.serve("127.0.0.1", 0, ready))
-        except asyncio.CancelledError:
-            pass
-
-    def __enter__(self) -> _BackgroundServer:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("demo server did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        def stop() -> None:
-            for task in asyncio.all_tasks(self._loop):
-                task.cancel()
-
-        self._loop.call_soon_threadsafe(stop)
-        self._thread.join(5)
 
 
 def _openssl_s_client(port: int, pki: DevPKI, timeout: float = 20.0) -> str:
@@ -96,7 +59,7 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
         log: list[str] = []
         config = server_config(str(pki.server_cert), str(pki.ca_cert), "require")
         server = TLSServer(config, FileKey(str(pki.server_key)), renegotiate=True, out=log.append)
-        with _BackgroundServer(server) as bg:
+        with BackgroundServer(server) as bg:
             echo(f"[host] server on 127.0.0.1:{bg.port}, key: {server.key.description}, client auth required")
             cc = client_config(str(pki.ca_cert), "localhost", str(pki.client_cert))
             try:

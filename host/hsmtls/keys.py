@@ -12,6 +12,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
 from tlscore.events import KeyOperationRequest
 
 _HASHES = {

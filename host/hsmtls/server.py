@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 
 from tlscore.config import TLSConfig
@@ -151,3 +152,40 @@ class TLSServer:
             ready(sock[0], sock[1])
         async with server:
             await server.serve_forever()
+
+
+class BackgroundServer:
+    """A TLSServer on its own event loop thread (demo, tests, benchmarks)."""
+
+    def __init__(self, server: TLSServer) -> None:
+        self.server = server
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        def ready(host: str, port: int) -> None:
+            self.port = port
+            self._ready.set()
+
+        try:
+            self._loop.run_until_complete(self.server.serve("127.0.0.1", 0, ready))
+        except asyncio.CancelledError:
+            pass
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("server did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        def stop() -> None:
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+
+        self._loop.call_soon_threadsafe(stop)
+        self._thread.join(5)

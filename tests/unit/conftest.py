@@ -6,6 +6,7 @@ import datetime
 from pathlib import Path
 
 import pytest
+
 from hsmtls import devpki
 from hsmtls.keys import FileKey
 from hsmtls.tlsconfig import client_config, server_config

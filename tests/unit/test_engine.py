@@ -7,6 +7,7 @@ import random
 
 import pytest
 from engine_pair import Pair, record, records
+
 from tlscore import constants as C
 from tlscore import suites
 from tlscore.client import ClientConnection

@@ -109,6 +109,10 @@ class HostLink:
     def connect(self, timeout: float = 5.0) -> dict:
         """SYNC until the board answers; returns its HELLO (board info)."""
         self._nonce = (self._nonce + 1) & 0xFFFFFFFF
+        try:
+            self.ser.reset_input_buffer()  # whatever the board said to a previous host
+        except (serial.SerialException, OSError):
+            pass
         deadline = time.monotonic() + timeout
         next_sync = 0.0
         while time.monotonic() < deadline:

@@ -1,0 +1,327 @@
+"""Keys in a real (SoftHSM2) token: provisioning, token-backed handshakes, faults, and
+the premaster countermeasure with implicit rejection in the token."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import PIN, requires_softhsm
+
+from hsmtls.client import TLSClient, TLSFailure
+from hsmtls.hsm.keyops import TokenKey, depad_premaster
+from hsmtls.hsm.uri import PKCS11URI, URIError
+from hsmtls.server import BackgroundServer, TLSServer
+from hsmtls.tlsconfig import client_config, server_config
+
+pytestmark = requires_softhsm
+REPO = Path(__file__).resolve().parents[2]
+
+
+def openssl(*args: str, input: bytes | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", *args], input=input, capture_output=True, timeout=timeout)
+
+
+# --- URIs -------------------------------------------------------------------------------
+
+
+def test_uri_round_trip_and_pin_value_refused():
+    u = PKCS11URI.parse("pkcs11:token=my%20token;object=server;type=private?module-path=/x.so")
+    assert (u.token, u.object, u.type, u.query["module-path"]) == ("my token", "server", "private", "/x.so")
+    assert PKCS11URI.parse(str(u)).path == u.path
+    with pytest.raises(URIError, match="pin-value"):
+        PKCS11URI.parse("pkcs11:token=t;object=k?pin-value=1234")
+    with pytest.raises(URIError):
+        PKCS11URI.parse("file:///etc/passwd")
+
+
+def test_depad_premaster():
+    k = 256
+    m = b"\x03\x03" + bytes(range(46))
+    good = b"\x00\x02" + b"\x11" * (k - 51) + b"\x00" + m
+    assert depad_premaster(good, k) == (1, m)
+    for bad in (
+        b"\x00\x01" + good[2:],  # block type 1
+        b"\x01" + good[1:],  # leading byte
+        good[: k - 49] + b"\x05" + good[k - 48:],  # no separator before 48 bytes
+        b"\x00\x02" + b"\x11" * 5 + b"\x00" * (k - 56) + b"\x00" + m,  # zero inside PS
+    ):
+        assert depad_premaster(bad, k)[0] == 0
+
+
+# --- provisioning -----------------------------------------------------------------------------
+
+
+def test_list_shows_uris_and_key_protection(token_env):
+    out = token_env.cli("token", "list").stdout
+    for name in ("server", "client", "ca"):
+        line = next(ln for ln in out.splitlines() if token_env.uri(name) in ln)
+        assert "RSA-2048" in line and "sensitive=yes" in line and "extractable=no" in line
+    assert token_env.uri("server-implicit-rejection", "secret-key") in out
+
+
+def test_certificates_verify_with_openssl(token_env):
+    d = token_env.dir
+    for cert, purpose in (("server.pem", "sslserver"), ("client.pem", "sslclient")):
+        proc = openssl("verify", "-CAfile", str(d / "ca.pem"), "-purpose", purpose, str(d / cert))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = openssl("x509", "-in", str(d / "server.pem"), "-noout", "-text").stdout.decode()
+    assert "TLS Web Server Authentication" in text and "DNS:localhost" in text and "IP Address:127.0.0.1" in text
+    text = openssl("x509", "-in", str(d / "client.pem"), "-noout", "-text").stdout.decode()
+    assert "TLS Web Client Authentication" in text
+
+
+def test_issue_from_csr_and_import(token_env, tmp_path):
+    key = tmp_path / "k.pem"
+    assert openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(key)).returncode == 0
+    csr = tmp_path / "r.pem"
+    assert openssl("req", "-new", "-key", str(key), "-subj", "/CN=from-csr", "-out", str(csr)).returncode == 0
+    token_env.cli("ca", "issue", "--ca-key", token_env.uri("ca"), "--ca-cert", "ca.pem", "--profile", "client",
+                  "--csr", str(csr), "--days", "5", "--out", str(tmp_path / "c.pem"))
+    assert openssl("verify", "-CAfile", str(token_env.dir / "ca.pem"), str(tmp_path / "c.pem")).returncode == 0
+    out = token_env.cli("token", "import", "--object", "migrated", str(key)).stdout
+    assert token_env.uri("migrated") in out
+    listing = token_env.cli("token", "list").stdout
+    line = next(ln for ln in listing.splitlines() if token_env.uri("migrated") in ln)
+    assert "sensitive=yes" in line and "extractable=no" in line
+
+
+def test_private_keys_are_sensitive_and_never_read(token_env):
+    from pkcs11 import Attribute, ObjectClass
+    from pkcs11 import exceptions as p11e
+
+    key = TokenKey(token_env.uri("server"), pin=PIN, pool_size=1)
+    try:
+        with key.pool.session() as w:
+            priv = key._private(w)
+            assert priv[Attribute.SENSITIVE] is True
+            assert priv[Attribute.EXTRACTABLE] is False
+            assert priv[Attribute.NEVER_EXTRACTABLE] is True
+            with pytest.raises(p11e.AttributeSensitive):
+                priv[Attribute.PRIVATE_EXPONENT]
+            (ir,) = w.session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY,
+                                           Attribute.LABEL: "server-implicit-rejection"})
+            assert ir[Attribute.SENSITIVE] is True and ir[Attribute.EXTRACTABLE] is False
+    finally:
+        key.close()
+    # and no code of ours reads a secret attribute (import only writes them)
+    secret = r"(PRIVATE_EXPONENT|PRIME_1|PRIME_2|EXPONENT_1|EXPONENT_2|COEFFICIENT|Attribute\.VALUE\b)"
+    read = re.compile(r"\[\s*(Attribute\.)?" + secret + r"\s*\]|get_attribute\w*\([^)]*" + secret)
+    for path in list((REPO / "hsm").rglob("*.py")) + list((REPO / "host").rglob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            assert not read.search(line), f"{path}:{n} reads a secret attribute: {line.strip()}"
+
+
+# --- handshakes with token keys ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def token_server(token_env):
+    log: list[str] = []
+    cfg = server_config(str(token_env.dir / "server.pem"), str(token_env.dir / "ca.pem"), "optional")
+    key = TokenKey(token_env.uri("server"), pin=PIN, pool_size=4)
+    srv = TLSServer(cfg, key, out=log.append)
+    with BackgroundServer(srv) as bg:
+        bg.log = log
+        bg.key = key
+        yield bg
+    key.close()
+
+
+def _s_client(port: int, d: Path, *extra: str) -> str:
+    proc = openssl("s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-CAfile", str(d / "ca.pem"),
+                   "-servername", "localhost", *extra, input=b"", timeout=30)
+    return proc.stdout.decode(errors="replace")
+
+
+@pytest.mark.parametrize("cipher", ["AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-SHA256", "AES128-SHA"])
+def test_openssl_s_client_against_token_server(token_env, token_server, cipher):
+    out = _s_client(token_server.port, token_env.dir, "-cipher", cipher)
+    assert f"Cipher is {cipher}" in out and "Verify return code: 0 (ok)" in out
+
+
+def test_mutual_auth_with_client_key_in_token(token_env, token_server):
+    proc = token_env.cli("connect", f"127.0.0.1:{token_server.port}", "--ca", "ca.pem", "--cert", "client.pem",
+                         "--key", token_env.uri("client"), "--send", "hi\\n", "--until", "hi")
+    assert "peer: CN=localhost" in proc.stdout and "received: hi" in proc.stdout
+    _wait_for_log(token_server, "client=CN=token client")
+
+
+def test_openssl_client_certificate_against_token_server(token_env, token_server, tmp_path):
+    # openssl cannot use the token's client key without an engine; a PEM client key
+    # signed by the token CA shows the token CA's chain is accepted
+    key = tmp_path / "k.pem"
+    openssl("genpkey", "-algorithm", "RSA", "-out", str(key))
+    csr = tmp_path / "r.pem"
+    openssl("req", "-new", "-key", str(key), "-subj", "/CN=openssl client", "-out", str(csr))
+    token_env.cli("ca", "issue", "--ca-key", token_env.uri("ca"), "--ca-cert", "ca.pem", "--profile", "client",
+                  "--csr", str(csr), "--days", "5", "--out", str(tmp_path / "c.pem"))
+    out = _s_client(token_server.port, token_env.dir, "-cert", str(tmp_path / "c.pem"), "-key", str(key))
+    assert "Verify return code: 0 (ok)" in out
+    _wait_for_log(token_server, "client=CN=openssl client")
+
+
+def test_python_ssl_default_client(token_env, token_server):
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(token_env.dir / "ca.pem"))
+    with socket.create_connection(("127.0.0.1", token_server.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            assert s.version() == "TLSv1.2"
+            s.sendall(b"py")
+            assert s.recv(10) == b"py"
+
+
+# --- faults: error, then operate correctly ----------------------------------------------------
+
+
+def _handshake(token_env, port: int) -> None:
+    cc = client_config(str(token_env.dir / "ca.pem"), "localhost")
+    c = TLSClient("127.0.0.1", port, cc, timeout=10)
+    try:
+        c.handshake()
+    finally:
+        c.close()
+
+
+def _wait_for_log(server, text: str, timeout: float = 5.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in server.log):
+        assert time.monotonic() < deadline, f"{text!r} not in server log: {server.log}"
+        time.sleep(0.02)
+
+
+def test_session_invalidated_then_next_handshake_works(token_env, token_server):
+    key = token_server.key
+    _handshake(token_env, token_server.port)
+    # kill every idle worker session behind the pool's back
+    workers = []
+    while not key.pool._idle.empty():
+        workers.append(key.pool._idle.get_nowait())
+    for w in workers:
+        w.session.close()
+        key.pool._idle.put(w)
+    with pytest.raises(TLSFailure, match="internal_error"):
+        _handshake(token_env, token_server.port)
+    _wait_for_log(token_server, "SessionHandleInvalid")
+    for _ in range(len(workers)):  # each broken worker fails once, then is replaced
+        try:
+            _handshake(token_env, token_server.port)
+            break
+        except TLSFailure:
+            pass
+    _handshake(token_env, token_server.port)
+    assert key.pool.reopened >= 1
+
+
+def test_token_logged_out_then_next_handshake_works(token_env, token_server):
+    key = token_server.key
+    _handshake(token_env, token_server.port)
+    key.pool._login.close()  # C_Logout: every session of this process loses the login
+    with pytest.raises(TLSFailure, match="internal_error"):
+        _handshake(token_env, token_server.port)
+    _handshake(token_env, token_server.port)
+
+
+def _serve_cli(token_env, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hsmtls", "serve", "--port", "0", "--cert", "server.pem", *args],
+        capture_output=True, text=True, env=env or token_env.env, cwd=token_env.dir, timeout=30,
+    )
+
+
+def test_wrong_pin_is_one_line_at_startup(token_env):
+    proc = _serve_cli(token_env, "--key", token_env.uri("server"), env=dict(token_env.env, HSMTLS_PIN="0000"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and "wrong PIN" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_module_is_one_line_at_startup(token_env):
+    proc = _serve_cli(token_env, "--key", token_env.uri("server"), "--module", "/nonexistent/libp11.so")
+    assert proc.returncode == 1 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _serve_cli(token_env, "--key", "pkcs11:token=nosuch;object=server;type=private")
+    assert proc.returncode == 1 and "no token labelled 'nosuch'" in proc.stderr
+
+
+def test_missing_pin_is_one_line(token_env):
+    env = {k: v for k, v in token_env.env.items() if k != "HSMTLS_PIN"}
+    proc = subprocess.run([sys.executable, "-m", "hsmtls", "serve", "--port", "0", "--cert", "server.pem",
+                           "--key", token_env.uri("server")], capture_output=True, text=True, env=env,
+                          cwd=token_env.dir, timeout=30, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1 and "HSMTLS_PIN" in proc.stderr
+
+
+# --- the premaster countermeasure with the token key ------------------------------------------------
+
+
+def test_same_bad_ciphertext_same_substitute(token_env):
+    key = TokenKey(token_env.uri("server"), pin=PIN, pool_size=1)
+    try:
+        bad = (12345).to_bytes(key.k, "big")
+        a, b = key.decrypt_premaster(bad), key.decrypt_premaster(bad)
+        assert a == b and len(a[0]) == 48 and len(a[1]) == 46
+        other = key.decrypt_premaster((54321).to_bytes(key.k, "big"))
+        assert other != a
+    finally:
+        key.close()
+
+
+def _crafted(kind: str, n: int, e: int, k: int, premaster: bytes) -> bytes:
+    ps = os.urandom(k)
+    ps = bytes(b or 1 for b in ps)
+    if kind == "bad-padding":
+        em = b"\x00\x01" + ps[: k - 51] + b"\x00" + premaster
+    elif kind == "short":
+        em = b"\x00\x02" + ps[: k - 50] + b"\x00" + premaster[:47]
+    elif kind == "long":
+        em = b"\x00\x02" + ps[: k - 52] + b"\x00" + premaster + b"\x07"
+    elif kind == "wrong-version":
+        em = b"\x00\x02" + ps[: k - 51] + b"\x00" + b"\x03\x01" + premaster[2:]
+    elif kind == "wrong-key":
+        n = n - 2  # not the server's modulus: any other key
+        em = b"\x00\x02" + ps[: k - 51] + b"\x00" + premaster
+    else:
+        raise ValueError(kind)
+    return pow(int.from_bytes(em, "big"), e, n).to_bytes(k, "big")
+
+
+@pytest.mark.parametrize("kind", ["bad-padding", "short", "long", "wrong-version", "wrong-key"])
+def test_bad_premaster_fails_at_finished_like_a_wrong_key(token_env, kind, monkeypatch):
+    import sys as _sys
+
+    _sys.path.insert(0, str(REPO / "tests" / "unit"))
+    from engine_pair import Pair
+
+    from tlscore import client as tls_client
+    from tlscore import constants as C
+    from tlscore.events import AlertReceived
+
+    key = TokenKey(token_env.uri("server"), pin=PIN, pool_size=1)
+    monkeypatch.setattr(tls_client.pkcs1, "encrypt",
+                        lambda backend, n, e, pms: _crafted(kind, n, e, key.k, pms))
+    try:
+        sc = server_config(str(token_env.dir / "server.pem"))
+        cc = client_config(str(token_env.dir / "ca.pem"), "localhost")
+        p = Pair(cc, sc, None, key)
+        p.start()
+        p.c2s()
+        p.s2c()
+        sent = p.c.data_to_send()  # ClientKeyExchange + ChangeCipherSpec + Finished
+        cke_only = sent[: 5 + int.from_bytes(sent[3:5], "big")]
+        p._answer(p.s, key, p.s.receive_data(cke_only), p.sev)
+        assert not p.s.closed and p.s.data_to_send() == b""  # no alert at the key exchange
+        p._answer(p.s, key, p.s.receive_data(sent[len(cke_only):]), p.sev)
+        closed = p.closed("s")
+        assert closed is not None and closed.local and closed.alert == C.BAD_RECORD_MAC
+        p.s2c()
+        assert [a.description for a in p.of(AlertReceived, "c")] == [C.BAD_RECORD_MAC]
+    finally:
+        key.close()
