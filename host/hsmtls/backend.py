@@ -6,7 +6,11 @@ import hashlib
 import hmac as _hmac
 import os
 
+from typing import Any
+
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -38,8 +42,13 @@ class _CBC:
         return d.update(bytes(data)) + d.finalize()
 
 
+X25519 = 29
+SECP256R1 = 23
+
+
 class CPythonBackend:
     hash_names = ("sha1", "sha256", "sha384", "sha512")
+    groups = (X25519, SECP256R1)
 
     def random(self, n: int) -> bytes:
         return os.urandom(n)
@@ -55,6 +64,37 @@ class CPythonBackend:
 
     def aes_cbc(self, key: bytes) -> _CBC:
         return _CBC(bytes(key))
+
+
+
+
+    def ecdh_generate(self, group: int) -> tuple[Any, bytes]:
+        if group == X25519:
+            priv = x25519.X25519PrivateKey.generate()
+            pub = priv.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            return priv, pub
+        if group == SECP256R1:
+            key = ec.generate_private_key(ec.SECP256R1())
+            pub = key.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+            return key, pub
+        raise ValueError(f"unsupported group {group}")
+
+    def ecdh_shared(self, group: int, private: Any, peer_public: bytes) -> bytes | None:
+        try:
+            if group == X25519:
+                if len(peer_public) != 32:
+                    return None
+                return private.exchange(x25519.X25519PublicKey.from_public_bytes(bytes(peer_public)))
+            if group == SECP256R1:
+                if len(peer_public) != 65 or peer_public[0] != 4:
+                    return None  # uncompressed points only (RFC 8422 §5.1.2)
+                peer = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), bytes(peer_public))
+                return private.exchange(ec.ECDH(), peer)
+        except ValueError:  # invalid point, or an all-zero X25519 result
+            return None
+        return None
 
 
 BACKEND = CPythonBackend()

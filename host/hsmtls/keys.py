@@ -74,9 +74,13 @@ class FileKey:
             return None
 
     def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes:
-        if not scheme.startswith("rsa_pkcs1_"):
-            raise KeyError_(f"signature scheme {scheme} is not supported by {self.description}")
-        return self._key.sign(bytes(data), padding.PKCS1v15(), _HASHES[hash_name]())
+        h = _HASHES[hash_name]()
+        if scheme.startswith("rsa_pkcs1_"):
+            return self._key.sign(bytes(data), padding.PKCS1v15(), h)
+        if scheme.startswith("rsa_pss_rsae_"):
+            pss = padding.PSS(mgf=padding.MGF1(_HASHES[hash_name]()), salt_length=h.digest_size)
+            return self._key.sign(bytes(data), pss, h)
+        raise KeyError_(f"signature scheme {scheme} is not supported by {self.description}")
 
 
 def load_private_key(spec: str, module: str | None = None, pin_file: str | None = None) -> PrivateKey:

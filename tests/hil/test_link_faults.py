@@ -43,8 +43,14 @@ def _handshake(board, port, opts=OPTS, timeout=60):
         return r, stats, link.link.counters()
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("case", sorted(CASES))
+MATRIX = [
+    pytest.param(case, seed, marks=() if (case, seed) == ("everything", 1) else pytest.mark.slow)
+    for case in sorted(CASES)
+    for seed in (1, 2)
+]
+
+
+@pytest.mark.parametrize("case,seed", MATRIX)
 def test_handshake_through_faults_then_clean(case, seed, servers, flash_dir):
     port = servers.hsmtls(client_auth=True)
     to_board = Faults(seed=seed, **CASES[case])

@@ -138,7 +138,11 @@ def _s_client(port: int, d: Path, *extra: str) -> str:
     return proc.stdout.decode(errors="replace")
 
 
-@pytest.mark.parametrize("cipher", ["AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-SHA256", "AES128-SHA"])
+@pytest.mark.parametrize(
+    "cipher",
+    ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+     "AES128-GCM-SHA256", "AES256-GCM-SHA384", "AES128-SHA256", "AES128-SHA"],
+)
 def test_openssl_s_client_against_token_server(token_env, token_server, cipher):
     out = _s_client(token_server.port, token_env.dir, "-cipher", cipher)
     assert f"Cipher is {cipher}" in out and "Verify return code: 0 (ok)" in out
@@ -308,8 +312,9 @@ def test_bad_premaster_fails_at_finished_like_a_wrong_key(token_env, kind, monke
     monkeypatch.setattr(tls_client.pkcs1, "encrypt",
                         lambda backend, n, e, pms: _crafted(kind, n, e, key.k, pms))
     try:
-        sc = server_config(str(token_env.dir / "server.pem"))
-        cc = client_config(str(token_env.dir / "ca.pem"), "localhost")
+        rsa_kx = ["TLS_RSA_WITH_AES_128_GCM_SHA256"]
+        sc = server_config(str(token_env.dir / "server.pem"), ciphers=rsa_kx)
+        cc = client_config(str(token_env.dir / "ca.pem"), "localhost", ciphers=rsa_kx)
         p = Pair(cc, sc, None, key)
         p.start()
         p.c2s()

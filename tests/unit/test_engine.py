@@ -66,8 +66,9 @@ def test_handshake_data_and_renegotiation(make_configs, client_key, server_key, 
     assert p.closed("s").clean
 
 
-def test_server_flight_is_one_record_with_four_messages(make_configs, client_key, server_key, epki):
-    cc, sc = make_configs(None, "require", epki.client_cert)
+@pytest.mark.parametrize("suite", ["TLS_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"])
+def test_server_flight_is_one_record(make_configs, client_key, server_key, epki, suite):
+    cc, sc = make_configs(suite, "require", epki.client_cert)
     p = Pair(cc, sc, client_key, server_key)
     p.start()
     p.c2s()
@@ -78,7 +79,8 @@ def test_server_flight_is_one_record_with_four_messages(make_configs, client_key
     while body:
         types.append(body[0])
         body = body[4 + int.from_bytes(body[1:4], "big"):]
-    assert types == [C.SERVER_HELLO, C.CERTIFICATE, C.CERTIFICATE_REQUEST, C.SERVER_HELLO_DONE]
+    ske = [C.SERVER_KEY_EXCHANGE] if "ECDHE" in suite else []
+    assert types == [C.SERVER_HELLO, C.CERTIFICATE] + ske + [C.CERTIFICATE_REQUEST, C.SERVER_HELLO_DONE]
 
 
 @pytest.mark.parametrize("size", [1, 3, 7, 100])
@@ -102,7 +104,7 @@ def test_handshake_messages_fragmented_across_records(make_configs, client_key, 
 
 
 def test_key_operation_is_asynchronous(make_configs, server_key):
-    cc, sc = make_configs()
+    cc, sc = make_configs("TLS_RSA_WITH_AES_128_GCM_SHA256")
     p = Pair(cc, sc, None, None)
     p.start()
     p.c2s()
@@ -118,7 +120,7 @@ def test_key_operation_is_asynchronous(make_configs, server_key):
 
 
 def test_key_operation_failure_is_internal_error(make_configs):
-    cc, sc = make_configs()
+    cc, sc = make_configs("TLS_RSA_WITH_AES_128_GCM_SHA256")
     p = Pair(cc, sc)
     p.start()
     p.c2s()
@@ -312,7 +314,7 @@ def test_premaster_selection():
 def test_corrupt_premaster_fails_only_at_finished(make_configs, client_key, server_key):
     """A bad EncryptedPreMasterSecret must look like any wrong key: no alert at the
     ClientKeyExchange, the same path on, and bad_record_mac at the client's Finished."""
-    cc, sc = make_configs()
+    cc, sc = make_configs("TLS_RSA_WITH_AES_128_GCM_SHA256")
     p = Pair(cc, sc, client_key, server_key)
     p.start()
     p.c2s()

@@ -102,6 +102,8 @@ def test_ems_differs_from_classic_master_secret():
 # (mac_key_length, enc_key_length, fixed_iv_length) per RFC 5246 Appendix C and
 # RFC 5288 §3 (GCM: 4-byte salt, no MAC key). Written out here, not read from suites.py.
 EXPECTED_LENGTHS = {
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": (0, 16, 4),  # RFC 5289
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": (0, 32, 4),
     "TLS_RSA_WITH_AES_128_GCM_SHA256": (0, 16, 4),
     "TLS_RSA_WITH_AES_256_GCM_SHA384": (0, 32, 4),
     "TLS_RSA_WITH_AES_128_CBC_SHA256": (32, 16, 0),

@@ -13,10 +13,15 @@
 #   aes_cbc(key) -> object with (no padding; whole blocks only)
 #       encrypt(iv16, data) -> ciphertext
 #       decrypt(iv16, data) -> plaintext
+#   groups -> tuple of NamedGroup codes it can do ECDHE in (empty: no ECDHE suites)
+#   ecdh_generate(group) -> (private, public point bytes as sent on the wire)
+#   ecdh_shared(group, private, peer_public) -> shared secret, or None if the
+#       peer's point is invalid (the engine answers illegal_parameter)
 
 
 class Backend:
     hash_names = ()
+    groups = ()
 
     def random(self, n):
         raise NotImplementedError
@@ -31,4 +36,10 @@ class Backend:
         raise NotImplementedError
 
     def aes_cbc(self, key):
+        raise NotImplementedError
+
+    def ecdh_generate(self, group):
+        raise NotImplementedError
+
+    def ecdh_shared(self, group, private, peer_public):
         raise NotImplementedError

@@ -2,7 +2,9 @@
 #  1  ClientHello                                  (initiate / renegotiate)
 #  2  ServerHello, Certificate, [CertificateRequest], ServerHelloDone
 #  3  authenticate the server: chain, dates, name, key usage (_on_server_certificate)
-#  4  ClientKeyExchange: premaster RSA-encrypted to the server's key
+#     [ServerKeyExchange for ECDHE_RSA: the server's ephemeral key, signed]
+#  4  ClientKeyExchange: premaster RSA-encrypted to the server's key, or our
+#     ephemeral ECDH key (ECDHE_RSA)
 #  5  [Certificate, CertificateVerify] when the server asked for client authentication
 #  6-7 master secret and session keys (connection.py)
 #  8  ChangeCipherSpec + Finished from us, 9 the same from the server
@@ -15,8 +17,10 @@ from .constants import (
     BAD_CERTIFICATE,
     CERTIFICATE,
     CERTIFICATE_REQUEST,
+    DECRYPT_ERROR,
     EXT_ENCRYPT_THEN_MAC,
     EXT_EXTENDED_MASTER_SECRET,
+    EXT_MAX_FRAGMENT_LENGTH,
     EXT_RENEGOTIATION_INFO,
     EXT_SERVER_NAME,
     EXT_SIGNATURE_ALGORITHMS,
@@ -29,8 +33,12 @@ from .constants import (
     RSA_PKCS1_SHA256,
     RSA_PKCS1_SHA384,
     RSA_PKCS1_SHA512,
+    RSA_PSS_RSAE_SHA256,
+    RSA_PSS_RSAE_SHA384,
+    RSA_PSS_RSAE_SHA512,
     SERVER_HELLO,
     SERVER_HELLO_DONE,
+    SERVER_KEY_EXCHANGE,
     SIGNATURE_SCHEMES,
     TLS1_2,
     UNSUPPORTED_CERTIFICATE,
@@ -45,19 +53,31 @@ from .messages import (
     CertificateVerify,
     ClientHello,
     ClientKeyExchange,
+    ec_point_formats_extension,
+    max_fragment_length_extension,
+    parse_max_fragment_length,
     parse_renegotiation_info,
     renegotiation_info_extension,
     server_name_extension,
     signature_algorithms_extension,
+    supported_groups_extension,
 )
 
-# Signature schemes we can verify (peer) and make (CertificateVerify), best first.
+# Signature schemes we make for CertificateVerify, best first (PKCS#1 v1.5: what
+# every key, the board's included, can do).
 CLIENT_SIGNATURE_SCHEMES = (RSA_PKCS1_SHA256, RSA_PKCS1_SHA384, RSA_PKCS1_SHA512)
+# Signature schemes we verify (ServerKeyExchange), offered in signature_algorithms.
+VERIFY_SIGNATURE_SCHEMES = (
+    RSA_PSS_RSAE_SHA256, RSA_PKCS1_SHA256, RSA_PSS_RSAE_SHA384, RSA_PKCS1_SHA384,
+    RSA_PSS_RSAE_SHA512, RSA_PKCS1_SHA512,
+)
 
 START = "START"
 CLIENT_HELLO_SENT = "CLIENT_HELLO_SENT"
 SERVER_HELLO_RECEIVED = "SERVER_HELLO_RECEIVED"
 SERVER_CERTIFICATE_RECEIVED = "SERVER_CERTIFICATE_RECEIVED"
+WAIT_SERVER_KEY_EXCHANGE = "WAIT_SERVER_KEY_EXCHANGE"
+SERVER_KEY_EXCHANGE_RECEIVED = "SERVER_KEY_EXCHANGE_RECEIVED"
 CERTIFICATE_REQUEST_RECEIVED = "CERTIFICATE_REQUEST_RECEIVED"
 CLIENT_FINISHED_SENT = "CLIENT_FINISHED_SENT"
 SERVER_CHANGE_CIPHER_SPEC_RECEIVED = "SERVER_CHANGE_CIPHER_SPEC_RECEIVED"
@@ -70,9 +90,18 @@ TRANSITIONS = {
         HELLO_REQUEST: _IGNORE_HELLO_REQUEST,
     },
     SERVER_HELLO_RECEIVED: {
+        # RSA key exchange goes on to SERVER_CERTIFICATE_RECEIVED, ECDHE_RSA to
+        # WAIT_SERVER_KEY_EXCHANGE (the handler says which)
         CERTIFICATE: ("_on_server_certificate", SERVER_CERTIFICATE_RECEIVED),
     },
     SERVER_CERTIFICATE_RECEIVED: {
+        CERTIFICATE_REQUEST: ("_on_certificate_request", CERTIFICATE_REQUEST_RECEIVED),
+        SERVER_HELLO_DONE: ("_on_server_hello_done", CLIENT_FINISHED_SENT),
+    },
+    WAIT_SERVER_KEY_EXCHANGE: {
+        SERVER_KEY_EXCHANGE: ("_on_server_key_exchange", SERVER_KEY_EXCHANGE_RECEIVED),
+    },
+    SERVER_KEY_EXCHANGE_RECEIVED: {
         CERTIFICATE_REQUEST: ("_on_certificate_request", CERTIFICATE_REQUEST_RECEIVED),
         SERVER_HELLO_DONE: ("_on_server_hello_done", CLIENT_FINISHED_SENT),
     },
@@ -120,9 +149,9 @@ class ClientConnection(Connection):
     def _offered_suites(self):
         return suites.supported_by(self.backend, self.config.cipher_suites)
 
-    def _signature_schemes(self):
+    def _signature_schemes(self, schemes=CLIENT_SIGNATURE_SCHEMES):
         names = self.backend.hash_names
-        return [s for s in CLIENT_SIGNATURE_SCHEMES if SIGNATURE_SCHEMES[s][1] in names]
+        return [s for s in schemes if SIGNATURE_SCHEMES[s][1] in names]
 
     def _send_client_hello(self):
         self._reset_handshake()
@@ -135,7 +164,12 @@ class ClientConnection(Connection):
         ext = []
         if cfg.server_name and not _is_ip_literal(cfg.server_name):
             ext.append(server_name_extension(cfg.server_name))
-        ext.append(signature_algorithms_extension(self._signature_schemes()))
+        ext.append(signature_algorithms_extension(self._signature_schemes(VERIFY_SIGNATURE_SCHEMES)))
+        if [s for s in offered if s.key_exchange == "ECDHE_RSA"]:
+            ext.append(supported_groups_extension(list(self.backend.groups)))
+            ext.append(ec_point_formats_extension())
+        if cfg.max_fragment_length:
+            ext.append(max_fragment_length_extension(cfg.max_fragment_length))
         if cfg.extended_master_secret:
             ext.append((EXT_EXTENDED_MASTER_SECRET, b""))
         if cfg.encrypt_then_mac and [s for s in offered if s.cipher == "CBC"]:
@@ -180,6 +214,11 @@ class ClientConnection(Connection):
         self.use_etm = msg.has_extension(EXT_ENCRYPT_THEN_MAC)
         if self.use_etm and suite.cipher != "CBC":
             raise TLSError(ILLEGAL_PARAMETER, "encrypt_then_mac with an AEAD suite")
+        mfl = msg.extension(EXT_MAX_FRAGMENT_LENGTH)
+        if mfl is not None:
+            if parse_max_fragment_length(mfl) != self.config.max_fragment_length:
+                raise TLSError(ILLEGAL_PARAMETER, "server answered a max_fragment_length we did not ask for")
+            self._limit_fragments(self.config.max_fragment_length)
         if msg.has_extension(EXT_SERVER_NAME):
             self.server_name = self.config.server_name
 
@@ -196,6 +235,23 @@ class ClientConnection(Connection):
         if leaf.public_key is None:
             raise TLSError(UNSUPPORTED_CERTIFICATE, "server certificate key is not RSA: RSA key exchange needs one")
         self.peer_certificate = leaf
+        if self.suite.key_exchange == "ECDHE_RSA":
+            return WAIT_SERVER_KEY_EXCHANGE
+        return None
+
+    def _on_server_key_exchange(self, msg):
+        # ECDHE_RSA: the server's ephemeral key, signed by its certificate key
+        if msg.named_curve not in self.backend.groups:
+            raise TLSError(ILLEGAL_PARAMETER, "server chose group %d we did not offer" % msg.named_curve)
+        if msg.algorithm not in self._signature_schemes(VERIFY_SIGNATURE_SCHEMES):
+            raise TLSError(ILLEGAL_PARAMETER, "ServerKeyExchange signed with an algorithm we did not offer")
+        name, hash_name = SIGNATURE_SCHEMES[msg.algorithm]
+        key = self.peer_certificate.public_key
+        signed = self.client_random + self.server_random + msg.params()
+        check = pkcs1.verify_pss if name.startswith("rsa_pss") else pkcs1.verify
+        if not check(self.backend, key.n, key.e, hash_name, signed, msg.signature):
+            raise TLSError(DECRYPT_ERROR, "ServerKeyExchange signature does not verify with the server certificate")
+        self.server_key_exchange = msg
 
     def _on_certificate_request(self, msg):
         self.client_cert_requested = True
@@ -208,9 +264,17 @@ class ClientConnection(Connection):
         chain = self.config.certificate_chain if self.client_cert_requested else []
         if self.client_cert_requested:
             self._send_handshake(Certificate(chain))
-        pre_master_secret = TLS1_2.to_bytes(2, "big") + b.random(46)
-        key = self.peer_certificate.public_key
-        self._send_handshake(ClientKeyExchange(pkcs1.encrypt(b, key.n, key.e, pre_master_secret)))
+        if self.suite.key_exchange == "ECDHE_RSA":
+            ske = self.server_key_exchange
+            private, public = b.ecdh_generate(ske.named_curve)
+            pre_master_secret = b.ecdh_shared(ske.named_curve, private, ske.public)
+            if pre_master_secret is None:
+                raise TLSError(ILLEGAL_PARAMETER, "server's ECDHE public key is not a valid point")
+            self._send_handshake(ClientKeyExchange.ecdhe(public))
+        else:
+            pre_master_secret = TLS1_2.to_bytes(2, "big") + b.random(46)
+            key = self.peer_certificate.public_key
+            self._send_handshake(ClientKeyExchange.rsa(pkcs1.encrypt(b, key.n, key.e, pre_master_secret)))
         self._derive_master_secret(pre_master_secret, self.transcript)
         if chain:
             scheme = self._choose_certificate_verify_scheme()

@@ -16,6 +16,10 @@ class TLSConfig:
         self.extended_master_secret = True
         self.encrypt_then_mac = True
         self.allow_renegotiation = True
+        # RFC 6066: client: offer this record size (512..4096) so the board's receive
+        # buffer can be small; server: honour a client's request
+        self.max_fragment_length = None
+        self.accept_max_fragment_length = True
         self.max_handshake_message = 1 << 16
         for k in kw:
             if not hasattr(self, k):

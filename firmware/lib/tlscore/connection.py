@@ -74,7 +74,14 @@ class Connection:
         self.server_verify_data = b""
         self.secure_renegotiation = False
         self.renegotiation_count = 0
+        self.max_fragment_length = None
         self._reset_handshake()
+
+    def _limit_fragments(self, size):
+        # RFC 6066: both directions' records carry at most `size` plaintext bytes
+        self.max_fragment_length = size
+        self.records.max_fragment = size
+        self.records.max_incoming = size
 
     def _reset_handshake(self):
         self.suite = None
@@ -103,7 +110,8 @@ class Connection:
         return ev
 
     def data_to_send(self):
-        self._flush_handshake()
+        if self.pending_op is None:  # a flight waiting on a key operation goes out whole
+            self._flush_handshake()
         data = bytes(self.out)
         self.out = bytearray()
         return data
@@ -386,5 +394,4 @@ class Connection:
         self._next_op_id += 1
         self.pending_op = op
         self._after_op = after
-        self._flush_handshake()
         self.events.append(op)

@@ -125,6 +125,9 @@ RSA_PKCS1_SHA1 = 0x0201
 RSA_PKCS1_SHA256 = 0x0401
 RSA_PKCS1_SHA384 = 0x0501
 RSA_PKCS1_SHA512 = 0x0601
+RSA_PSS_RSAE_SHA256 = 0x0804
+RSA_PSS_RSAE_SHA384 = 0x0805
+RSA_PSS_RSAE_SHA512 = 0x0806
 
 SIGNATURE_SCHEMES = {
     # code: (name, hash name)
@@ -132,7 +135,17 @@ SIGNATURE_SCHEMES = {
     RSA_PKCS1_SHA384: ("rsa_pkcs1_sha384", "sha384"),
     RSA_PKCS1_SHA512: ("rsa_pkcs1_sha512", "sha512"),
     RSA_PKCS1_SHA1: ("rsa_pkcs1_sha1", "sha1"),
+    RSA_PSS_RSAE_SHA256: ("rsa_pss_rsae_sha256", "sha256"),
+    RSA_PSS_RSAE_SHA384: ("rsa_pss_rsae_sha384", "sha384"),
+    RSA_PSS_RSAE_SHA512: ("rsa_pss_rsae_sha512", "sha512"),
 }
+
+# NamedGroup (RFC 8422 §5.1.1, RFC 7748) and ECPointFormat / ECCurveType
+SECP256R1 = 23
+X25519 = 29
+GROUP_NAMES = {SECP256R1: "secp256r1", X25519: "x25519"}
+POINT_FORMAT_UNCOMPRESSED = 0
+NAMED_CURVE = 3
 
 # ClientCertificateType (RFC 5246 §7.4.4)
 RSA_SIGN = 1

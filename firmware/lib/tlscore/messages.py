@@ -12,16 +12,21 @@ from .constants import (
     CLIENT_HELLO,
     CLIENT_KEY_EXCHANGE,
     DECODE_ERROR,
+    EXT_EC_POINT_FORMATS,
+    EXT_MAX_FRAGMENT_LENGTH,
     EXT_RENEGOTIATION_INFO,
     EXT_SERVER_NAME,
     EXT_SIGNATURE_ALGORITHMS,
+    EXT_SUPPORTED_GROUPS,
     FINISHED,
     HANDSHAKE_NAMES,
     HELLO_REQUEST,
     ILLEGAL_PARAMETER,
     MAX_CERTIFICATE_CHAIN,
+    NAMED_CURVE,
     SERVER_HELLO,
     SERVER_HELLO_DONE,
+    SERVER_KEY_EXCHANGE,
 )
 from .errors import TLSError
 
@@ -228,21 +233,72 @@ class HelloRequest(_Empty):
 
 
 class ClientKeyExchange:
-    # RSA key exchange: EncryptedPreMasterSecret, a public-key-encrypted opaque<0..2^16-1>
+    # The body depends on the key exchange (RFC 5246 §7.4.7, RFC 8422 §5.7), which the
+    # message does not say: kept raw, read with the accessor for the negotiated one.
     msg_type = CLIENT_KEY_EXCHANGE
 
-    def __init__(self, encrypted_pre_master_secret):
-        self.encrypted_pre_master_secret = encrypted_pre_master_secret
+    def __init__(self, body):
+        self.body = bytes(body)
+
+    @classmethod
+    def rsa(cls, encrypted_pre_master_secret):
+        # EncryptedPreMasterSecret: opaque<0..2^16-1>
+        return cls(Writer().add_vector(2, encrypted_pre_master_secret).bytes())
+
+    @classmethod
+    def ecdhe(cls, ecdh_yc):
+        # ClientECDiffieHellmanPublic: opaque point<1..2^8-1>
+        return cls(Writer().add_vector(1, ecdh_yc).bytes())
+
+    @classmethod
+    def parse(cls, body):
+        return cls(body)
+
+    def write(self):
+        return self.body
+
+    def encrypted_pre_master_secret(self):
+        p = Parser(self.body)
+        enc = p.get_vector(2)
+        p.expect_end()
+        return enc
+
+    def ecdh_yc(self):
+        p = Parser(self.body)
+        point = p.get_vector(1, 1)
+        p.expect_end()
+        return point
+
+
+class ServerKeyExchange:
+    # ECDHE: ServerECDHParams (named_curve, public point) + a signature over
+    # client_random + server_random + params (RFC 8422 §5.4, RFC 5246 §7.4.3)
+    msg_type = SERVER_KEY_EXCHANGE
+
+    def __init__(self, named_curve, public, algorithm, signature):
+        self.named_curve = named_curve
+        self.public = public
+        self.algorithm = algorithm
+        self.signature = signature
+
+    def params(self):
+        return Writer().add(NAMED_CURVE, 1).add(self.named_curve, 2).add_vector(1, self.public).bytes()
 
     @classmethod
     def parse(cls, body):
         p = Parser(body)
-        enc = p.get_vector(2)
+        curve_type = p.get(1)
+        if curve_type != NAMED_CURVE:
+            raise TLSError(ILLEGAL_PARAMETER, "ServerKeyExchange curve type %d is not named_curve" % curve_type)
+        curve = p.get(2)
+        public = p.get_vector(1, 1)
+        alg = p.get(2)
+        sig = p.get_vector(2)
         p.expect_end()
-        return cls(enc)
+        return cls(curve, public, alg, sig)
 
     def write(self):
-        return Writer().add_vector(2, self.encrypted_pre_master_secret).bytes()
+        return self.params() + Writer().add(self.algorithm, 2).add_vector(2, self.signature).bytes()
 
 
 class CertificateVerify:
@@ -288,6 +344,7 @@ MESSAGE_CLASSES = {
         ServerHello,
         Certificate,
         CertificateRequest,
+        ServerKeyExchange,
         ServerHelloDone,
         CertificateVerify,
         ClientKeyExchange,
@@ -332,6 +389,25 @@ def parse_signature_algorithms(data):
     return algs
 
 
+# max_fragment_length (RFC 6066 §4): one byte, 2^9 .. 2^12
+MAX_FRAGMENT_LENGTHS = {1: 512, 2: 1024, 3: 2048, 4: 4096}
+
+
+def max_fragment_length_extension(size):
+    for code, n in MAX_FRAGMENT_LENGTHS.items():
+        if n == size:
+            return (EXT_MAX_FRAGMENT_LENGTH, bytes([code]))
+    raise ValueError("max_fragment_length must be 512, 1024, 2048 or 4096")
+
+
+def parse_max_fragment_length(data):
+    # -> the length in bytes, or None for a code RFC 6066 does not define
+    p = Parser(data)
+    code = p.get(1)
+    p.expect_end()
+    return MAX_FRAGMENT_LENGTHS.get(code)
+
+
 def renegotiation_info_extension(renegotiated_connection):
     return (EXT_RENEGOTIATION_INFO, Writer().add_vector(1, renegotiated_connection).bytes())
 
@@ -341,3 +417,29 @@ def parse_renegotiation_info(data):
     v = p.get_vector(1)
     p.expect_end()
     return v
+
+
+def supported_groups_extension(groups):
+    return (EXT_SUPPORTED_GROUPS, Writer().add_list(2, 2, groups).bytes())
+
+
+def parse_supported_groups(data):
+    p = Parser(data)
+    groups = p.get_list(2, 2)
+    p.expect_end()
+    if not groups:
+        raise TLSError(DECODE_ERROR, "empty supported_groups")
+    return groups
+
+
+def ec_point_formats_extension(formats=(0,)):
+    return (EXT_EC_POINT_FORMATS, Writer().add_list(1, 1, list(formats)).bytes())
+
+
+def parse_ec_point_formats(data):
+    p = Parser(data)
+    formats = p.get_list(1, 1)
+    p.expect_end()
+    if not formats:
+        raise TLSError(DECODE_ERROR, "empty ec_point_formats")
+    return formats

@@ -3,7 +3,10 @@
 # (§7.2.1), RSASSA-PKCS1-v1_5 verification checks certificate signatures (§8.2.2), and
 # EMSA-PKCS1-v1_5 (§9.2) builds the block a signer exponentiates. Big-number work is the
 # interpreter's built-in three-argument pow(); hashes and randomness come from the
-# crypto backend, so the same code runs under CPython and MicroPython.
+# crypto backend, so the same code runs under CPython and MicroPython. RSASSA-PSS
+# verification (§8.1.2) checks ServerKeyExchange signatures (rsa_pss_rsae_*).
+
+from .keyschedule import ct_equal as equal
 
 
 def byte_length(n):
@@ -105,11 +108,51 @@ def verify(backend, n, e, hash_name, message, signature):
     return equal(em, expected)
 
 
-def equal(a, b):
-    # Constant time in the contents: no early exit on the first differing byte.
-    if len(a) != len(b):
+_HASH_LEN = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+
+
+def mgf1(backend, hash_name, seed, length):
+    # MGF1 (RFC 8017 §B.2.1)
+    out = bytearray()
+    counter = 0
+    while len(out) < length:
+        out += backend.hash(hash_name, seed + counter.to_bytes(4, "big"))
+        counter += 1
+    return bytes(out[:length])
+
+
+def verify_pss(backend, n, e, hash_name, message, signature, salt_len=None):
+    # RSASSA-PSS-VERIFY with MGF1 of the same hash (RFC 8017 §8.1.2, §9.1.2); TLS
+    # uses a salt as long as the hash (RFC 8446 §4.2.3). Public data: no secrets here.
+    h_len = _HASH_LEN.get(hash_name)
+    if h_len is None or hash_name not in backend.hash_names:
         return False
-    acc = 0
-    for i in range(len(a)):
-        acc |= a[i] ^ b[i]
-    return acc == 0
+    s_len = h_len if salt_len is None else salt_len
+    k = byte_length(n)
+    if len(signature) != k:
+        return False
+    s = bytes_to_int(signature)
+    if s >= n:
+        return False
+    em_bits = bit_length(n) - 1
+    em_len = (em_bits + 7) // 8
+    em = int_to_bytes(pow(s, e, n), k)[k - em_len:]
+    if em_len < h_len + s_len + 2 or em[-1] != 0xBC:
+        return False
+    masked_db = em[: em_len - h_len - 1]
+    h = em[em_len - h_len - 1 : em_len - 1]
+    top_mask = 0xFF >> (8 * em_len - em_bits)
+    if masked_db[0] & ~top_mask & 0xFF:
+        return False
+    db_mask = mgf1(backend, hash_name, h, len(masked_db))
+    db = bytearray(a ^ b for a, b in zip(masked_db, db_mask))
+    db[0] &= top_mask
+    ps_len = em_len - h_len - s_len - 2
+    for i in range(ps_len):
+        if db[i]:
+            return False
+    if db[ps_len] != 1:
+        return False
+    salt = bytes(db[len(db) - s_len :]) if s_len else b""
+    m_hash = backend.hash(hash_name, message)
+    return equal(backend.hash(hash_name, bytes(8) + m_hash + salt), h)

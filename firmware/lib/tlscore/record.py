@@ -154,7 +154,8 @@ class RecordLayer:
         self.write_protection = NullProtection()
         self.read_seq = 0
         self.write_seq = 0
-        self.max_fragment = MAX_PLAINTEXT
+        self.max_fragment = MAX_PLAINTEXT  # largest plaintext we send per record
+        self.max_incoming = MAX_PLAINTEXT  # largest the peer may send (RFC 6066)
 
     def feed(self, data):
         self.buf += data
@@ -182,6 +183,8 @@ class RecordLayer:
             raise TLSError(UNEXPECTED_MESSAGE, "empty record of content type %d" % content_type)
         plaintext = self.read_protection.open(self.read_seq, content_type, fragment)
         self.read_seq += 1
+        if len(plaintext) > self.max_incoming:
+            raise TLSError(RECORD_OVERFLOW, "record of %d bytes exceeds the negotiated max_fragment_length" % len(plaintext))
         return content_type, plaintext
 
     def write(self, content_type, data):

@@ -16,20 +16,29 @@ from .constants import (
     CLIENT_HELLO,
     CLIENT_KEY_EXCHANGE,
     DECRYPT_ERROR,
+    EXT_EC_POINT_FORMATS,
     EXT_ENCRYPT_THEN_MAC,
     EXT_EXTENDED_MASTER_SECRET,
+    EXT_MAX_FRAGMENT_LENGTH,
     EXT_RENEGOTIATION_INFO,
     EXT_SERVER_NAME,
     EXT_SIGNATURE_ALGORITHMS,
+    EXT_SUPPORTED_GROUPS,
     FINISHED,
     HANDSHAKE_FAILURE,
     ILLEGAL_PARAMETER,
     NO_RENEGOTIATION,
+    POINT_FORMAT_UNCOMPRESSED,
     PROTOCOL_VERSION,
+    RSA_PKCS1_SHA1,
     RSA_PKCS1_SHA256,
     RSA_PKCS1_SHA384,
     RSA_PKCS1_SHA512,
+    RSA_PSS_RSAE_SHA256,
+    RSA_PSS_RSAE_SHA384,
+    RSA_PSS_RSAE_SHA512,
     RSA_SIGN,
+    SECP256R1,
     SIGNATURE_SCHEMES,
     TLS1_2,
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
@@ -45,14 +54,25 @@ from .messages import (
     HelloRequest,
     ServerHello,
     ServerHelloDone,
+    ServerKeyExchange,
+    ec_point_formats_extension,
+    max_fragment_length_extension,
+    parse_ec_point_formats,
+    parse_max_fragment_length,
     parse_renegotiation_info,
     parse_server_name,
     parse_signature_algorithms,
+    parse_supported_groups,
     renegotiation_info_extension,
 )
 
 # What we accept in a client's CertificateVerify, best first.
 SERVER_SIGNATURE_SCHEMES = (RSA_PKCS1_SHA256, RSA_PKCS1_SHA384, RSA_PKCS1_SHA512)
+# How we sign ServerKeyExchange (ECDHE_RSA), best first, if the client offers it.
+SERVER_KEY_EXCHANGE_SCHEMES = (
+    RSA_PSS_RSAE_SHA256, RSA_PKCS1_SHA256, RSA_PSS_RSAE_SHA384, RSA_PKCS1_SHA384,
+    RSA_PSS_RSAE_SHA512, RSA_PKCS1_SHA512,
+)
 
 WAIT_CLIENT_HELLO = "WAIT_CLIENT_HELLO"
 WAIT_CLIENT_CERTIFICATE = "WAIT_CLIENT_CERTIFICATE"
@@ -160,17 +180,19 @@ class ServerConnection(Connection):
         self.client_version = msg.client_version
         self.client_random = msg.random
         cfg = self.config
+        sig = msg.extension(EXT_SIGNATURE_ALGORITHMS)
+        # RFC 5246 §7.4.1.4.1: no extension means the client does SHA-1 only
+        client_schemes = parse_signature_algorithms(sig) if sig is not None else [RSA_PKCS1_SHA1]
+        ecdhe = self._ecdhe_parameters(msg, client_schemes)
         suite = None
         for s in suites.supported_by(self.backend, cfg.cipher_suites):
-            if s.code in msg.cipher_suites:
+            if s.code in msg.cipher_suites and (s.key_exchange == "RSA" or ecdhe is not None):
                 suite = s
                 break
         if suite is None:
             raise TLSError(HANDSHAKE_FAILURE, "no cipher suite in common with the client")
         self.suite = suite
-        sig = msg.extension(EXT_SIGNATURE_ALGORITHMS)
-        if sig is not None:
-            parse_signature_algorithms(sig)
+        self._ecdhe = ecdhe if suite.key_exchange == "ECDHE_RSA" else None
         sni = msg.extension(EXT_SERVER_NAME)
         if sni is not None:
             self.server_name = parse_server_name(sni)
@@ -183,18 +205,71 @@ class ServerConnection(Connection):
             ext.append((EXT_EXTENDED_MASTER_SECRET, b""))
         if self.use_etm:
             ext.append((EXT_ENCRYPT_THEN_MAC, b""))
+        if self._ecdhe is not None and msg.has_extension(EXT_EC_POINT_FORMATS):
+            ext.append(ec_point_formats_extension())
+        mfl = msg.extension(EXT_MAX_FRAGMENT_LENGTH)
+        if mfl is not None and cfg.accept_max_fragment_length:
+            size = parse_max_fragment_length(mfl)
+            if size is None:
+                raise TLSError(ILLEGAL_PARAMETER, "max_fragment_length code not in RFC 6066")
+            if self.max_fragment_length not in (None, size):
+                raise TLSError(ILLEGAL_PARAMETER, "max_fragment_length changed in a renegotiation")
+            ext.append(max_fragment_length_extension(size))
         self.server_random = self.backend.random(32)
         self._send_handshake(ServerHello(TLS1_2, self.server_random, b"", suite.code, 0, ext))
+        if mfl is not None and cfg.accept_max_fragment_length:
+            # from here on; the flight is written out later, so all of it is limited
+            self._limit_fragments(size)
         self._send_handshake(Certificate(cfg.certificate_chain))
-        if cfg.client_auth != "none":
-            self.client_cert_requested = True
+        self.client_cert_requested = cfg.client_auth != "none"
+        if self._ecdhe is not None:
+            # ServerKeyExchange: an ephemeral key, signed where the key lives
+            group, scheme = self._ecdhe
+            self._ecdh_private, public = self.backend.ecdh_generate(group)
+            self._ske = ServerKeyExchange(group, public, scheme, b"")
+            name, hash_name = SIGNATURE_SCHEMES[scheme]
+            signed = self.client_random + self.server_random + self._ske.params()
+            self._request_key_operation("sign", signed, self._on_server_key_exchange_signed, name, hash_name)
+        else:
+            self._send_certificate_request_and_done()
+        if self.client_cert_requested:
+            return WAIT_CLIENT_CERTIFICATE
+        return WAIT_CLIENT_KEY_EXCHANGE
+
+    def _ecdhe_parameters(self, msg, client_schemes):
+        # (group, signature scheme) for ECDHE_RSA with this client, or None
+        groups_ext = msg.extension(EXT_SUPPORTED_GROUPS)
+        theirs = parse_supported_groups(groups_ext) if groups_ext is not None else [SECP256R1]
+        formats = msg.extension(EXT_EC_POINT_FORMATS)
+        if formats is not None and POINT_FORMAT_UNCOMPRESSED not in parse_ec_point_formats(formats):
+            return None
+        group = None
+        for g in self.backend.groups:
+            if g in theirs:
+                group = g
+                break
+        scheme = None
+        names = self.backend.hash_names
+        for s in SERVER_KEY_EXCHANGE_SCHEMES + (RSA_PKCS1_SHA1,):
+            if s in client_schemes and SIGNATURE_SCHEMES[s][1] in names:
+                scheme = s
+                break
+        if group is None or scheme is None:
+            return None
+        return group, scheme
+
+    def _on_server_key_exchange_signed(self, op, signature):
+        self._ske.signature = bytes(signature)
+        self._send_handshake(self._ske)
+        self._send_certificate_request_and_done()
+
+    def _send_certificate_request_and_done(self):
+        cfg = self.config
+        if self.client_cert_requested:
             names = [a.subject for a in cfg.trust_anchors]
             self._send_handshake(CertificateRequest([RSA_SIGN], self._signature_schemes(), names))
         self._send_handshake(ServerHelloDone())
         self._flush_handshake()
-        if self.client_cert_requested:
-            return WAIT_CLIENT_CERTIFICATE
-        return WAIT_CLIENT_KEY_EXCHANGE
 
     # --- steps 5/6: the client's certificate ------------------------------------------
 
@@ -211,8 +286,17 @@ class ServerConnection(Connection):
     # --- steps 4/6: the premaster -------------------------------------------------------
 
     def _on_client_key_exchange(self, msg):
-        self._ems_transcript = bytes(self.transcript)
-        self._request_key_operation("decrypt", msg.encrypted_pre_master_secret, self._on_premaster_decrypted)
+        if self._ecdhe is not None:
+            shared = self.backend.ecdh_shared(self._ecdhe[0], self._ecdh_private, msg.ecdh_yc())
+            self._ecdh_private = None
+            if shared is None:
+                raise TLSError(ILLEGAL_PARAMETER, "client's ECDHE public key is not a valid point")
+            self._derive_master_secret(shared, bytes(self.transcript))
+        else:
+            self._ems_transcript = bytes(self.transcript)
+            self._request_key_operation(
+                "decrypt", msg.encrypted_pre_master_secret(), self._on_premaster_decrypted
+            )
         if self.peer_certificate is not None:
             return WAIT_CERTIFICATE_VERIFY
         return None

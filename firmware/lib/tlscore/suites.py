@@ -8,7 +8,7 @@ class CipherSuite:
         self.code = code
         self.name = name
         self.openssl_name = openssl_name
-        self.key_exchange = key_exchange  # "RSA"
+        self.key_exchange = key_exchange  # "RSA" or "ECDHE_RSA"
         self.cipher = cipher  # "GCM" or "CBC"
         self.key_len = key_len
         self.mac = mac  # None for AEAD, else hash name of the HMAC
@@ -20,6 +20,14 @@ class CipherSuite:
         return self.name
 
 
+TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 = CipherSuite(
+    0xC02F, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE_RSA",
+    "GCM", 16, None, "sha256",
+)
+TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 = CipherSuite(
+    0xC030, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE_RSA",
+    "GCM", 32, None, "sha384",
+)
 TLS_RSA_WITH_AES_128_GCM_SHA256 = CipherSuite(
     0x009C, "TLS_RSA_WITH_AES_128_GCM_SHA256", "AES128-GCM-SHA256", "RSA", "GCM", 16, None, "sha256"
 )
@@ -33,7 +41,11 @@ TLS_RSA_WITH_AES_128_CBC_SHA = CipherSuite(
     0x002F, "TLS_RSA_WITH_AES_128_CBC_SHA", "AES128-SHA", "RSA", "CBC", 16, "sha1", "sha256"
 )
 
+# Default preference: forward secrecy first; RSA key exchange stays for clients (like
+# the board) that offer only it.
 ALL = (
+    TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
     TLS_RSA_WITH_AES_128_GCM_SHA256,
     TLS_RSA_WITH_AES_256_GCM_SHA384,
     TLS_RSA_WITH_AES_128_CBC_SHA256,
@@ -52,7 +64,15 @@ def lookup(name):
     return BY_NAME.get(name)
 
 
+RSA_KEY_EXCHANGE = tuple(s for s in ALL if s.key_exchange == "RSA")
+
+
 def supported_by(backend, suites=ALL):
-    # suites whose hashes the backend has (the board has no SHA-384)
+    # suites whose hashes (the board has no SHA-384) and key exchange the backend has
     names = backend.hash_names
-    return [s for s in suites if s.prf_hash in names and (s.mac is None or s.mac in names)]
+    groups = getattr(backend, "groups", ())
+    return [
+        s for s in suites
+        if s.prf_hash in names and (s.mac is None or s.mac in names)
+        and (s.key_exchange == "RSA" or groups)
+    ]

@@ -14,13 +14,18 @@ from tlscore.messages import (
     HelloRequest,
     ServerHello,
     ServerHelloDone,
+    ServerKeyExchange,
+    ec_point_formats_extension,
     frame,
+    parse_ec_point_formats,
+    parse_supported_groups,
     parse_renegotiation_info,
     parse_server_name,
     parse_signature_algorithms,
     renegotiation_info_extension,
     server_name_extension,
     signature_algorithms_extension,
+    supported_groups_extension,
 )
 
 R = bytes(range(32))
@@ -38,7 +43,9 @@ samples = [
     Certificate([]),
     CertificateRequest([C.RSA_SIGN], [0x0401, 0x0501], [b"\x30\x0bname-one", b"\x30\x01z"]),
     ServerHelloDone(),
-    ClientKeyExchange(bytes(256)),
+    ClientKeyExchange.rsa(bytes(256)),
+    ClientKeyExchange.ecdhe(bytes(range(32))),
+    ServerKeyExchange(C.X25519, bytes(range(32)), 0x0804, b"\xBB" * 256),
     CertificateVerify(0x0401, b"\xAA" * 256),
     Finished(b"\x55" * 12),
 ]
@@ -60,6 +67,8 @@ for msg in samples:
     for cut in range(len(body)):
         try:
             parsed = cls.parse(body[:cut])
+            if msg.msg_type == C.CLIENT_KEY_EXCHANGE:  # parsed lazily, by key exchange
+                (parsed.ecdh_yc if len(body) < 100 else parsed.encrypted_pre_master_secret)()
         except TLSError as e:
             assert e.alert == C.DECODE_ERROR, (type(msg).__name__, cut, e.alert)
         else:
@@ -69,6 +78,10 @@ for msg in samples:
 
 assert parse_server_name(server_name_extension("board.local")[1]) == "board.local"
 assert parse_signature_algorithms(signature_algorithms_extension([0x0401])[1]) == [0x0401]
+assert parse_supported_groups(supported_groups_extension([29, 23])[1]) == [29, 23]
+assert parse_ec_point_formats(ec_point_formats_extension()[1]) == [0]
+assert ClientKeyExchange.rsa(b"abc").encrypted_pre_master_secret() == b"abc"
+assert ClientKeyExchange.ecdhe(b"xyz").ecdh_yc() == b"xyz"
 assert parse_renegotiation_info(renegotiation_info_extension(b"abc")[1]) == b"abc"
 try:
     ClientHello.parse(samples[1].write() + b"\x00")
