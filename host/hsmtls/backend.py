@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac as _hmac
 import os
-
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
