@@ -1,21 +1,47 @@
-"""Project-wide pytest options: --slow (on in CI), and --board/--port for HIL runs."""
+"""Project-wide pytest options and the fixtures the interop tests share.
+
+Options: --slow (always on when $CI is set) runs tests marked slow; --board/--port pick
+the board for HIL runs. Fixtures: `pki` (tests/pki.py, generated once per session),
+`hsmtls_cmd` (how to run our CLI), `free_port`, and `hsmtls_server` (a factory that
+starts `hsmtls serve` on a kernel-chosen port and stops it after the test).
+"""
 
 from __future__ import annotations
 
 import os
+import socket
+import sys
+from pathlib import Path
 
 import pytest
 
+# tests/ holds the shared helper modules (pki, openssl_tools); make them importable from
+# every test directory whatever pytest's import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from openssl_tools import HsmtlsServer, start_hsmtls_server  # noqa: E402
+from pki import PKI, make_pki  # noqa: E402
+
 
 def pytest_addoption(parser):
-    parser.addoption("--slow", action="store_true", default=False,
-                     help="also run tests marked slow (always on when $CI is set)")
-    parser.addoption("--board", default="emulator", help="board to run HIL tests on (default: emulator)")
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        default=False,
+        help="also run tests marked slow (always on when $CI is set)",
+    )
+    parser.addoption(
+        "--board", default="emulator", help="board to run HIL tests on (default: emulator)"
+    )
     parser.addoption("--port", default=None, help="serial port of a real board")
 
 
+def slow_enabled(config) -> bool:
+    return bool(config.getoption("--slow") or os.environ.get("CI"))
+
+
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--slow") or os.environ.get("CI"):
+    if slow_enabled(config):
         return
     skip = pytest.mark.skip(reason="slow: run with --slow (CI always does)")
     for item in items:
@@ -31,3 +57,86 @@ def board_name(request) -> str:
 @pytest.fixture(scope="session")
 def board_port(request) -> str | None:
     return request.config.getoption("--port")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> PKI:
+    """The test PKI (CA, good and broken server/client certificates) as PEM files."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def hsmtls_cmd() -> list[str]:
+    """argv prefix that runs our CLI with the interpreter running the tests."""
+    return [sys.executable, "-m", "hsmtls"]
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (prefer port 0 where possible)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerFactory:
+    """The `hsmtls_server` fixture: call it to start a server; remembers what it started."""
+
+    def __init__(self, cmd: list[str]) -> None:
+        self.cmd = cmd
+        self.started: list[HsmtlsServer] = []
+
+    def __call__(
+        self,
+        cert,
+        key,
+        client_ca=None,
+        verify_client=None,
+        app="echo",
+        ciphers=None,
+        renegotiate=False,
+        extra=(),
+    ) -> HsmtlsServer:
+        server = start_hsmtls_server(
+            self.cmd,
+            cert,
+            key,
+            client_ca=client_ca,
+            verify_client=verify_client,
+            app=app,
+            ciphers=ciphers,
+            renegotiate=renegotiate,
+            extra=extra,
+            timeout=15.0,
+        )
+        self.started.append(server)
+        return server
+
+    def close(self) -> None:
+        for server in self.started:
+            server.terminate()
+
+
+@pytest.fixture
+def hsmtls_server(hsmtls_cmd):
+    """Factory: hsmtls_server(cert, key, client_ca=None, verify_client=None, app="echo",
+    ciphers=None, renegotiate=False, extra=()) -> HsmtlsServer with .port, .proc,
+    .output(), .wait_for(), .wait_log(prefix), launched as `hsmtls serve --host
+    127.0.0.1 --port 0 ...`; fails with the server's output if `listening on
+    127.0.0.1:PORT` does not appear within 15 s. Every server is terminated at teardown.
+    """
+    factory = ServerFactory(hsmtls_cmd)
+    yield factory
+    factory.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    # A failed interop test shows our server's side too, not only the assertion.
+    report = yield
+    if report.failed and call.when == "call":
+        factory = getattr(item, "funcargs", {}).get("hsmtls_server")
+        if isinstance(factory, ServerFactory):
+            for server in factory.started:
+                report.sections.append(("hsmtls serve output", server.transcript()))
+    return report

@@ -315,6 +315,8 @@ class SClient(Monitored):
             argv += ["-cert", str(cert), "-key", str(key if key is not None else cert)]
         if servername:
             argv += ["-servername", servername]
+            if ca is not None:
+                argv += ["-verify_hostname", servername]
         argv += list(extra)
         super().__init__(argv, name="openssl s_client")
 
@@ -448,6 +450,7 @@ CONNECT_KEYS = (
     "cipher",
     "extended_master_secret",
     "secure_renegotiation",
+    "encrypt_then_mac",
     "peer",
     "renegotiations",
     "received",

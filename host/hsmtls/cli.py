@@ -10,7 +10,7 @@ import click
 from tlscore.errors import TLSError
 
 from .keys import KeyError_, load_private_key
-from .tlsconfig import ConfigError, client_config, server_config
+from .tlsconfig import ConfigError, client_config
 
 
 def _fail(msg: str) -> None:
@@ -40,16 +40,33 @@ def main() -> None:
 @click.option("--renegotiate", is_flag=True, help="Renegotiate (HelloRequest) after a client's first data.")
 @click.option("--module", help="PKCS#11 module for pkcs11: keys (default: $HSMTLS_PKCS11_MODULE, else SoftHSM2).")
 @click.option("--pin-file", type=click.Path(), help="File with the token user PIN (else $HSMTLS_PIN, else a prompt).")
-def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file) -> None:
-    """Serve TLS 1.2 with RSA key exchange."""
-    from .server import TLSServer
+@click.option("--workers", type=int, default=None, help="Server processes sharing the port (default: one per core).")
+def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file, workers) -> None:
+    """Serve TLS 1.2: RSA key exchange and ECDHE_RSA, key in a file or a token."""
+    from .workers import ServeSettings, build_server, default_workers, run_workers
 
+    settings = ServeSettings(host, port, cert, key_spec, client_ca, verify_client, app, tuple(ciphers),
+                             renegotiate, module, pin_file)
+    n = workers if workers is not None else default_workers()
+    if n < 1:
+        _fail("--workers must be at least 1")
     try:
-        config = server_config(cert, client_ca, verify_client, ciphers)
-        key = load_private_key(key_spec, module, pin_file)
+        if key_spec.startswith("pkcs11:"):
+            from .hsm.token import TokenError, read_pin
+            from .hsm.uri import PKCS11URI, URIError
+
+            try:
+                settings.pin = read_pin(pin_file, PKCS11URI.parse(key_spec))
+            except (TokenError, URIError) as e:
+                _fail(str(e))
+        server = build_server(settings, lambda s: click.echo(s))  # checks files, key and PIN once
     except (ConfigError, KeyError_, TLSError) as e:
         _fail(str(e))
-    server = TLSServer(config, key, app=app, renegotiate=renegotiate, out=lambda s: click.echo(s))
+    if n > 1:
+        close = getattr(server.key, "close", None)
+        if close is not None:
+            close()  # the workers open their own token sessions
+        sys.exit(run_workers(settings, n, lambda s: click.echo(s, err=s.startswith("error"))))
 
     def ready(h: str, p: int) -> None:
         click.echo(f"listening on {h}:{p}")

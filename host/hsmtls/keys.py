@@ -83,7 +83,9 @@ class FileKey:
         raise KeyError_(f"signature scheme {scheme} is not supported by {self.description}")
 
 
-def load_private_key(spec: str, module: str | None = None, pin_file: str | None = None) -> PrivateKey:
+def load_private_key(
+    spec: str, module: str | None = None, pin_file: str | None = None, pin: str | None = None
+) -> PrivateKey:
     """A key from a PEM/DER path or a pkcs11: URI (RFC 7512)."""
     if spec.startswith("pkcs11:"):
         from hsmtls.hsm.keyops import TokenKey
@@ -91,7 +93,7 @@ def load_private_key(spec: str, module: str | None = None, pin_file: str | None 
         from hsmtls.hsm.uri import URIError
 
         try:
-            return TokenKey(spec, module=module, pin_file=pin_file)
+            return TokenKey(spec, module=module, pin_file=pin_file, pin=pin)
         except (TokenError, URIError) as e:
             raise KeyError_(str(e)) from None
     return FileKey(spec)

@@ -145,8 +145,16 @@ class TLSServer:
             except (ConnectionError, OSError):
                 pass
 
-    async def serve(self, host: str, port: int, ready: Callable[[str, int], None] | None = None) -> None:
-        server = await asyncio.start_server(self.handle, host, port, reuse_address=True)
+    async def serve(
+        self,
+        host: str,
+        port: int,
+        ready: Callable[[str, int], None] | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        server = await asyncio.start_server(
+            self.handle, host, port, reuse_address=True, reuse_port=reuse_port or None, backlog=1024
+        )
         sock = server.sockets[0].getsockname()
         if ready:
             ready(sock[0], sock[1])

@@ -1,0 +1,107 @@
+"""`hsmtls serve --workers N`: N server processes sharing one listening port.
+
+Each worker is a separate (spawned, not forked) process with its own event loop and its
+own PKCS#11 module instance and token sessions: PKCS#11 state must not cross a fork.
+The kernel spreads connections over the workers (SO_REUSEPORT). The parent reserves
+the port first, so `--port 0` gives all workers the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import queue
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class ServeSettings:
+    host: str
+    port: int
+    cert: str
+    key_spec: str
+    client_ca: str | None = None
+    verify_client: str | None = None
+    app: str = "echo"
+    ciphers: tuple[str, ...] = ()
+    renegotiate: bool = False
+    module: str | None = None
+    pin_file: str | None = None
+    pin: str | None = None
+
+
+def build_server(s: ServeSettings, out: Callable[[str], None]):
+    from .keys import load_private_key
+    from .server import TLSServer
+    from .tlsconfig import server_config
+
+    config = server_config(s.cert, s.client_ca, s.verify_client, s.ciphers)
+    key = load_private_key(s.key_spec, s.module, s.pin_file, pin=s.pin)
+    return TLSServer(config, key, app=s.app, renegotiate=s.renegotiate, out=out)
+
+
+def _worker(s: ServeSettings, port: int, ready: mp.Queue) -> None:
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        server = build_server(s, out)
+    except Exception as e:  # reported by the parent as one line
+        ready.put(("error", str(e)))
+        return
+    try:
+        asyncio.run(server.serve(s.host, port, lambda h, p: ready.put(("ready", p)), reuse_port=True))
+    except KeyboardInterrupt:
+        pass
+
+
+def run_workers(s: ServeSettings, n: int, echo: Callable[[str], None]) -> int:
+    reserve = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET, socket.SOCK_STREAM)
+    reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        reserve.bind((s.host, s.port))  # bound, never listening: gets no connections
+    except OSError as e:
+        echo(f"error: cannot listen on {s.host}:{s.port}: {e.strerror or e}")
+        return 1
+    port = reserve.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    ready: mp.Queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(s, port, ready), daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        for _ in range(n):
+            try:
+                kind, value = ready.get(timeout=60)
+            except queue.Empty:
+                echo("error: server workers did not start within 60 s")
+                return 1
+            if kind == "error":
+                echo(f"error: {value}")
+                return 1
+        reserve.close()
+        print(f"listening on {s.host}:{port} ({n} workers)", flush=True)
+        for p in procs:
+            p.join()
+        return 0 if all(p.exitcode == 0 for p in procs) else 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(5)
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run through `hsmtls serve --workers N`")
