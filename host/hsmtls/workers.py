@@ -85,7 +85,8 @@ def run_workers(s: ServeSettings, n: int, echo: Callable[[str], None]) -> int:
                 echo(f"error: {value}")
                 return 1
         reserve.close()
-        print(f"listening on {s.host}:{port} ({n} workers)", flush=True)
+        print(f"listening on {s.host}:{port}", flush=True)
+        print(f"{n} worker processes", flush=True)
         for p in procs:
             p.join()
         return 0 if all(p.exitcode == 0 for p in procs) else 1

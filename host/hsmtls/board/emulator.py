@@ -53,6 +53,40 @@ def parse_heap(heap: str | int | None) -> str | None:
     return s
 
 
+def build_mpy(cache: Path | None = None) -> Path:
+    """firmware/lib precompiled with mpy-cross, as it is deployed to a board.
+
+    Importing .mpy skips the on-board compiler, whose parse trees cost more heap than
+    the bytecode itself. Cached by content hash; viper code is built for x64 here
+    (xtensawin for an ESP32).
+    """
+    import hashlib
+
+    mpy_cross = shutil.which("mpy-cross")
+    if mpy_cross is None:
+        raise RuntimeError("mpy-cross is not installed")
+    sources = sorted(p for p in FIRMWARE_LIB.rglob("*.py"))
+    h = hashlib.sha256()
+    for p in sources:
+        h.update(str(p.relative_to(FIRMWARE_LIB)).encode() + b"\0" + p.read_bytes())
+    root = cache or Path(tempfile.gettempdir()) / "hsmtls-mpy"
+    out = root / h.hexdigest()[:16]
+    if (out / ".complete").exists():
+        return out
+    tmp = Path(tempfile.mkdtemp(prefix="build-", dir=root if root.exists() else None))
+    for p in sources:
+        rel = p.relative_to(FIRMWARE_LIB).with_suffix(".mpy")
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([mpy_cross, "-march=x64", "-o", str(tmp / rel), str(p)], check=True, cwd=FIRMWARE_LIB)
+    (tmp / ".complete").touch()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(out)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process built it first
+    return out
+
+
 def _inq(fd: int) -> int:
     return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
@@ -68,6 +102,7 @@ class EmulatedBoard:
         to_board: Faults | None = None,
         to_host: Faults | None = None,
         main: str | Path | None = None,
+        mpy: bool = False,
     ) -> None:
         self._tmp = None
         if flash_dir is None:
@@ -80,6 +115,7 @@ class EmulatedBoard:
         self.to_board = to_board
         self.to_host = to_host
         self.main = Path(main) if main else FIRMWARE / "main.py"
+        self.lib = build_mpy() if mpy else FIRMWARE_LIB
         self.proc: subprocess.Popen | None = None
         self.rx_dropped = 0  # bytes lost to the emulated UART ring
         self.rx_peak = 0  # most bytes ever waiting unread on the board side
@@ -117,7 +153,7 @@ class EmulatedBoard:
             args += ["-X", f"heapsize={self.heap}"]
         args.append(str(self.main))
         env = dict(os.environ)
-        env["MICROPYPATH"] = ".frozen:" + str(FIRMWARE_LIB)
+        env["MICROPYPATH"] = ".frozen:" + str(self.lib)
         err = open(self._stderr_path, "ab")
         proc = subprocess.Popen(
             args, stdin=s, stdout=s, stderr=err, cwd=self.flash_dir, env=env, close_fds=True
