@@ -1,5 +1,12 @@
 """Reaching a PKCS#11 token: the module, the token, the PIN, and a pool of sessions.
 
+python-pkcs11 initialises the module with C_Initialize(NULL), which tells the module
+the application will not call it from several threads at once (PKCS#11 §5.4: no
+locking). So every call into a module is serialised by one lock per module in this
+process; handshakes scale with `hsmtls serve --workers N` processes, each with its own
+module instance and sessions, and the event loop never waits on the lock (token calls
+run in worker threads).
+
 Login state in PKCS#11 belongs to the application, not to a session: one session logs
 in and all of them are logged in, and C_Logout on any logs all of them out. So the
 pool keeps one *login session* open for its lifetime and hands out separate worker
@@ -75,6 +82,12 @@ def find_module(explicit: str | None = None) -> str:
 
 _LIBS: dict[str, Any] = {}
 _LIBS_LOCK = threading.Lock()
+_MODULE_LOCKS: dict[str, threading.RLock] = {}
+
+
+def module_lock(path: str) -> threading.RLock:
+    with _LIBS_LOCK:
+        return _MODULE_LOCKS.setdefault(path, threading.RLock())
 
 
 def load_module(path: str) -> Any:
@@ -120,6 +133,7 @@ class Token:
         self.uri = uri
         self.module_path = find_module(module or uri.query.get("module-path"))
         self.lib = load_module(self.module_path)
+        self.lock = module_lock(self.module_path)
         label = uri.token
         try:
             tokens = [
@@ -141,6 +155,10 @@ class Token:
 
     def open(self, pin: str | None = None, rw: bool = False) -> Any:
         """A session; logs in when pin is given (a failed login closes nothing we keep)."""
+        with self.lock:
+            return self._open(pin, rw)
+
+    def _open(self, pin: str | None, rw: bool) -> Any:
         try:
             return self.token.open(rw=rw, user_pin=pin)
         except p11e.UserAlreadyLoggedIn:
@@ -174,7 +192,7 @@ class SessionPool:
         self._login = token.open(pin, rw=rw)  # raises TokenError on a wrong PIN
 
     def _relogin(self) -> None:
-        with self._lock:
+        with self._lock, self.token.lock:
             try:
                 self._login.close()
             except p11e.PKCS11Error:
@@ -183,7 +201,8 @@ class SessionPool:
 
     def _new_worker(self) -> _Worker:
         try:
-            return _Worker(self.token.token.open(rw=self.rw))
+            with self.token.lock:
+                return _Worker(self.token.token.open(rw=self.rw))
         except p11e.PKCS11Error as e:
             raise TokenError(f"cannot open a session on token {self.token.label!r}: {describe_error(e)}") from None
 
@@ -207,6 +226,7 @@ class SessionPool:
             else:
                 worker = self._idle.get()
         broken = False
+        self.token.lock.acquire()
         try:
             yield worker
         except SESSION_ERRORS as e:
@@ -220,9 +240,11 @@ class SessionPool:
                 log.error("token %r: login again failed: %s", self.token.label, le)
             raise
         finally:
+            self.token.lock.release()
             if broken:
                 try:
-                    worker.session.close()
+                    with self.token.lock:
+                        worker.session.close()
                 except Exception:
                     pass
                 with self._lock:
@@ -232,6 +254,10 @@ class SessionPool:
                 self._idle.put(worker)
 
     def close(self) -> None:
+        with self.token.lock:
+            self._close()
+
+    def _close(self) -> None:
         while True:
             try:
                 w = self._idle.get_nowait()

@@ -25,6 +25,8 @@ tests/interop/test_openssl_harness.py keep these facts checked):
 * Client-initiated renegotiation is refused by an OpenSSL 3.0 server by default
   (SSL_OP_ALLOW_CLIENT_RENEGOTIATION is off): the client gets a no_renegotiation alert.
   `s_server -client_renegotiation` allows it.
+* `-verify`/`-Verify` include SSL_VERIFY_CLIENT_ONCE: the client certificate is asked
+  for in the first handshake only, not in renegotiations; the `R` command asks anyway.
 * A renegotiation is resumed (abbreviated, no Certificate messages, so no new client
   certificate) when the client offers the session; `s_server -no_resumption_on_reneg`
   forces a full handshake.
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -80,8 +83,12 @@ class Monitored:
     """A subprocess whose stdout and stderr are collected by background threads.
 
     `output()` is everything read so far from both streams (interleaved as it arrived),
-    `stdout()`/`stderr()` each stream alone.
+    `stdout()`/`stderr()` each stream alone. The process runs in its own session, so
+    `terminate()` can also end whatever it spawned (a server's worker processes) and
+    nothing else.
     """
+
+    stop_signal = signal.SIGTERM
 
     def __init__(self, argv: Sequence[str | os.PathLike], *, name: str, cwd=None, env=None):
         self.argv = [str(a) for a in argv]
@@ -98,6 +105,7 @@ class Monitored:
             cwd=cwd,
             env=env,
             bufsize=0,
+            start_new_session=True,
         )
         self._threads = [
             threading.Thread(target=self._drain, args=(self.proc.stdout, "stdout"), daemon=True),
@@ -202,12 +210,18 @@ class Monitored:
 
     def terminate(self) -> None:
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(self.stop_signal)
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        # Children left behind (a killed server's workers) share the process group that
+        # start_new_session gave the process: end them too.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self.close_stdin()
         for t in self._threads:
             t.join(2)
@@ -307,7 +321,7 @@ class SClient(Monitored):
         host: str = LOCALHOST,
         extra: Iterable[str] = (),
     ):
-        argv = [OPENSSL, "s_client", "-connect", f"{host}:{port}", "-tls1_2", "-state"]
+        argv = [OPENSSL, "s_client", "-connect", f"{host}:{port}", "-tls1_2", "-state", "-nbio"]
         argv += _cipher_args(cipher)
         if ca is not None:
             argv += ["-CAfile", str(ca), "-verify_return_error"]
@@ -485,6 +499,9 @@ def parse_connect_output(stdout: str) -> dict[str, str]:
 class HsmtlsServer(Monitored):
     """`hsmtls serve` started on port 0; `.port` is read from `listening on HOST:PORT`."""
 
+    # Ctrl-C is the stop the CLI handles: the parent then stops its worker processes.
+    # (SIGTERM kills the parent alone and leaves the workers running.)
+    stop_signal = signal.SIGINT
     LISTENING = re.compile(r"^listening on 127\.0\.0\.1:(\d+)\s*$", re.M)
 
     def __init__(self, argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, env=None):

@@ -162,3 +162,7 @@ from .token_cli import ca, token  # noqa: E402
 
 main.add_command(token)
 main.add_command(ca)
+
+from .bench_cli import bench  # noqa: E402
+
+main.add_command(bench)

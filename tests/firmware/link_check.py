@@ -9,7 +9,6 @@ from hsmlink import protocol as P
 from hsmlink.framing import Decoder, cobs_decode, cobs_encode, encode_frame
 from hsmlink.link import Link
 
-rng = random.Random() if not hasattr(random, "seed") else random
 random.seed(5)
 
 
@@ -72,10 +71,10 @@ got_a, got_b = [], []
 t = 0
 while t < 20000 and (len(got_b) < len(sent_a) or len(got_a) < len(sent_b)):
     t += 5
-    for ftype, payload in b.receive(lossy(a.output(t), 0.1), t):
+    for _ftype, payload in b.receive(lossy(a.output(t), 0.1), t):
         got_b.append(payload)
         assert a.in_flight <= 210
-    for ftype, payload in a.receive(lossy(b.output(t), 0.1), t):
+    for _ftype, payload in a.receive(lossy(b.output(t), 0.1), t):
         got_a.append(payload)
 print("a_to_b_ok=%d" % (b"".join(got_b) == b"".join(sent_a)))
 print("b_to_a_ok=%d" % (got_a == sent_b))

@@ -12,6 +12,7 @@ token-backed key (a pkcs11: URI for `hsmtls serve --key`) replaces it there.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,7 +72,9 @@ class Servers:
         line = p.stdout.readline()
         if "listening on" not in line:
             raise RuntimeError(f"hsmtls serve did not start: {line}{p.stdout.read()}")
-        return int(line.strip().rsplit(":", 1)[1])
+        m = re.search(r"listening on [^ ]+:(\d+)", line)
+        assert m, line
+        return int(m.group(1))
 
     def openssl(self, *extra: str, client_auth: bool = False) -> int:
         if shutil.which("openssl") is None:

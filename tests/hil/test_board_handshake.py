@@ -147,3 +147,13 @@ def test_board_without_flash_files_reports_why(tmp_path, servers):
             with pytest.raises(BoardFailure):  # and a run that never gets a result
                 b.reset()
                 br.run_handshake({"server_name": "localhost"}, timeout=10)
+
+
+@pytest.mark.parametrize("mfl", [512, 2048])
+def test_board_max_fragment_length(board_tty, servers, mfl):
+    # RFC 6066: the board asks for small records so its receive buffer can be small
+    port = servers.hsmtls()
+    r = run(board_tty, port, mfl=mfl, send="x" * 1500)
+    assert r["ok"], r
+    assert r["handshakes"][0]["mfl"] == mfl
+    assert r["received"] == "x" * 1500

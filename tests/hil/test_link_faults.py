@@ -13,11 +13,11 @@ import time
 import pytest
 from conftest import requires_emulator
 
+from hsmlink import protocol as P
 from hsmtls.board.bridge import BoardFailure, Bridge
 from hsmtls.board.emulator import EmulatedBoard
 from hsmtls.board.faults import Faults
 from hsmtls.board.hostlink import HostLink
-from hsmlink import protocol as P
 
 pytestmark = [pytest.mark.micropython, requires_emulator]
 

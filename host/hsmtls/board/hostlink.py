@@ -16,6 +16,7 @@ import select
 import time
 
 import serial
+
 from hsmlink import protocol as P
 from hsmlink.link import Link
 

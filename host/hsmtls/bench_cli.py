@@ -1,0 +1,40 @@
+"""`hsmtls bench ...`: benchmarks (figures, not pass/fail)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks; each reports ratios against a peer measured in the same run."""
+
+
+@bench.command("server")
+@click.option("--concurrency", default="1,8,64", show_default=True, help="Comma-separated client counts.")
+@click.option("--duration", default=5.0, show_default=True, type=float, help="Seconds per measurement.")
+@click.option("--workers", type=int, default=None, help="Our server's worker processes (default: one per core).")
+@click.option("--json-out", type=click.Path(), help="Also write the raw figures as JSON.")
+def bench_server_cmd(concurrency, duration, workers, json_out) -> None:
+    """Handshakes/s and p50/p99 latency: ours (token key) vs openssl s_server."""
+    from .bench import bench_server, print_server_table
+
+    concs = [int(c) for c in concurrency.split(",") if c.strip()]
+    click.echo(f"bench server: {duration:g} s per cell, concurrency {concs}, load generator: hsmtls.loadgen (OpenSSL)")
+    data = bench_server(concs, duration, workers, click.echo)
+    print_server_table(data, click.echo)
+    if json_out:
+        Path(json_out).write_text(json.dumps(data, indent=2))
+
+
+@bench.command("premaster")
+@click.option("--rounds", default=400, show_default=True, type=int)
+def bench_premaster_cmd(rounds) -> None:
+    """Token premaster decryption, good vs bad padding: CKM_RSA_PKCS vs CKM_RSA_X_509."""
+    from .bench import bench_premaster
+
+    click.echo(f"bench premaster: SoftHSM2, RSA-2048, {rounds} rounds each, medians")
+    bench_premaster(rounds, click.echo)
