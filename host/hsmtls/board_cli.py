@@ -135,3 +135,21 @@ def bridge(port, target) -> None:
         _fail(str(e))
     except KeyboardInterrupt:
         pass
+
+
+@board.command()
+@click.option("-n", "count", default=10, show_default=True, help="Handshakes per client.")
+@click.option("--client-auth", is_flag=True, help="With a client certificate (CertificateVerify on the board).")
+def bench(count, client_auth) -> None:
+    """Benchmark: our firmware vs MicroPython's tls (mbedTLS); smallest heap (benchmarks/bench_board.py)."""
+    import importlib.util
+
+    from .board import FIRMWARE
+
+    path = FIRMWARE.parent / "benchmarks" / "bench_board.py"
+    spec = importlib.util.spec_from_file_location("bench_board", path)
+    if spec is None or spec.loader is None or not path.exists():
+        _fail(f"{path} not found (the benchmark runs from a source checkout)")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.run(count, client_auth, echo=click.echo)
