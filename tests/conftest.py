@@ -19,7 +19,7 @@ import pytest
 # every test directory whatever pytest's import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from openssl_tools import HsmtlsServer, start_hsmtls_server  # noqa: E402
+from openssl_tools import HsmtlsServer, ServerPool, start_hsmtls_server  # noqa: E402
 from pki import PKI, make_pki  # noqa: E402
 
 
@@ -117,6 +117,15 @@ class ServerFactory:
             server.terminate()
 
 
+@pytest.fixture(scope="module")
+def hsmtls_server_pool(hsmtls_cmd):
+    """ServerPool: servers shared by a module's tests, one per configuration
+    (`pool.get(cert, key, **same keywords as hsmtls_server)`), stopped after the module."""
+    pool = ServerPool(hsmtls_cmd)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
 def hsmtls_server(hsmtls_cmd):
     """Factory: hsmtls_server(cert, key, client_ca=None, verify_client=None, app="echo",
@@ -134,9 +143,14 @@ def hsmtls_server(hsmtls_cmd):
 def pytest_runtest_makereport(item, call):
     # A failed interop test shows our server's side too, not only the assertion.
     report = yield
-    if report.failed and call.when == "call":
-        factory = getattr(item, "funcargs", {}).get("hsmtls_server")
-        if isinstance(factory, ServerFactory):
-            for server in factory.started:
+    if report.failed and call.when in ("call", "teardown"):
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, ServerFactory):
+                servers = value.started
+            elif isinstance(value, ServerPool):
+                servers = [value.current] if value.current else []
+            else:
+                continue
+            for server in servers:
                 report.sections.append(("hsmtls serve output", server.transcript()))
     return report

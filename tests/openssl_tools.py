@@ -512,13 +512,17 @@ class HsmtlsServer(Monitored):
             self.terminate()
             raise
 
-    def log_lines(self, prefix: str) -> list[str]:
-        return [line for line in self.stdout().splitlines() if line.startswith(prefix)]
+    def log_lines(self, prefix: str, start: int = 0) -> list[str]:
+        """Lines of output()[start:] that start with prefix."""
+        return [line for line in self.output()[start:].splitlines() if line.startswith(prefix)]
 
-    def wait_log(self, prefix: str, count: int = 1, timeout: float = DEFAULT_TIMEOUT) -> str:
-        """Wait for the `count`-th stdout line starting with prefix; return that line."""
+    def wait_log(
+        self, prefix: str, count: int = 1, timeout: float = DEFAULT_TIMEOUT, start: int = 0
+    ) -> str:
+        """Wait for the `count`-th line of output()[start:] starting with prefix; return
+        that line (use `start=server.mark()` taken before the connection of interest)."""
         regex = re.compile("^" + re.escape(prefix) + ".*$", re.M)
-        return self.wait_for(regex, timeout, count=count).group(0)
+        return self.wait_for(regex, timeout, count=count, start=start).group(0)
 
 
 def start_hsmtls_server(
@@ -549,6 +553,41 @@ def start_hsmtls_server(
     argv += list(extra)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return HsmtlsServer(argv, timeout=timeout, env=env)
+
+
+# `hsmtls serve` runs one process per core by default, sharing the port. Tests that must
+# know the process that failed is the one that serves the next client, or that read the
+# log in connection order, run a single one.
+ONE_WORKER = ("--workers", "1")
+
+
+class ServerPool:
+    """`hsmtls serve` processes shared by the tests of a module, one per configuration.
+
+    get() returns the running server for a configuration, starting it on first use and
+    again if it died (so a crash fails the test that caused it, not every later one).
+    Tests take `server.mark()` before their connection and read the log after it.
+    """
+
+    def __init__(self, cmd: Sequence[str]):
+        self.cmd = list(cmd)
+        self._servers: dict[str, HsmtlsServer] = {}
+        self.current: HsmtlsServer | None = None
+
+    def get(self, cert: Path, key: Path, **kwargs) -> HsmtlsServer:
+        config = repr((str(cert), str(key), sorted(kwargs.items())))
+        server = self._servers.get(config)
+        if server is None or server.proc.poll() is not None:
+            if server is not None:
+                server.terminate()
+            server = start_hsmtls_server(self.cmd, cert, key, **kwargs)
+            self._servers[config] = server
+        self.current = server
+        return server
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            server.terminate()
 
 
 @dataclass

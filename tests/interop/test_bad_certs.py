@@ -15,12 +15,11 @@ import socket
 import ssl
 
 import pytest
-from openssl_tools import SServer, alert_seen, hsmtls_connect, s_client
+from openssl_tools import ONE_WORKER, SServer, alert_seen, hsmtls_connect, s_client
 
 pytestmark = pytest.mark.interop
 
-# One process, so "the server still serves a good client" is the process that failed.
-ONE_WORKER = ("--workers", "1")
+# ONE_WORKER: "the server still serves a good client" must be the process that failed.
 
 
 @pytest.mark.parametrize(

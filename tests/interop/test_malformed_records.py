@@ -20,6 +20,7 @@ import ssl
 import struct
 
 import pytest
+from openssl_tools import ONE_WORKER
 
 pytestmark = pytest.mark.interop
 
@@ -41,8 +42,6 @@ RSA_PKCS1_SHA256 = 0x0401
 
 MAX_CIPHERTEXT = 2**14 + 2048
 SOCKET_TIMEOUT = 5.0
-# One process, so the server that must still work afterwards is the one that was hit.
-ONE_WORKER = ("--workers", "1")
 
 
 # -- building -----------------------------------------------------------------------------
@@ -169,11 +168,12 @@ def good_handshake(server) -> None:
 
 
 @pytest.fixture
-def server(pki, hsmtls_server):
-    srv = hsmtls_server(pki.server_cert, pki.server_key, extra=ONE_WORKER)
+def server(pki, hsmtls_server_pool):
+    # One server process for the module (restarted if a test killed it); each test
+    # ends by showing that it still serves a normal client.
+    srv = hsmtls_server_pool.get(pki.server_cert, pki.server_key, extra=ONE_WORKER)
     srv.pki = pki
     yield srv
-    # Every fault test ends by showing the same process still serves a normal client.
     good_handshake(srv)
 
 

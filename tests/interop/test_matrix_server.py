@@ -3,9 +3,10 @@
 One test per matrix cell: suite × client authentication × renegotiation (none, asked
 for by the client with s_client's `R`, or started by the server with --renegotiate),
 each checking that data is echoed and that the server's log line reports TLS 1.2, the
-suite, extended master secret and secure renegotiation. In the default run only a
-corner of the matrix runs (every suite once, every auth × renegotiation mode once);
---slow (and CI) runs all of it.
+suite, extended master secret and secure renegotiation. The cells of one (auth,
+renegotiation) configuration share one server process (a fresh one if a cell killed
+it), which keeps the whole matrix within a few seconds; the tests with their own
+server run it with its default worker processes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import socket
 import ssl
 
 import pytest
-from openssl_tools import SUITES, SClient, alert_seen, s_client
+from openssl_tools import ONE_WORKER, SUITES, SClient, alert_seen, s_client
 
 pytestmark = pytest.mark.interop
 
@@ -44,34 +45,33 @@ def check_log(line: str, iana: str, client: str) -> None:
     assert fields["client"] == client, line
 
 
-def _default_cell(cipher: str, auth: str, reneg: str) -> bool:
-    # Every suite once without extras, and each (auth, renegotiation) mode once.
-    if auth == "noauth" and reneg == "noreneg":
-        return True
-    index = {s[1]: i for i, s in enumerate(SUITES)}[cipher]
-    return (AUTH.index(auth) * len(RENEG) + RENEG.index(reneg)) % len(SUITES) == index
-
-
 def _cells():
     for iana, cipher in SUITES:
         for auth in AUTH:
             for reneg in RENEG:
-                marks = [] if _default_cell(cipher, auth, reneg) else [pytest.mark.slow]
-                yield pytest.param(
-                    iana, cipher, auth, reneg, id=f"server-{cipher}-{auth}-{reneg}", marks=marks
-                )
+                yield pytest.param(iana, cipher, auth, reneg, id=f"server-{cipher}-{auth}-{reneg}")
 
 
-@pytest.mark.parametrize("iana, cipher, auth, reneg", list(_cells()))
-def test_s_client_against_our_server(pki, hsmtls_server, iana, cipher, auth, reneg):
-    clientauth = auth == "clientauth"
-    server = hsmtls_server(
+def shared_server(pki, pool, *, clientauth: bool, renegotiate: bool = False):
+    # One server per configuration for the whole module: the suite is the client's
+    # choice, so the cells of one (auth, renegotiation) column share a server.
+    return pool.get(
         pki.server_cert,
         pki.server_key,
         client_ca=pki.ca_cert if clientauth else None,
         verify_client="require" if clientauth else None,
-        renegotiate=reneg == "server-reneg",
+        renegotiate=renegotiate,
+        extra=ONE_WORKER,
     )
+
+
+@pytest.mark.parametrize("iana, cipher, auth, reneg", list(_cells()))
+def test_s_client_against_our_server(pki, hsmtls_server_pool, iana, cipher, auth, reneg):
+    clientauth = auth == "clientauth"
+    server = shared_server(
+        pki, hsmtls_server_pool, clientauth=clientauth, renegotiate=reneg == "server-reneg"
+    )
+    mark = server.mark()
     expected_handshakes = 1 if reneg == "noreneg" else 2
     with SClient(
         server.port,
@@ -97,10 +97,10 @@ def test_s_client_against_our_server(pki, hsmtls_server, iana, cipher, auth, ren
     assert client.handshakes() == expected_handshakes, output
 
     subject = pki.client_subject if clientauth else "-"
-    check_log(server.wait_log("handshake complete:"), iana, subject)
+    check_log(server.wait_log("handshake complete:", start=mark), iana, subject)
     if reneg != "noreneg":
-        check_log(server.wait_log("renegotiation complete:"), iana, subject)
-    assert not server.log_lines("handshake failed"), server.output()
+        check_log(server.wait_log("renegotiation complete:", start=mark), iana, subject)
+    assert not server.log_lines("handshake failed", start=mark), server.output()[mark:]
 
 
 def python_client_context(pki, cipher: str, *, client_cert: bool, max_tls12: bool = True):
@@ -128,20 +128,16 @@ def python_exchange(ctx, port: int, data: bytes = b"ping from python\n") -> tupl
 
 @pytest.mark.parametrize("client_cert", [False, True], ids=["noauth", "clientauth"])
 @pytest.mark.parametrize("iana, cipher", SUITES, ids=[f"python-{c}" for _, c in SUITES])
-def test_python_ssl_against_our_server(pki, hsmtls_server, iana, cipher, client_cert):
-    server = hsmtls_server(
-        pki.server_cert,
-        pki.server_key,
-        client_ca=pki.ca_cert if client_cert else None,
-        verify_client="require" if client_cert else None,
-    )
+def test_python_ssl_against_our_server(pki, hsmtls_server_pool, iana, cipher, client_cert):
+    server = shared_server(pki, hsmtls_server_pool, clientauth=client_cert)
+    mark = server.mark()
     ctx = python_client_context(pki, cipher, client_cert=client_cert)
     version, negotiated, received = python_exchange(ctx, server.port)
     assert version == "TLSv1.2"
     assert negotiated == cipher
     assert received == b"ping from python\n"
     check_log(
-        server.wait_log("handshake complete:"),
+        server.wait_log("handshake complete:", start=mark),
         iana,
         pki.client_subject if client_cert else "-",
     )

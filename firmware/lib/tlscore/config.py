@@ -21,6 +21,7 @@ class TLSConfig:
         self.max_fragment_length = None
         self.accept_max_fragment_length = True
         self.max_handshake_message = 1 << 16
+        self.trace = None  # observer: see Connection._trace
         for k in kw:
             if not hasattr(self, k):
                 raise TypeError("unknown TLSConfig setting %r" % k)

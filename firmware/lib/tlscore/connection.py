@@ -142,6 +142,7 @@ class Connection:
             return self.next_events()
         op = self.pending_op
         self.pending_op = None
+        self._trace("key_op_done", op.kind, op)
         after = self._after_op
         self._after_op = None
         self._run(lambda: after(op, result))
@@ -182,6 +183,7 @@ class Connection:
         if self.state == CLOSED:
             return
         self._hs_out = bytearray()
+        self._trace("alert_sent", err.alert, err.reason)
         try:
             self._write_record(ALERT, bytes([FATAL, err.alert]))
         except Exception:
@@ -243,6 +245,8 @@ class Connection:
             if msg_type != 0:  # HelloRequest is not part of the transcript
                 self.transcript_before = len(self.transcript)
                 self.transcript += raw
+        if self.config.trace is not None:
+            self._trace("recv", msg_type, msg, 1 if raw is None else len(raw))
         override = getattr(self, handler)(msg)
         if self.state == CLOSED:
             return
@@ -252,6 +256,7 @@ class Connection:
         if len(data) != 2:
             raise TLSError(DECODE_ERROR, "malformed alert")
         level, desc = data[0], data[1]
+        self._trace("alert_recv", desc, level)
         self.events.append(AlertReceived(level, desc, alert_name(desc)))
         if desc == CLOSE_NOTIFY:
             self._flush_handshake()
@@ -278,8 +283,18 @@ class Connection:
 
     # --- output -----------------------------------------------------------------------
 
+    def _trace(self, event, what, msg=None, size=0):
+        # Observation hook for traces and diagrams (config.trace): called as
+        # trace(connection, event, what, message, size) where event is "recv", "send",
+        # "alert_sent", "alert_recv", "key_op", "key_op_done" or "milestone".
+        fn = self.config.trace
+        if fn is not None:
+            fn(self, event, what, msg, size)
+
     def _send_handshake(self, msg):
         raw = frame(msg.msg_type, msg.write())
+        if self.config.trace is not None:
+            self._trace("send", msg.msg_type, msg, len(raw))
         if msg.msg_type != 0:
             self.transcript += raw
         self._hs_out += raw
@@ -319,8 +334,10 @@ class Connection:
             keyschedule.key_block_length(self.suite),
         )
         self.pending_protections = make_protections(b, self.suite, block, self.use_etm)
+        self._trace("milestone", "keys")
 
     def _send_change_cipher_spec(self):
+        self._trace("send", CCS, None, 1)
         self._write_record(CHANGE_CIPHER_SPEC, b"\x01")
         client_write, server_write = self.pending_protections
         self.records.set_write_protection(client_write if self.is_client else server_write)
@@ -362,6 +379,7 @@ class Connection:
         self.established = True
         self.renegotiating = False
         self.transcript = bytearray()
+        self._trace("milestone", "complete")
         self.events.append(
             HandshakeComplete(
                 "TLS 1.2",
@@ -385,13 +403,16 @@ class Connection:
         return int(f())
 
     def _verify_chain(self, chain, purpose, hostname):
-        return x509.verify_chain(
+        leaf = x509.verify_chain(
             self.backend, chain, self.config.trust_anchors, self._now(), hostname, purpose
         )
+        self._trace("milestone", purpose + "_authenticated", leaf)
+        return leaf
 
     def _request_key_operation(self, kind, data, after, scheme=None, hash_name=None):
         op = KeyOperationRequest(self._next_op_id, kind, data, scheme, hash_name)
         self._next_op_id += 1
         self.pending_op = op
         self._after_op = after
+        self._trace("key_op", kind, op)
         self.events.append(op)
