@@ -623,12 +623,25 @@ def hsmtls_connect(
     """Run `hsmtls connect 127.0.0.1:PORT ...` to completion (a blocking call: drive any
     peer that needs input from another thread, or use start_hsmtls_connect)."""
     argv = _connect_argv(
-        cmd, port, ca=ca, cert=cert, key=key, cipher=cipher, servername=servername,
-        renegotiate=renegotiate, send=send, until=until, idle_timeout=idle_timeout,
+        cmd,
+        port,
+        ca=ca,
+        cert=cert,
+        key=key,
+        cipher=cipher,
+        servername=servername,
+        renegotiate=renegotiate,
+        send=send,
+        until=until,
+        idle_timeout=idle_timeout,
         extra=extra,
     )
     proc = subprocess.run(
-        argv, capture_output=True, text=True, errors="replace", timeout=timeout,
+        argv,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
     return ConnectResult(
@@ -644,8 +657,19 @@ def start_hsmtls_connect(cmd: Sequence[str], port: int, **kwargs) -> Monitored:
 
 
 def _connect_argv(
-    cmd, port, *, ca, cert=None, key=None, cipher=None, servername="localhost",
-    renegotiate=False, send=None, until=None, idle_timeout=None, extra=(),
+    cmd,
+    port,
+    *,
+    ca,
+    cert=None,
+    key=None,
+    cipher=None,
+    servername="localhost",
+    renegotiate=False,
+    send=None,
+    until=None,
+    idle_timeout=None,
+    extra=(),
 ):
     argv = [*cmd, "connect", f"{LOCALHOST}:{port}", "--ca", str(ca)]
     if cert is not None:

@@ -107,7 +107,9 @@ def _ca_cert(key: rsa.RSAPrivateKey, name: x509.Name, now: dt.datetime) -> x509.
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_ku(digital_signature=True, key_cert_sign=True, crl_sign=True), critical=True)
+        .add_extension(
+            _ku(digital_signature=True, key_cert_sign=True, crl_sign=True), critical=True
+        )
         .add_extension(ski, critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -133,9 +135,7 @@ def _leaf_cert(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False,
@@ -170,9 +170,7 @@ def make_pki(directory: Path) -> PKI:
     ca = _ca_cert(ca_key, _name(CA_NAME), now)
     other_ca = _ca_cert(other_ca_key, _name(OTHER_CA_NAME), now)
 
-    def server(
-        issuer, issuer_key, *, not_before=good_from, not_after=good_until, host=SERVER_NAME
-    ):
+    def server(issuer, issuer_key, *, not_before=good_from, not_after=good_until, host=SERVER_NAME):
         # The wrong-host certificate carries the wrong name in CN too, so that neither a
         # SAN check nor a (deprecated) CN fallback can accept it for "localhost".
         san = localhost_san if host == SERVER_NAME else [x509.DNSName(host)]

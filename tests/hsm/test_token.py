@@ -330,3 +330,48 @@ def test_bad_premaster_fails_at_finished_like_a_wrong_key(token_env, kind, monke
         assert [a.description for a in p.of(AlertReceived, "c")] == [C.BAD_RECORD_MAC]
     finally:
         key.close()
+
+
+# --- CLI: token init, workers ----------------------------------------------------------------
+
+
+def test_token_init_cli_writes_its_own_softhsm_conf(token_env, tmp_path):
+    env = {k: v for k, v in token_env.env.items() if k != "SOFTHSM2_CONF"}
+    proc = token_env.cli("token", "init", "--label", "fresh", "--softhsm-dir", str(tmp_path / "store"), env=env)
+    conf = tmp_path / "store" / "softhsm2.conf"
+    assert f"export SOFTHSM2_CONF={conf}" in proc.stdout and "export HSMTLS_TOKEN=fresh" in proc.stdout
+    env2 = dict(env, SOFTHSM2_CONF=str(conf), HSMTLS_TOKEN="fresh")
+    out = token_env.cli("token", "keygen", "--object", "k1", env=env2).stdout
+    assert "pkcs11:token=fresh;object=k1;type=private" in out
+    # a second token with the same label is refused, in one line
+    again = token_env.cli("token", "init", "--label", "fresh", "--softhsm-dir", str(tmp_path / "store"),
+                          env=env, check=False)
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_token_init_refuses_a_real_token_without_force(token_env, tmp_path):
+    real = next((p for p in ("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",
+                             "/usr/lib/aarch64-linux-gnu/opensc-pkcs11.so") if Path(p).exists()), None)
+    if real is None:
+        pytest.skip("OpenSC not installed")
+    proc = token_env.cli("token", "init", "--label", "x", "--module", real, "--softhsm-dir", str(tmp_path),
+                         check=False)
+    assert proc.returncode == 1 and "--force" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_serve_workers_share_the_port(token_env):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hsmtls", "serve", "--port", "0", "--workers", "2", "--cert", "server.pem",
+         "--key", token_env.uri("server")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=token_env.env, cwd=token_env.dir,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("listening on 127.0.0.1:"), line
+        port = int(line.rsplit(":", 1)[1])
+        for _ in range(6):
+            _handshake(token_env, port)
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -115,9 +115,9 @@ def test_server_requiring_a_certificate_refuses_client_without_one(pki, hsmtls_s
     )
     assert result.returncode != 0, result
     assert alert_seen(result.output, "handshake_failure"), result
-    assert server.wait_log("handshake failed:").startswith(
-        "handshake failed: handshake_failure"
-    ), server.output()
+    assert server.wait_log("handshake failed:").startswith("handshake failed: handshake_failure"), (
+        server.output()
+    )
     good_client_works(pki, server)
     assert server.wait_log("handshake complete:")
 
@@ -133,9 +133,7 @@ def test_optional_client_certificate(pki, hsmtls_server):
     good_client_works(pki, server, with_cert=False)
     assert server.wait_log("handshake complete:").endswith("client=-")
     good_client_works(pki, server, with_cert=True)
-    assert server.wait_log("handshake complete:", count=2).endswith(
-        "client=" + pki.client_subject
-    )
+    assert server.wait_log("handshake complete:", count=2).endswith("client=" + pki.client_subject)
 
 
 def test_optional_never_reports_an_unverified_certificate(pki, hsmtls_server):

@@ -175,9 +175,7 @@ def test_no_common_suite_is_a_handshake_failure(pki, hsmtls_server):
     result = s_client(server.port, ca=pki.ca_cert, cipher="AES256-GCM-SHA384", timeout=5)
     assert result.returncode != 0, result
     assert alert_seen(result.output, "handshake_failure"), result
-    assert server.wait_log("handshake failed:").startswith(
-        "handshake failed: handshake_failure"
-    )
+    assert server.wait_log("handshake failed:").startswith("handshake failed: handshake_failure")
     # ... and the server carries on.
     ctx = python_client_context(pki, "AES128-SHA", client_cert=False)
     assert python_exchange(ctx, server.port)[1] == "AES128-SHA"

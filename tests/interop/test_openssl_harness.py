@@ -81,9 +81,10 @@ def test_client_certificate_required(pki):
 
 
 def test_client_initiated_renegotiation(pki):
-    with SServer(
-        pki.server_cert, pki.server_key, client_renegotiation=True
-    ) as server, SClient(server.port, ca=pki.ca_cert, cipher="AES128-GCM-SHA256") as client:
+    with (
+        SServer(pki.server_cert, pki.server_key, client_renegotiation=True) as server,
+        SClient(server.port, ca=pki.ca_cert, cipher="AES128-GCM-SHA256") as client,
+    ):
         client.wait_handshake()
         client.send_line("ping-1")
         server.wait_for("ping-1")
@@ -99,9 +100,7 @@ def test_client_initiated_renegotiation(pki):
 
 def test_client_initiated_renegotiation_with_rev(pki):
     # -rev echoes lines reversed and still lets the client renegotiate.
-    with SServer(
-        pki.server_cert, pki.server_key, mode="rev", client_renegotiation=True
-    ) as server:
+    with SServer(pki.server_cert, pki.server_key, mode="rev", client_renegotiation=True) as server:
         result = s_client(
             server.port,
             ca=pki.ca_cert,
@@ -135,11 +134,12 @@ def test_openssl_server_refuses_client_renegotiation_by_default(pki):
 
 @pytest.mark.parametrize("request_cert", [False, True], ids=["r", "R"])
 def test_server_initiated_renegotiation(pki, request_cert):
-    with SServer(
-        pki.server_cert, pki.server_key, ca=pki.ca_cert, no_resumption_on_reneg=True
-    ) as server, SClient(
-        server.port, ca=pki.ca_cert, cert=pki.client_cert, key=pki.client_key
-    ) as client:
+    with (
+        SServer(
+            pki.server_cert, pki.server_key, ca=pki.ca_cert, no_resumption_on_reneg=True
+        ) as server,
+        SClient(server.port, ca=pki.ca_cert, cert=pki.client_cert, key=pki.client_key) as client,
+    ):
         client.wait_handshake()
         client.send_line("ping-1")
         server.wait_for("ping-1")
