@@ -15,6 +15,8 @@ import datetime
 import ipaddress
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +104,20 @@ def init_token(label: str, user_pin: str, so_pin: str, module: str | None = None
 # --- keys -------------------------------------------------------------------------------
 
 
-def _rw_session(token: Token, pin: str) -> Any:
-    return token.open(pin, rw=True)
+@contextmanager
+def _new_key_session(token: Token, pin: str, name: str, what: str) -> Iterator[Any]:
+    """A R/W session for making key `name` (refused if it exists); token errors become
+    one-line TokenErrors; the key's implicit-rejection HMAC key is made afterwards."""
+    session = token.open(pin, rw=True)
+    try:
+        if list(session.get_objects({Attribute.LABEL: name, Attribute.CLASS: ObjectClass.PRIVATE_KEY})):
+            raise TokenError(f"token {token.label!r} already has a key named {name!r}")
+        yield session
+        ensure_implicit_rejection_key(token, name + IR_SUFFIX)
+    except p11e.PKCS11Error as e:
+        raise TokenError(f"{what} on {token.label!r} failed: {describe_error(e)}") from None
+    finally:
+        session.close()
 
 
 def keygen(token: Token, pin: str, name: str, bits: int = 2048) -> PKCS11URI:
@@ -111,10 +125,7 @@ def keygen(token: Token, pin: str, name: str, bits: int = 2048) -> PKCS11URI:
     never extractable, plus its implicit-rejection HMAC key."""
     if bits not in (2048, 3072, 4096):
         raise TokenError("--bits must be 2048, 3072 or 4096")
-    session = _rw_session(token, pin)
-    try:
-        if list(session.get_objects({Attribute.LABEL: name, Attribute.CLASS: ObjectClass.PRIVATE_KEY})):
-            raise TokenError(f"token {token.label!r} already has a key named {name!r}")
+    with _new_key_session(token, pin, name, "key generation") as session:
         key_id = secrets.token_bytes(8)
         session.generate_keypair(
             KeyType.RSA, bits, id=key_id, label=name, store=True,
@@ -129,11 +140,6 @@ def keygen(token: Token, pin: str, name: str, bits: int = 2048) -> PKCS11URI:
                 Attribute.DERIVE: False,
             },
         )
-        ensure_implicit_rejection_key(token, name + IR_SUFFIX)
-    except p11e.PKCS11Error as e:
-        raise TokenError(f"key generation on {token.label!r} failed: {describe_error(e)}") from None
-    finally:
-        session.close()
     return PKCS11URI({"token": token.label, "object": name, "type": "private"})
 
 
@@ -152,10 +158,7 @@ def import_key(token: Token, pin: str, name: str, pem_path: str) -> PKCS11URI:
         return i.to_bytes((i.bit_length() + 7) // 8, "big")
 
     key_id = secrets.token_bytes(8)
-    session = _rw_session(token, pin)
-    try:
-        if list(session.get_objects({Attribute.LABEL: name, Attribute.CLASS: ObjectClass.PRIVATE_KEY})):
-            raise TokenError(f"token {token.label!r} already has a key named {name!r}")
+    with _new_key_session(token, pin, name, "key import") as session:
         common = {Attribute.KEY_TYPE: KeyType.RSA, Attribute.TOKEN: True, Attribute.LABEL: name, Attribute.ID: key_id}
         session.create_object({
             **common,
@@ -183,11 +186,6 @@ def import_key(token: Token, pin: str, name: str, pem_path: str) -> PKCS11URI:
             Attribute.EXPONENT_2: b(nums.dmq1),
             Attribute.COEFFICIENT: b(nums.iqmp),
         })
-        ensure_implicit_rejection_key(token, name + IR_SUFFIX)
-    except p11e.PKCS11Error as e:
-        raise TokenError(f"key import into {token.label!r} failed: {describe_error(e)}") from None
-    finally:
-        session.close()
     return PKCS11URI({"token": token.label, "object": name, "type": "private"})
 
 
