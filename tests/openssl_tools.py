@@ -4,8 +4,8 @@ Every peer here is a subprocess whose stdout and stderr are drained by backgroun
 into one buffer, so a test can `wait_for` a marker without dead-locking on a full pipe and
 can show the whole transcript when an assertion fails. Everything binds 127.0.0.1 only.
 
-What the OpenSSL 3.0 CLI does, found by running it (3.0.19; the harness tests in
-tests/interop/test_openssl_harness.py keep these facts checked):
+What the OpenSSL 3.0 CLI does, found by running it (3.0.19 and 3.0.22; the harness
+tests in tests/interop/test_openssl_harness.py keep these facts checked):
 
 * Suites. The four RSA-key-exchange suites (AES128-GCM-SHA256, AES256-GCM-SHA384,
   AES128-SHA256, AES128-SHA) negotiate with `-tls1_2 -cipher NAME` at the default
@@ -17,11 +17,17 @@ tests/interop/test_openssl_harness.py keep these facts checked):
   must not start with R, Q, k or K, and each line must be written on its own (one read
   of stdin = one record; "ping\\nR\\n" in one read would be sent as data). EOF on stdin
   makes s_client send close_notify and exit ("DONE").
+* s_client needs `-nbio`. On its default blocking socket, when application data arrives
+  in the middle of a renegotiation (our server echoes while it renegotiates), the
+  SSL_read that finishes the handshake then blocks for more data and stdin is never
+  read again. SClient always passes -nbio.
 * s_server commands, only in the default (not `-rev`, not `-www`) mode: a stdin line `r`
   sends HelloRequest and blocks in SSL_do_handshake until the renegotiation is over, then
   prints "SSL_do_handshake -> 1"; `R` does the same but also requests a client
-  certificate. Any other line is sent to the client as data; `Q`/`q` ends the server.
-  EOF on stdin while a connection is up also ends s_server, so SServer keeps stdin open.
+  certificate. `q` ends the connection, `Q` the server, `P` and `S` are commands too, as
+  are `k`, `K` and `c` alone on a line: a data line must not start with q, Q, P or S nor
+  be one of those letters alone. Any other line is sent to the client. EOF on stdin while a connection is up ends s_server, so SServer
+  keeps stdin open.
 * Client-initiated renegotiation is refused by an OpenSSL 3.0 server by default
   (SSL_OP_ALLOW_CLIENT_RENEGOTIATION is off): the client gets a no_renegotiation alert.
   `s_server -client_renegotiation` allows it.
@@ -34,6 +40,8 @@ tests/interop/test_openssl_harness.py keep these facts checked):
   `SSL_connect:SSLv3/TLS read finished`, `SSL3 alert read:fatal:unknown CA`, ...); each
   handshake, full or resumed, reads exactly one Finished, so counting those lines counts
   completed handshakes (first one + renegotiations).
+* `-rev` answers a client-initiated renegotiation about a second late (its line reader
+  waits); harmless, but it is where those cells spend their time.
 * `-accept 127.0.0.1:0` lets the kernel pick the port and prints `ACCEPT 127.0.0.1:PORT`,
   so there is no race on a free port.
 * Alerts as s_server/s_client print them: the `-state` line `SSL3 alert read:fatal:<long
@@ -44,6 +52,7 @@ tests/interop/test_openssl_harness.py keep these facts checked):
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import signal
@@ -115,12 +124,14 @@ class Monitored:
             t.start()
 
     def _drain(self, stream, which: str) -> None:
-        # read1-style chunks (not lines) so prompts without a newline show up at once.
+        # Whatever is available, not lines, so output without a newline shows up at once;
+        # the incremental decoder keeps a UTF-8 sequence split across reads intact.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         while True:
             chunk = stream.read(4096)
-            if not chunk:
+            text = decoder.decode(chunk, final=not chunk)
+            if not chunk and not text:
                 break
-            text = chunk.decode("utf-8", errors="replace")
             with self._changed:
                 self._all.append(text)
                 self._streams[which].append(text)
@@ -292,6 +303,12 @@ class SServer(Monitored):
     def handshakes(self) -> int:
         """Handshakes s_server completed so far (first ones and renegotiations)."""
         return len(_FINISHED_READ["server"].findall(self.output()))
+
+    def wait_handshakes(self, count: int, timeout: float = DEFAULT_TIMEOUT) -> int:
+        """Wait until `count` handshakes have completed; return how many have by then
+        (the peer may see its data before our reader thread has read s_server's log)."""
+        self.wait_for(_FINISHED_READ["server"], timeout, count=count)
+        return self.handshakes()
 
     def renegotiate(self, *, request_cert: bool = False, timeout: float = DEFAULT_TIMEOUT):
         """Send HelloRequest (stdin `r`, or `R` to ask for a client certificate) and wait

@@ -1,13 +1,13 @@
 """A throwaway test PKI written as PEM files, for the interop and bad-certificate tests.
 
-`make_pki(directory)` creates two CAs ("hsmtls test CA" and a second one with the same
-kind of name but its own key), a good server and client certificate under the first,
-the broken server certificates the client must refuse (expired, wrong host name, signed
-by the other CA) and a server and client certificate under the other CA. Every key is
-RSA 2048 written as unencrypted PKCS#8 ("BEGIN PRIVATE KEY"), every signature SHA-256.
-RSA key generation dominates the cost, so the fixture generates each key once and
-certificates that need no key of their own (the broken server certificates) reuse the
-server key.
+`make_pki(directory)` creates two CAs ("hsmtls test CA" and "hsmtls other test CA",
+each with its own key), a good server and client certificate under the first, the
+broken server certificates the client must refuse (expired, wrong host name, signed by
+the other CA) and a client certificate under the other CA. Names are CN only, so a
+subject reads `CN=localhost` in every notation. Every key is RSA 2048 written as
+unencrypted PKCS#8 ("BEGIN PRIVATE KEY"), every signature SHA-256. RSA key generation
+dominates the cost, so each key is generated once: the broken server certificates reuse
+the server key, the other CA's client certificate the client key.
 """
 
 from __future__ import annotations

@@ -38,3 +38,14 @@ def bench_premaster_cmd(rounds) -> None:
 
     click.echo(f"bench premaster: SoftHSM2, RSA-2048, {rounds} rounds each, medians")
     bench_premaster(rounds, click.echo)
+
+
+@bench.command("board")
+@click.option("-n", "count", default=10, show_default=True, help="Handshakes per client.")
+@click.option("--client-auth", is_flag=True, help="With a client certificate (CertificateVerify on the board).")
+@click.pass_context
+def bench_board_cmd(ctx, count, client_auth) -> None:
+    """Our firmware on the emulated board vs MicroPython's tls (mbedTLS); smallest heap."""
+    from .board_cli import bench as board_bench
+
+    ctx.invoke(board_bench, count=count, client_auth=client_auth)

@@ -41,7 +41,10 @@ def main() -> None:
 @click.option("--module", help="PKCS#11 module for pkcs11: keys (default: $HSMTLS_PKCS11_MODULE, else SoftHSM2).")
 @click.option("--pin-file", type=click.Path(), help="File with the token user PIN (else $HSMTLS_PIN, else a prompt).")
 @click.option("--workers", type=int, default=None, help="Server processes sharing the port (default: one per core).")
-def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file, workers) -> None:
+@click.option("--trace", "trace", is_flag=True, help="Print each connection's handshake transcript (steps 1-11).")
+@click.option("--trace-out", type=click.Path(), help="Write each connection's trace: FILE.json, FILE.svg or FILE.html (2nd connection: FILE-2.svg, ...).")
+@click.option("--keylog", type=click.Path(), help="Append NSS key log lines (CLIENT_RANDOM) for Wireshark (default: $SSLKEYLOGFILE).")
+def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file, workers, trace, trace_out, keylog) -> None:
     """Serve TLS 1.2: RSA key exchange and ECDHE_RSA, key in a file or a token."""
     from .workers import ServeSettings, build_server, default_workers, run_workers
 
@@ -50,6 +53,22 @@ def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, re
     n = workers if workers is not None else default_workers()
     if n < 1:
         _fail("--workers must be at least 1")
+    tracing = trace or trace_out is not None
+    if tracing:
+        if n > 1 and workers is not None:
+            _fail("--trace/--trace-out need one server process: use --workers 1")
+        n = 1
+        _check_trace_out(trace_out)
+    if keylog:
+        import os
+
+        from .keylog import ENV, KeyLog, KeyLogError
+
+        try:
+            KeyLog(keylog)  # fail now, naming --keylog, if it cannot be written
+        except KeyLogError as e:
+            _fail(str(e))
+        os.environ[ENV] = keylog  # worker processes inherit it
     try:
         if key_spec.startswith("pkcs11:"):
             from .hsm.token import TokenError, read_pin
@@ -62,6 +81,8 @@ def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, re
         server = build_server(settings, lambda s: click.echo(s))  # checks files, key and PIN once
     except (ConfigError, KeyError_, TLSError) as e:
         _fail(str(e))
+    if tracing:
+        _trace_server(server, trace, trace_out)
     if n > 1:
         close = getattr(server.key, "close", None)
         if close is not None:
@@ -78,6 +99,55 @@ def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, re
         _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
     except KeyboardInterrupt:
         pass
+
+
+def _check_trace_out(path: str | None) -> None:
+    from .trace import check_trace_out
+
+    problem = check_trace_out(path) if path else None
+    if problem:
+        _fail(problem)
+
+
+def _trace_console():
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = 120
+    return console
+
+
+def _write_trace(tr, path: str) -> None:
+    try:
+        tr.write(path)
+    except (OSError, ValueError) as e:
+        click.echo(f"error: cannot write trace {path}: {getattr(e, 'strerror', None) or e}; "
+                   "pick a writable path for --trace-out", err=True)
+
+
+def _trace_server(server, show: bool, trace_out: str | None) -> None:
+    """serve --trace/--trace-out: a Trace per connection, shown/written as it ends."""
+    import os
+
+    from .trace import TraceHub, chain_hooks
+
+    count = 0
+
+    def done(tr) -> None:
+        nonlocal count
+        count += 1
+        if show:
+            _trace_console().print()
+            tr.render_terminal(_trace_console())
+            sys.stdout.flush()
+        if trace_out:
+            root, ext = os.path.splitext(trace_out)
+            _write_trace(tr, trace_out if count == 1 else f"{root}-{count}{ext}")
+
+    hub = TraceHub(done, performer=getattr(server.key, "performer", "host"), title="hsmtls serve")
+    server.config.trace = chain_hooks(server.config.trace, hub.hook)
+    server.on_connection_end = hub.finish
 
 
 def _split_target(target: str) -> tuple[str, int]:
@@ -102,11 +172,15 @@ def _split_target(target: str) -> tuple[str, int]:
 @click.option("--timeout", default=10.0, show_default=True, type=float, help="Connect/handshake timeout.")
 @click.option("--module", help="PKCS#11 module for a pkcs11: key.")
 @click.option("--pin-file", type=click.Path(), help="File with the token user PIN (else $HSMTLS_PIN, else a prompt).")
-def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotiate, send_text, until_text, idle_timeout, timeout, module, pin_file) -> None:
+@click.option("--trace", "trace", is_flag=True, help="Print the handshake transcript (steps 1-11) after the result.")
+@click.option("--trace-out", type=click.Path(), help="Write the trace: FILE.json, FILE.svg (sequence diagram) or FILE.html.")
+@click.option("--keylog", type=click.Path(), help="Append NSS key log lines (CLIENT_RANDOM) for Wireshark (default: $SSLKEYLOGFILE).")
+def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotiate, send_text, until_text, idle_timeout, timeout, module, pin_file, trace, trace_out, keylog) -> None:
     """Connect to a TLS 1.2 server and report what was negotiated."""
     from .client import TLSClient, TLSFailure
 
     host, port = _split_target(target)
+    _check_trace_out(trace_out)
     if not ca and not insecure:
         _fail("give --ca CA.pem to verify the server (or --insecure to skip verification)")
     if bool(cert) != bool(key_spec):
@@ -118,8 +192,16 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotia
         _fail(str(e))
     yn = {True: "yes", False: "no"}
     client = None
+    tracer = None
+    if trace or trace_out:
+        from .trace import Trace
+
+        tracer = Trace(f"hsmtls connect {target}")
+        if key is not None:
+            tracer.performer(getattr(key, "performer", "host"), "client")
     try:
-        client = TLSClient(host, port, config, key, timeout=timeout)
+        client = TLSClient(host, port, config, key, timeout=timeout, keylog=keylog,
+                           trace=tracer.hook if tracer else None)
         hs = client.handshake()
         if renegotiate:
             hs = client.renegotiate()
@@ -142,6 +224,11 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotia
     finally:
         if client is not None:
             client.close()
+        if tracer is not None and tracer.entries:  # nothing to show if we never connected
+            if trace:
+                tracer.render_terminal(_trace_console())
+            if trace_out:
+                _write_trace(tracer, trace_out)
 
 
 @main.command()

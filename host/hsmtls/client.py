@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import socket
 import time
 
@@ -16,7 +17,9 @@ from tlscore.events import (
 )
 
 from .backend import BACKEND
+from .keylog import KeyLogError, keylog_from
 from .keys import PrivateKey, run_key_operation
+from .trace import TraceHook, chain_hooks
 
 
 class TLSFailure(Exception):
@@ -36,7 +39,20 @@ class TLSClient:
         config: TLSConfig,
         key: PrivateKey | None = None,
         timeout: float = 10.0,
+        keylog: str | None = None,
+        trace: TraceHook | None = None,
     ) -> None:
+        # keylog: NSS key log file (default: $SSLKEYLOGFILE); trace: an extra
+        # TLSConfig.trace observer (hsmtls.trace.Trace.hook). The caller's config is
+        # copied, not changed, when either is set.
+        try:
+            self.keylog = keylog_from(keylog)
+        except KeyLogError as e:
+            raise TLSFailure(str(e)) from None
+        hook = chain_hooks(config.trace, trace, self.keylog.hook if self.keylog else None)
+        if hook is not config.trace:
+            config = copy.copy(config)
+            config.trace = hook
         self.config = config
         self.key = key
         self.timeout = timeout

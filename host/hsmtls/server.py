@@ -8,6 +8,7 @@ the event loop, and their failure ends only that handshake.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import threading
 from collections.abc import Callable
@@ -22,7 +23,9 @@ from tlscore.events import (
 from tlscore.server import ServerConnection
 
 from .backend import BACKEND
+from .keylog import keylog_from
 from .keys import PrivateKey, run_key_operation
+from .trace import chain_hooks
 
 log = logging.getLogger("hsmtls.server")
 
@@ -46,7 +49,16 @@ class TLSServer:
         app: str = "echo",
         renegotiate: bool = False,
         out: Callable[[str], None] = print,
+        keylog: str | None = None,
     ) -> None:
+        # keylog: NSS key log file (default: $SSLKEYLOGFILE; KeyLogError, a ConfigError,
+        # if unwritable). on_connection_end(conn) is called as each connection ends
+        # (hsmtls.trace.TraceHub.finish for --trace).
+        self.keylog = keylog_from(keylog)
+        if self.keylog is not None:
+            config = copy.copy(config)
+            config.trace = chain_hooks(config.trace, self.keylog.hook)
+        self.on_connection_end: Callable[[ServerConnection], None] | None = None
         self.config = config
         self.key = key
         self.app = app
@@ -144,6 +156,11 @@ class TLSServer:
                 await writer.wait_closed()
             except (ConnectionError, OSError):
                 pass
+            if self.on_connection_end is not None:
+                try:
+                    self.on_connection_end(conn)
+                except Exception:  # an observer must not take the server down
+                    log.exception("connection-end observer failed")
 
     async def serve(
         self,

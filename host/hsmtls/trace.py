@@ -313,7 +313,7 @@ class Trace:
                       "scheme": msg.scheme, "hash": msg.hash_name, "input_size": len(msg.data)}
             if event == "key_op":
                 e = self._add(role, t, rnd, step, "key_op", role, lane, label, len(msg.data),
-                              fields, "%s by the %s" % (label, PERFORMER_LABELS.get(performer, performer)))
+                              fields, "by the " + PERFORMER_LABELS.get(performer, performer))
                 self._op_start[(role, msg.op_id)] = e
             else:
                 start = self._op_start.pop((role, msg.op_id), None)
@@ -323,7 +323,7 @@ class Trace:
                 fields["duration_ms"] = round(dur * 1000, 3)
                 result = "premaster" if what == "decrypt" else "signature"
                 self._add(role, t, rnd, step, "key_result", lane, role, result, 0, fields,
-                          "%s from the %s in %.1f ms" % (result, PERFORMER_LABELS.get(performer, performer), dur * 1000))
+                          "%.1f ms (%s)" % (dur * 1000, PERFORMER_LABELS.get(performer, performer)))
         elif event == "milestone":
             if what == "keys":
                 fields = {"suite": conn.suite.name if conn.suite else None,
@@ -367,7 +367,7 @@ class Trace:
         if any(e["kind"] == "round" and e["round"] == rnd for e in self.entries):
             return
         self._add(role, t, rnd, 11, "round", role, role, "renegotiation",
-                  summary="round %d: the handshake again, under the current keys" % rnd)
+                  summary="the handshake again, under the current keys")
 
     def note(self, side: str, name: str, summary: str = "", size: int = 0) -> None:
         """Host-side events (e.g. application data) in the timeline, step 10."""

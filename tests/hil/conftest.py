@@ -11,7 +11,6 @@ token-backed key (a pkcs11: URI for `hsmtls serve --key`) replaces it there.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -22,20 +21,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
+from hil_support import REAL_BOARD, requires_board, requires_emulator  # noqa: E402, F401
 from mp_run import MICROPYTHON  # noqa: E402
 
 from hsmtls.board.emulator import EmulatedBoard  # noqa: E402
 from hsmtls.board.flash import provision  # noqa: E402
 from hsmtls.devpki import DevPKI  # noqa: E402
-
-REAL_BOARD = os.environ.get("HSMTLS_BOARD_PORT")
-
-requires_board = pytest.mark.skipif(
-    MICROPYTHON is None and not REAL_BOARD, reason="no MicroPython unix port and no HSMTLS_BOARD_PORT"
-)
-requires_emulator = pytest.mark.skipif(
-    MICROPYTHON is None or bool(REAL_BOARD), reason="needs the emulated board (relay faults, resets)"
-)
 
 
 @pytest.fixture(scope="session")

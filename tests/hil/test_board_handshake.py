@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import requires_board, requires_emulator
+from hil_support import requires_board, requires_emulator
 
 from hsmtls.board.bridge import handshake_once
 from hsmtls.board.emulator import EmulatedBoard

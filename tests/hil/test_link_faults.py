@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import requires_emulator
+from hil_support import requires_emulator
 
 from hsmlink import protocol as P
 from hsmtls.board.bridge import BoardFailure, Bridge

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PIN, requires_softhsm
+from softhsm_support import PIN, requires_softhsm
 
 from hsmtls.client import TLSClient, TLSFailure
 from hsmtls.hsm.keyops import TokenKey, depad_premaster

@@ -113,7 +113,7 @@ def test_our_client_against_s_server(pki, hsmtls_cmd, iana, cipher, auth, reneg)
         expected = 0 if reneg == "noreneg" else 1
         fields = check_report(result, iana, pki, expected)
         assert received in fields.get("received", ""), result
-        assert server.handshakes() == 1 + expected, server.transcript()
+        assert server.wait_handshakes(1 + expected) == 1 + expected, server.transcript()
         if clientauth:
             # -Verify includes SSL_VERIFY_CLIENT_ONCE: the certificate is asked for in the
             # first handshake only, not again when renegotiating.

@@ -95,7 +95,7 @@ def test_client_initiated_renegotiation(pki):
         client.wait_for("pong")
         assert client.close() == 0, client.transcript()
         assert client.handshakes() == 2, client.transcript()
-        assert server.handshakes() == 2, server.transcript()
+        assert server.wait_handshakes(2) == 2, server.transcript()
 
 
 def test_client_initiated_renegotiation_with_rev(pki):
@@ -147,8 +147,8 @@ def test_server_initiated_renegotiation(pki, request_cert):
         assert server.renegotiate(request_cert=request_cert) == 1, server.transcript()
         server.write_stdin("pong-after\n")
         client.wait_for("pong-after")
-        assert client.handshakes() == 2, client.transcript()
-        assert server.handshakes() == 2, server.transcript()
+        client.wait_handshake(count=2)
+        assert server.wait_handshakes(2) == 2, server.transcript()
         # `R` asks for a certificate in the renegotiation (and the client sends it), `r`
         # does not.
         assert bool(CLIENT_CERT_SEEN.search(server.output())) == request_cert
