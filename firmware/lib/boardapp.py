@@ -126,6 +126,11 @@ class Session:
         self.inbox += data
 
     def on_close(self, why):
+        # the server's last records (often the alert saying why) may still be waiting
+        if not self.done and self.inbox and self.conn is not None:
+            data = bytes(self.inbox)
+            self.inbox = bytearray()
+            self._handle(self._step(None, lambda: self.conn.receive_data(data)))
         if not self.done:
             self.finish(False, "server closed the TCP connection (%s)" % why)
 
@@ -295,6 +300,7 @@ class Board:
         self.aborted = 0
         self.errors = 0
         self.running = True
+        self.keygen = None  # (generator, subject, tests done) while making a key
 
     # --- things on the board's flash ---------------------------------------------------
 
@@ -304,6 +310,81 @@ class Board:
                 return f.read()
         except OSError:
             raise ValueError("%s is missing on the board's flash (hsmtls board provision)" % name) from None
+
+    def _write(self, name, data):
+        import os
+
+        path = self.port.flash_path(name)
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        os.rename(path + ".tmp", path)
+
+    def _digest(self, name):
+        import binascii
+        import hashlib
+
+        return binascii.hexlify(hashlib.sha256(self._read(name)).digest()).decode()
+
+    # --- provisioning -----------------------------------------------------------------
+
+    def start_keygen(self, opts):
+        import boardgen
+
+        if self.session is not None or self.keygen is not None:
+            raise ValueError("busy")
+        bits = opts.get("bits", 2048)
+        if bits not in (1024, 2048, 3072):
+            raise ValueError("bits must be 1024, 2048 or 3072")
+        subject = [tuple(x) for x in opts.get("subject") or [["CN", "hsmtls board"]]]
+        self.keygen = [boardgen.keygen(bits), subject, 0]
+
+    def keygen_step(self):
+        job = self.keygen
+        key = next(job[0])
+        if key is None:
+            job[2] += 1
+            if job[2] % 25 == 0:
+                self.log("keygen: %d prime candidates tested" % job[2])
+            return
+        import boardgen
+
+        self.keygen = None
+        # the new key waits beside the old one until a certificate for it arrives
+        self._write("client.key.new", boardgen.key_text(key).encode())
+        self.link.send(P.CSR, boardgen.csr(key, BACKEND, job[1]))
+
+    def install(self, opts):
+        from boardkey import BoardKey
+
+        new_key = BoardKey.load(self.port.flash_path("client.key.new"))
+        ders = x509.pem_to_der_list(opts.get("cert", "").encode())
+        if not ders:
+            raise ValueError("no certificate in INSTALL")
+        pk = x509.parse_certificate(ders[0]).public_key
+        if pk is None or pk.n != new_key.n or pk.e != new_key.e:
+            raise ValueError("the certificate is not for the key this board generated")
+        ca = opts.get("ca", "").encode()
+        if not x509.load_anchors(ca):
+            raise ValueError("no trust anchor in INSTALL")
+        self._write("ca.pem", ca)
+        self._write("client.pem", opts["cert"].encode())
+        import os
+
+        key_path = self.port.flash_path("client.key")
+        try:
+            os.remove(key_path)
+        except OSError:
+            pass
+        os.rename(self.port.flash_path("client.key.new"), key_path)
+        self._anchors = self._chain = self._key = None
+        files = {}
+        for name in ("ca.pem", "client.pem"):
+            files[name] = self._digest(name)
+        self.link.send(P.INSTALLED, P.pack({"files": files}))
 
     def anchors(self):
         if self._anchors is None:
@@ -341,6 +422,7 @@ class Board:
         if sync is not None:
             info["sync"] = sync
         info["v"] = VERSION
+        info["features"] = ["provision"]
         info["sessions"] = self.sessions
         info["aborted"] = self.aborted
         return P.pack(info)
@@ -406,6 +488,16 @@ class Board:
             c["aborted"] = self.aborted
             c["errors"] = self.errors
             link.send(P.STATS, P.pack(c))
+        elif ftype == P.KEYGEN:
+            try:
+                self.start_keygen(P.unpack(payload))
+            except Exception as e:
+                self.error("keygen", "%s: %s" % (type(e).__name__, e))
+        elif ftype == P.INSTALL:
+            try:
+                self.install(P.unpack(payload))
+            except Exception as e:
+                self.error("install", "%s: %s" % (type(e).__name__, e))
         elif ftype == P.REPL:
             self.log("leaving link mode")
             self.running = False
@@ -413,7 +505,7 @@ class Board:
     def step(self):
         port = self.port
         s = self.session
-        busy = not self.link.idle or (s is not None and bool(s.inbox))
+        busy = not self.link.idle or (s is not None and bool(s.inbox)) or self.keygen is not None
         if self.serial.wait(0 if busy else 50):
             n = self.serial.read_into(self.rx)
             if n:
@@ -424,6 +516,13 @@ class Board:
                         self.error("frame %s" % P.NAMES.get(ftype, ftype), "%s: %s" % (type(e).__name__, e))
                         self.abort_session("error")
         self.flush()  # acknowledge before computing
+        if self.keygen is not None:
+            try:
+                self.keygen_step()
+            except Exception as e:
+                self.keygen = None
+                self.error("keygen", "%s: %s" % (type(e).__name__, e))
+            self.flush()
         s = self.session
         if s is not None:
             try:

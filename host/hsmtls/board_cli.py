@@ -39,13 +39,21 @@ def board() -> None:
 @click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="Provision this trust anchor (PEM) first.")
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Provision the board's certificate (PEM).")
 @click.option("--key", type=click.Path(exists=True, dir_okay=False), help="Provision the board's RSA key (PEM).")
-def emulate(heap, flash_dir, ca, cert, key) -> None:
+@click.option("--deployed", is_flag=True, help="Run the firmware deployed into --flash (hsmtls board deploy), not the source tree.")
+def emulate(heap, flash_dir, ca, cert, key, deployed) -> None:
     """Run firmware/main.py under the MicroPython unix port on a pty; print its path."""
+    from pathlib import Path
+
     from .board.emulator import EmulatedBoard
     from .board.flash import provision
 
+    if deployed and not flash_dir:
+        _fail("--deployed needs --flash DIR (where hsmtls board deploy put the firmware)")
     try:
-        b = EmulatedBoard(flash_dir, heap=heap)
+        if deployed:
+            b = EmulatedBoard(flash_dir, heap=heap, main=Path(flash_dir) / "main.py", lib=Path(flash_dir) / "lib")
+        else:
+            b = EmulatedBoard(flash_dir, heap=heap)
     except (RuntimeError, ValueError) as e:
         _fail(str(e))
     if ca:
@@ -62,20 +70,190 @@ def emulate(heap, flash_dir, ca, cert, key) -> None:
         click.echo(b.stderr.decode("utf-8", "replace"), err=True)
 
 
-@board.command()
-@click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--ca", required=True, type=click.Path(exists=True, dir_okay=False), help="Trust anchor (PEM).")
-@click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Board certificate (PEM).")
-@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="Board RSA key (PEM); stored as CRT integers.")
-def provision(directory, ca, cert, key) -> None:
-    """Write the board's flash files to DIRECTORY (copy them with `mpremote cp DIRECTORY/* :`)."""
-    from .board.flash import provision as do_provision
+def _board_def(name: str):
+    from .board.boards import BoardError, get_board
 
     try:
-        d = do_provision(directory, ca, cert, key)
-    except (OSError, ValueError) as e:
+        return get_board(name)
+    except BoardError as e:
         _fail(str(e))
-    click.echo(f"board files in {d}")
+
+
+@board.command("list")
+def list_boards() -> None:
+    """Serial ports with a recognised board (USB VID:PID from boards/), and the emulator."""
+    from .board.boards import BoardError, all_boards, detect
+
+    try:
+        found = detect()
+        boards = all_boards()
+    except BoardError as e:
+        _fail(str(e))
+    for p in found:
+        click.echo(f"{p.device}\t{p.vid:04x}:{p.pid:04x}\t{' or '.join(p.boards)}\t{p.description}")
+    if not found:
+        click.echo("no board on a serial port (known USB ids: see boards/*.toml)", err=True)
+    emu = [b for b in boards.values() if b.emulated]
+    for b in emu:
+        click.echo(f"(start with `hsmtls board emulate`)\t-\t{b.name}\t{b.title}")
+
+
+@board.command()
+@click.option("--board", "board_name", required=True, help="Board name (boards/*.toml), e.g. esp32-devkitc.")
+@click.option("--port", help="Serial port of the board.")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False), help="MicroPython firmware image (.bin).")
+@click.option("--erase", is_flag=True, help="Erase the whole flash first.")
+def flash(board_name, port, image, erase) -> None:
+    """Write a MicroPython image with esptool at the board's offset."""
+    from .board.tools import ToolError, esptool_argv, run_esptool, tool
+
+    b = _board_def(board_name)
+    if b.emulated:
+        click.echo("emulator: nothing to flash (it runs the MicroPython unix port); next: hsmtls board deploy")
+        return
+    if not port or not image:
+        _fail("--port and --image are required for a real board (hsmtls board list shows ports)")
+    try:
+        runs = esptool_argv(b, port, image, erase, tool("esptool", "esptool"))
+        with click.progressbar(length=100, label=f"flashing {b.title} at {hex(b.flash_offset)}") as bar:
+            done = [0]
+
+            def progress(pct: int) -> None:
+                bar.update(max(0, pct - done[0]))
+                done[0] = max(done[0], pct)
+
+            run_esptool(runs, b, port, progress)
+    except ToolError as e:
+        _fail(str(e))
+    click.echo(f"flashed {image} to {port}; next: hsmtls board deploy --board {b.name} --port {port}")
+
+
+@board.command()
+@click.option("--board", "board_name", required=True, help="Board name (boards/*.toml).")
+@click.option("--port", help="Serial port of the board (not for the emulator).")
+@click.option("--flash", "flash_dir", type=click.Path(file_okay=False), default="hsmtls-board-flash", show_default=True,
+              help="Emulator only: the flash directory to deploy into.")
+def deploy(board_name, port, flash_dir) -> None:
+    """Compile firmware/ with mpy-cross, copy what changed with mpremote, verify by hash.
+
+    The emulator's firmware leaves link mode by ending, so for --board emulator a
+    MicroPython REPL is started in the --flash directory and mpremote deploys into it
+    exactly as into a board (`hsmtls board emulate --flash DIR --deployed` runs it).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from .board.tools import ToolError
+    from .board.tools import deploy as do_deploy
+
+    b = _board_def(board_name)
+    log = click.echo
+    try:
+        with tempfile.TemporaryDirectory(prefix="hsmtls-mpy-") as build_dir:
+            if b.emulated:
+                from .board.emulator import EmulatedBoard
+
+                with EmulatedBoard(flash_dir, repl=True, rx_ring=None) as emu:
+                    res = do_deploy(b, emu.tty, Path(build_dir), None, log)
+                where = f"emulator flash {flash_dir}"
+            else:
+                if not port:
+                    _fail("--port is required for a real board (hsmtls board list)")
+                mpy = _leave_link_mode(port, b.baud)
+                res = do_deploy(b, port, Path(build_dir), mpy, log)
+                where = port
+    except (ToolError, RuntimeError, OSError) as e:
+        _fail(str(e))
+    copied = sum(1 for v in res.values() if v == "copied")
+    click.echo(f"deployed to {where}: {copied} copied, {len(res) - copied} unchanged, all verified by SHA-256")
+
+
+def _leave_link_mode(port: str, baud: int) -> int | None:
+    """If our firmware runs on the board: its .mpy ABI from HELLO, then back to the REPL."""
+    from hsmlink import protocol as P
+
+    from .board.hostlink import HostLink, LinkError
+
+    try:
+        with HostLink(port, baud) as link:
+            info = link.connect(2.0)
+            link.send(P.REPL, {})
+            link.drain(1.0)
+            return info.get("mpy")
+    except LinkError:
+        return None  # no firmware yet (or already at the REPL): ask mpremote
+
+
+@board.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.option("--board", "board_name", default="emulator", show_default=True, help="Board name (boards/*.toml).")
+@click.option("--port", help="Serial port of the board, or of a running `hsmtls board emulate`.")
+@click.option("--ca-key", help="The CA's private key in the token (pkcs11: URI).")
+@click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="The CA certificate (PEM): the board's trust anchor.")
+@click.option("--subject", help="Device certificate subject, e.g. 'CN=board 7,O=acme' (default: a random CN).")
+@click.option("--days", default=365, show_default=True, help="Device certificate validity.")
+@click.option("--bits", default=2048, show_default=True, type=click.Choice(["1024", "2048", "3072"]), help="RSA key size made on the board.")
+@click.option("--module", help="PKCS#11 module (default: SoftHSM2).")
+@click.option("--pin-file", type=click.Path(exists=True, dir_okay=False), help="Token PIN file (else HSMTLS_PIN or a prompt).")
+@click.option("--flash", "flash_dir", type=click.Path(file_okay=False), help="Emulator without --port: its flash directory (it is started for the command).")
+@click.option("--ca", type=click.Path(exists=True, dir_okay=False), help="DIRECTORY form: trust anchor (PEM).")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="DIRECTORY form: board certificate (PEM).")
+@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="DIRECTORY form: board RSA key (PEM); stored as CRT integers.")
+def provision(directory, board_name, port, ca_key, ca_cert, subject, days, bits, module, pin_file, flash_dir, ca, cert, key) -> None:
+    """Give the board its identity: key made on the board, CSR, certificate from the token CA.
+
+    The board generates its RSA key pair, sends a CSR over the link, the CA key in the
+    token signs the device certificate, and the certificate and trust anchor
+    (--ca-cert) are written to the board's flash; the private key never leaves it.
+
+    With a DIRECTORY argument instead: write existing files (--ca, --cert, --key) into
+    a flash directory (copy them to a board with `mpremote cp DIRECTORY/* :`).
+    """
+    if directory:
+        from .board.flash import provision as do_provision
+
+        if not ca:
+            _fail("the DIRECTORY form needs --ca CA.pem")
+        try:
+            d = do_provision(directory, ca, cert, key)
+        except (OSError, ValueError) as e:
+            _fail(str(e))
+        click.echo(f"board files in {d}")
+        return
+    if not ca_key or not ca_cert:
+        _fail("--ca-key pkcs11:... and --ca-cert CA.pem are required (or give a DIRECTORY)")
+    from contextlib import ExitStack
+
+    from .board.hostlink import HostLink, LinkError
+    from .board.provisioning import ProvisionError, provision_board
+    from .hsm.keyops import TokenKey
+    from .hsm.token import TokenError
+
+    b = _board_def(board_name)
+    with ExitStack() as stack:
+        if not port:
+            if not b.emulated:
+                _fail("--port is required for a real board (hsmtls board list)")
+            from .board.emulator import EmulatedBoard
+
+            emu = stack.enter_context(EmulatedBoard(flash_dir or "hsmtls-board-flash"))
+            port = emu.tty
+            click.echo(f"emulated board on {port}, flash {emu.flash_dir}")
+        try:
+            tk = TokenKey(ca_key, module, pin_file, pool_size=1, implicit_rejection=False)
+            stack.callback(tk.close)
+            link = stack.enter_context(HostLink(port, b.baud))
+            link.connect(10.0)
+            click.echo("the board is generating its key pair (seconds on the emulator, minutes on an ESP32)...")
+            with open(ca_cert, "rb") as f:
+                ca_pem = f.read()
+            p = provision_board(link, tk, ca_pem, subject, days, int(bits), log=lambda s: click.echo(f"board: {s}"))
+        except (TokenError, LinkError, ProvisionError, ValueError) as e:
+            _fail(str(e))
+    click.echo(f"provisioned {p.subject} (serial {p.serial:x}, valid until {p.not_after:%Y-%m-%d});"
+               " the private key stayed on the board")
+    for name, digest in sorted(p.files.items()):
+        click.echo(f"  {name} sha256 {digest}")
 
 
 @board.command()

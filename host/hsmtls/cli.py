@@ -232,11 +232,14 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotia
 
 
 @main.command()
-def demo() -> None:
-    """Run the handshake end to end on this machine (throwaway keys, nothing configured)."""
+@click.option("--board", default="emulator", show_default=True, help="Board (boards/*.toml); a real one needs --port.")
+@click.option("--port", help="Serial port of a real board running the firmware.")
+@click.option("--trace-out", help="Also write the server's trace as .json, .svg or .html.")
+def demo(board: str, port: str | None, trace_out: str | None) -> None:
+    """Run the handshake end to end on this machine (throwaway token, nothing configured)."""
     from .demo import run_demo
 
-    sys.exit(run_demo(click.echo))
+    sys.exit(run_demo(click.echo, board=board, port=port, trace_out=trace_out))
 
 
 from .board_cli import board, bridge  # noqa: E402

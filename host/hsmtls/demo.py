@@ -1,99 +1,262 @@
-"""`hsmtls demo`: the whole handshake on this machine, with nothing configured.
+"""`hsmtls demo`: the whole system on this machine, with nothing configured.
 
-For now (before the token and board issues land) it makes a throwaway PKI, starts our
-token-less server with client authentication required, and runs our client through a
-mutually authenticated handshake, a client-initiated and a server-initiated
-renegotiation, and an echo; then OpenSSL's s_client against the same server when the
-`openssl` command is there. Exits non-zero if any step fails.
+A throwaway SoftHSM2 token (its own configuration directory, set in this process's
+environment before the PKCS#11 module loads) gets the CA and server keys; the server
+certificate is signed in the token; a token-backed server starts; the emulated board
+(or a real one: --board NAME --port P) starts, makes its own key pair, sends a CSR over
+the link and gets a certificate signed by the token's CA; then the board runs a
+mutually authenticated handshake and a renegotiation through the bridge. Each numbered
+step of the classic handshake (1..11) is printed as the server sees it happen, with who
+did it (board, host, token) and how long it took; the board's own compute time per
+step comes from its RESULT. Everything is removed afterwards. Exit status 1 if any
+step fails.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+import os
+import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
-from .client import TLSClient, TLSFailure
-from .devpki import DevPKI
-from .keys import FileKey
-from .server import BackgroundServer, TLSServer
-from .tlsconfig import client_config, server_config
+from .trace import STEPS, Trace
+
+WHO = {"client": "board", "server": "host", "server_key": "token", "client_key": "board"}
+
+# The board's RESULT names its compute per handshake message it handled (and the
+# ClientHello it built, the signature it made); the classic step each belongs to.
+BOARD_STEPS = {
+    "ClientHello": (1, "builds ClientHello"),
+    "HelloRequest": (11, "handles HelloRequest"),
+    "ServerHello": (2, "reads ServerHello"),
+    "Certificate": (3, "verifies the server's certificate chain"),
+    "CertificateRequest": (2, "reads CertificateRequest"),
+    "ServerHelloDone": (4, "encrypts the premaster, derives keys, sends its flight"),
+    "sign CertificateVerify": (5, "signs CertificateVerify with its own key"),
+    "ChangeCipherSpec": (9, "reads ChangeCipherSpec"),
+    "Finished": (9, "verifies the server's Finished"),
+}
 
 
-def _openssl_s_client(port: int, pki: DevPKI, timeout: float = 20.0) -> str:
-    """Handshake, send a line, wait for its echo (through a server renegotiation)."""
-    proc = subprocess.Popen(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2",
-         "-CAfile", str(pki.ca_cert), "-cert", str(pki.client_cert),
-         "-key", str(pki.client_key), "-servername", "localhost"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
+class DemoFailure(Exception):
+    pass
+
+
+class Demo:
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.echo = echo
+        self.failures = 0
+        self.t0 = time.perf_counter()
+
+    def stage(self, who: str, text: str, t: float) -> None:
+        self.echo(f"[{who:<5}] {text} ({(time.perf_counter() - t) * 1000:.0f} ms)")
+
+
+class LiveTrace:
+    """The server's Trace, printing each entry as it arrives (one line per step)."""
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.trace = Trace("hsmtls demo").performer("token", "server").performer("board", "client")
+        self.echo = echo
+        self._shown = 0
+        self._round = 0
+        self._last_t = 0.0
+
+    def hook(self, conn: Any, event: str, what: Any, msg: Any = None, size: int = 0) -> None:
+        self.trace.hook(conn, event, what, msg, size)
+        entries = self.trace.entries
+        while self._shown < len(entries):
+            e = entries[self._shown]
+            self._shown += 1
+            self._print(e)
+
+    def _print(self, e: dict) -> None:
+        if e["round"] != self._round:
+            self._round = e["round"]
+            title = "handshake" if self._round == 1 else f"renegotiation #{self._round - 1}"
+            self.echo(f"  --- {title} ---")
+        step = f"{e['step']:>2}" if e["step"] else " -"
+        kind = e["kind"]
+        if kind == "message":
+            who = f"{WHO.get(e['from'], e['from'])} -> {WHO.get(e['to'], e['to'])}"
+            what = f"{e['name']} ({e['size']} bytes)"
+            ms = f"+{(e['t'] - self._last_t) * 1000:.1f} ms"
+        elif kind == "key_op":
+            return  # the result line carries the duration
+        elif kind == "key_result":
+            who = WHO.get(e["from"], e["from"])
+            what = f"{'decrypts the premaster' if e['fields'].get('operation') == 'decrypt' else 'signs'} (PKCS#11)"
+            ms = f"{e['fields'].get('duration_ms', 0):.1f} ms"
+        elif kind == "milestone":
+            who = WHO.get(e["side"], e["side"])
+            what = e["name"] + (f": {e['summary']}" if e["summary"] else "")
+            ms = f"+{(e['t'] - self._last_t) * 1000:.1f} ms"
+        elif kind == "round":
+            who, what, ms = "board -> host", "renegotiation: " + e["summary"], ""
+        else:
+            who = WHO.get(e["side"], e["side"])
+            what = f"{e['name']} {e['summary']}".strip()
+            ms = ""
+        self._last_t = e["t"]
+        self.echo(f"  step {step}  {who:<15} {what:<70} {ms}")
+
+
+def board_step_lines(result: dict) -> list[str]:
+    """The board's compute time per classic step, per round, from its RESULT."""
     lines: list[str] = []
-    deadline = time.monotonic() + timeout
+    rnd = 0
+    seen_server_hello = False
+    for name, ms in result.get("steps") or []:
+        # a renegotiation's ClientHello is built inside the previous step; its
+        # ServerHello is the first thing the board times in the new round
+        if rnd == 0 or (name == "ServerHello" and seen_server_hello):
+            rnd += 1
+            lines.append(f"  board, {'handshake' if rnd == 1 else f'renegotiation #{rnd - 1} (step 11)'}:")
+        seen_server_hello = seen_server_hello or name == "ServerHello"
+        step, what = BOARD_STEPS.get(name, (0, name))
+        label = f"{step:>2}" if step else " -"
+        lines.append(f"    step {label}  board  {what:<58} {ms} ms")
+    return lines
+
+
+@contextmanager
+def throwaway_token(directory: Path) -> Iterator[dict]:
+    """A SoftHSM2 token in `directory` with CA and server keys; yields names and PIN."""
+    from .hsm.provision import write_softhsm_conf
+
+    os.environ["SOFTHSM2_CONF"] = str(write_softhsm_conf(directory / "softhsm"))
+    from .hsm import token as token_mod
+
+    if token_mod._LIBS:
+        raise DemoFailure("a PKCS#11 module is already loaded in this process; run `hsmtls demo` on its own")
+    yield {"label": "hsmtls-demo", "pin": secrets.token_hex(8), "so_pin": secrets.token_hex(8)}
+
+
+def run_demo(echo: Callable[[str], None] = print, board: str = "emulator", port: str | None = None,
+             trace_out: str | None = None, heap: str = "256k") -> int:
+    d = Demo(echo)
     try:
-        for raw in proc.stdout:
-            line = raw.decode(errors="replace")
-            lines.append(line)
-            if line.startswith("---") and any("Verify return code" in x for x in lines) and proc.stdin:
-                if not any("from openssl" in x for x in lines[:-1]):
-                    proc.stdin.write(b"from openssl\n")
-                    proc.stdin.flush()
-            if line.strip() == "from openssl" or time.monotonic() > deadline:
-                break
-    finally:
-        proc.kill()
-        proc.wait()
-    return "".join(lines)
+        with tempfile.TemporaryDirectory(prefix="hsmtls-demo-") as tmp:
+            _run(d, Path(tmp), board, port, trace_out, heap)
+    except DemoFailure as e:
+        echo(f"FAILED: {e}")
+        d.failures += 1
+    total = time.perf_counter() - d.t0
+    echo(f"demo: {'all steps passed' if not d.failures else f'{d.failures} step(s) FAILED'} in {total:.1f} s")
+    return 1 if d.failures else 0
 
 
-def run_demo(echo: Callable[[str], None] = print) -> int:
-    failures = 0
-    with tempfile.TemporaryDirectory(prefix="hsmtls-demo-") as tmp:
-        t0 = time.perf_counter()
-        pki = DevPKI(Path(tmp))
-        echo(f"[host] throwaway PKI in {tmp} ({(time.perf_counter() - t0) * 1000:.0f} ms)")
+def _run(d: Demo, tmp: Path, board: str, port: str | None, trace_out: str | None, heap: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from .board.boards import get_board
+    from .board.bridge import BoardFailure, Bridge, format_result
+    from .board.emulator import EmulatedBoard
+    from .board.hostlink import HostLink, LinkError
+    from .board.provisioning import ProvisionError, provision_board
+    from .hsm.keyops import TokenKey
+    from .hsm.provision import ca_init, ca_issue, init_token, keygen, parse_sans, parse_subject
+    from .hsm.token import TokenError
+    from .server import BackgroundServer, TLSServer
+    from .tlsconfig import server_config
+
+    echo = d.echo
+    bdef = get_board(board)
+    if not bdef.emulated and not port:
+        raise DemoFailure(f"--board {board} needs --port (the board's serial port; see `hsmtls board list`)")
+    with ExitStack() as stack:
+        # --- the token --------------------------------------------------------------
+        t = time.perf_counter()
+        tok = stack.enter_context(throwaway_token(tmp))
+        try:
+            token = init_token(tok["label"], tok["pin"], tok["so_pin"])
+            d.stage("token", f"throwaway SoftHSM2 token {tok['label']!r} in {tmp / 'softhsm'}", t)
+            for name in ("ca", "server"):
+                t = time.perf_counter()
+                keygen(token, tok["pin"], name, 2048)
+                d.stage("token", f"RSA-2048 key {name!r} generated inside the token (not extractable)", t)
+            uri = f"pkcs11:token={tok['label']};object=%s;type=private"
+            t = time.perf_counter()
+            ca_key = TokenKey(uri % "ca", pin=tok["pin"], pool_size=1, implicit_rejection=False)
+            stack.callback(ca_key.close)
+            ca_cert = ca_init(ca_key, "CN=hsmtls demo CA,O=hsmtls", days=1)
+            ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+            (tmp / "ca.pem").write_bytes(ca_pem)
+            d.stage("token", "CA certificate self-signed in the token", t)
+            t = time.perf_counter()
+            server_key = TokenKey(uri % "server", pin=tok["pin"], pool_size=2)
+            stack.callback(server_key.close)
+            pub = rsa.RSAPublicNumbers(server_key.e, server_key.n).public_key()
+            cert = ca_issue(ca_key, ca_cert, "server", pub, parse_subject("CN=localhost,O=hsmtls"),
+                            parse_sans(["DNS:localhost", "IP:127.0.0.1"]), 1)
+            (tmp / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            d.stage("token", "server certificate CN=localhost signed by the CA key in the token", t)
+        except TokenError as e:
+            raise DemoFailure(f"token: {e}") from None
+
+        # --- the server -------------------------------------------------------------
+        t = time.perf_counter()
+        live = LiveTrace(echo)
+        config = server_config(str(tmp / "server.pem"), str(tmp / "ca.pem"), "require")
+        config.trace = live.hook
         log: list[str] = []
-        config = server_config(str(pki.server_cert), str(pki.ca_cert), "require")
-        server = TLSServer(config, FileKey(str(pki.server_key)), renegotiate=True, out=log.append)
-        with BackgroundServer(server) as bg:
-            echo(f"[host] server on 127.0.0.1:{bg.port}, key: {server.key.description}, client auth required")
-            cc = client_config(str(pki.ca_cert), "localhost", str(pki.client_cert))
-            try:
-                t0 = time.perf_counter()
-                client = TLSClient("127.0.0.1", bg.port, cc, FileKey(str(pki.client_key)))
-                hs = client.handshake()
-                ms = (time.perf_counter() - t0) * 1000
-                echo(f"[client] steps 1-10: handshake complete in {ms:.1f} ms: {hs.version} {hs.cipher_suite} ems={hs.extended_master_secret} secure_renegotiation={hs.secure_renegotiation}")
-                echo(f"[client] server certificate: {hs.peer_subject}")
-                t0 = time.perf_counter()
-                client.renegotiate()
-                echo(f"[client] step 11: client-initiated renegotiation in {(time.perf_counter() - t0) * 1000:.1f} ms")
-                client.send(b"hello through hsmtls\n")
-                data = client.read(idle_timeout=2.0, until=b"hello through hsmtls\n")
-                echo(f"[client] step 10: echoed back: {data.decode().strip()!r}")
-                # the server answers a client's first data with a HelloRequest (step 11)
-                client.send(b"second line\n")
-                data += client.read(idle_timeout=2.0, until=b"second line\n")
-                client.wait_handshakes(3)
-                echo(f"[client] step 11: server-initiated renegotiations: {client.conn.renegotiation_count - 1}")
-                if b"second line" not in data or client.conn.renegotiation_count != 2:
-                    failures += 1
-                client.close()
-            except TLSFailure as e:
-                echo(f"[client] FAILED: {e}")
-                failures += 1
-            if shutil.which("openssl"):
-                out = _openssl_s_client(bg.port, pki)
-                ok = "Verify return code: 0 (ok)" in out and "from openssl" in out
-                suite = next((ln.split("Cipher is")[-1].strip() for ln in out.splitlines() if "Cipher is" in ln), "?")
-                echo(f"[openssl] s_client -tls1_2 against our server: {'ok' if ok else 'FAILED'} ({suite})")
-                failures += 0 if ok else 1
-            time.sleep(0.2)
+        server = TLSServer(config, server_key, out=log.append)
+        bg = stack.enter_context(BackgroundServer(server))
+        d.stage("host", f"server on 127.0.0.1:{bg.port}, key: {server_key.description}, client certificate required", t)
+
+        # --- the board --------------------------------------------------------------
+        t = time.perf_counter()
+        if bdef.emulated:
+            emu = stack.enter_context(EmulatedBoard(tmp / "board-flash", heap=heap))
+            port = emu.tty
+            d.stage("board", f"emulated board (MicroPython unix port, heap {heap}) on {port}", t)
+        assert port is not None
+        t = time.perf_counter()
+        try:
+            link = stack.enter_context(HostLink(port, bdef.baud))
+            info = link.connect(10.0)
+        except LinkError as e:
+            raise DemoFailure(f"board: {e}") from None
+        d.stage("board", f"link up: {info.get('board')} {info.get('impl')}, heap {info.get('heap')} bytes", t)
+        t = time.perf_counter()
+        echo("[board] generating its RSA-2048 key pair on the board (Miller-Rabin; seconds here, minutes on an ESP32)")
+        try:
+            prov = provision_board(link, ca_key, ca_pem, log=lambda s: echo(f"[board] {s}"))
+        except (ProvisionError, LinkError) as e:
+            raise DemoFailure(f"provisioning: {e}") from None
+        for stage, secs in prov.timings.items():
+            echo(f"        {stage}: {secs * 1000:.0f} ms")
+        d.stage("board", f"provisioned: {prov.subject}, serial {prov.serial:x}, certificate signed by the token CA;"
+                f" its private key stayed on the board", t)
+
+        # --- the handshake ----------------------------------------------------------
+        echo("[board] mutually authenticated handshake, then a renegotiation from the board:")
+        opts = {"server_name": "localhost", "client_auth": True, "renegotiate": True, "send": "hello from the board\n"}
+        try:
+            result = Bridge(link, ("127.0.0.1", bg.port)).run_handshake(opts, timeout=120)
+        except (BoardFailure, LinkError) as e:
+            raise DemoFailure(f"handshake: {e}") from None
+        echo("[board] its own compute time per step (from its RESULT):")
+        for line in board_step_lines(result):
+            echo(line)
+        for line in format_result(result):
+            echo(f"        {line}")
         for line in log:
-            echo(f"[server] {line}")
-    echo("demo: " + ("all steps passed" if not failures else f"{failures} step(s) FAILED"))
-    return 1 if failures else 0
+            echo(f"[host ] server: {line}")
+        if trace_out:
+            live.trace.write(trace_out)
+            echo(f"[host ] trace written to {trace_out}")
+        steps_seen = {e["step"] for e in live.trace.to_dict()["entries"]}
+        missing = [s for s in range(1, 12) if s not in steps_seen]
+        if not result.get("ok"):
+            raise DemoFailure(f"the board's handshake failed: {result.get('reason')}")
+        if result.get("renegotiations", 0) < 1 or not result.get("client_cert"):
+            raise DemoFailure("no mutually authenticated renegotiation")
+        if missing:
+            raise DemoFailure(f"steps not seen: {missing}")
+        echo("[host ] steps 1-11: " + "; ".join(f"{k} {v}" for k, v in STEPS.items()))

@@ -12,6 +12,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import queue
+import signal
 import socket
 import sys
 from collections.abc import Callable
@@ -44,7 +45,14 @@ def build_server(s: ServeSettings, out: Callable[[str], None]):
     return TLSServer(config, key, app=s.app, renegotiate=s.renegotiate, out=out)
 
 
-def _worker(s: ServeSettings, port: int, ready: mp.Queue) -> None:
+async def _exit_with_parent(parent: int) -> None:
+    # a worker must not outlive `hsmtls serve` (SIGKILL of the parent included)
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    os._exit(0)
+
+
+def _worker(s: ServeSettings, port: int, ready: mp.Queue, parent: int) -> None:
     def out(line: str) -> None:
         print(line, flush=True)
 
@@ -53,8 +61,15 @@ def _worker(s: ServeSettings, port: int, ready: mp.Queue) -> None:
     except Exception as e:  # reported by the parent as one line
         ready.put(("error", str(e)))
         return
+    async def main() -> None:
+        watchdog = asyncio.ensure_future(_exit_with_parent(parent))
+        try:
+            await server.serve(s.host, port, lambda h, p: ready.put(("ready", p)), reuse_port=True)
+        finally:
+            watchdog.cancel()
+
     try:
-        asyncio.run(server.serve(s.host, port, lambda h, p: ready.put(("ready", p)), reuse_port=True))
+        asyncio.run(main())
     except KeyboardInterrupt:
         pass
 
@@ -71,7 +86,12 @@ def run_workers(s: ServeSettings, n: int, echo: Callable[[str], None]) -> int:
     port = reserve.getsockname()[1]
     ctx = mp.get_context("spawn")
     ready: mp.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(s, port, ready), daemon=True) for _ in range(n)]
+    procs = [ctx.Process(target=_worker, args=(s, port, ready, os.getpid()), daemon=True) for _ in range(n)]
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds into the finally below, which stops the workers
+
+    signal.signal(signal.SIGTERM, on_term)
     for p in procs:
         p.start()
     try:

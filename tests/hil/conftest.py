@@ -115,3 +115,128 @@ def board_tty(flash_dir):
     with EmulatedBoard(flash_dir, heap="256k") as b:
         yield b.tty
         assert b.rx_dropped == 0, "the host overran the emulated 260-byte UART ring"
+
+
+# --- the token, a token-backed server and a board provisioned by the token's CA -----------
+#
+# softhsm_support sets SOFTHSM2_CONF when imported, before anything loads the module.
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hsm"))
+import softhsm_support  # noqa: E402
+
+
+class HilToken:
+    """A SoftHSM2 token with a CA, a rogue CA and the server key; PEMs in `dir`."""
+
+    label = "hsmtls-hil"
+
+    def __init__(self, directory: Path) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        from hsmtls.hsm.keyops import TokenKey
+        from hsmtls.hsm.provision import (
+            ca_init,
+            ca_issue,
+            init_token,
+            keygen,
+            parse_sans,
+            parse_subject,
+        )
+
+        self.dir = directory
+        self.pin = softhsm_support.PIN
+        token = init_token(self.label, self.pin, "so-" + self.pin)
+        self.keys = {}
+        for name in ("ca", "rogue-ca", "server"):
+            keygen(token, self.pin, name)
+            self.keys[name] = TokenKey(self.uri(name), pin=self.pin, pool_size=2)
+        pem = serialization.Encoding.PEM
+        self.ca_cert = ca_init(self.keys["ca"], "CN=hsmtls HIL CA,O=hsmtls", 30)
+        self.rogue_cert = ca_init(self.keys["rogue-ca"], "CN=rogue CA,O=elsewhere", 30)
+        (directory / "ca.pem").write_bytes(self.ca_cert.public_bytes(pem))
+        (directory / "rogue-ca.pem").write_bytes(self.rogue_cert.public_bytes(pem))
+        srv = self.keys["server"]
+        cert = ca_issue(self.keys["ca"], self.ca_cert, "server", rsa.RSAPublicNumbers(srv.e, srv.n).public_key(),
+                        parse_subject("CN=localhost,O=hsmtls"), parse_sans(["DNS:localhost", "IP:127.0.0.1"]), 30)
+        (directory / "server.pem").write_bytes(cert.public_bytes(pem))
+
+    def uri(self, name: str) -> str:
+        return f"pkcs11:token={self.label};object={name};type=private"
+
+    def close(self) -> None:
+        for k in self.keys.values():
+            k.close()
+
+
+@pytest.fixture(scope="session")
+def hil_token(tmp_path_factory):
+    if softhsm_support.MODULE is None:
+        pytest.skip("SoftHSM2 not installed (apt install softhsm2)")
+    t = HilToken(tmp_path_factory.mktemp("hil_token"))
+    yield t
+    t.close()
+
+
+@pytest.fixture(scope="session")
+def token_server(hil_token):
+    """A server whose key is in the token, requiring a client certificate from the token CA."""
+    from hsmtls.server import BackgroundServer, TLSServer
+    from hsmtls.tlsconfig import server_config
+
+    config = server_config(str(hil_token.dir / "server.pem"), str(hil_token.dir / "ca.pem"), "require")
+    log: list[str] = []
+    server = TLSServer(config, hil_token.keys["server"], out=log.append)
+    with BackgroundServer(server) as bg:
+        bg.log = log  # type: ignore[attr-defined]
+        yield bg
+
+
+class ProvisionedBoard:
+    """A board with an on-board key and a certificate from `ca` (the emulator, or
+    the real board on --port)."""
+
+    def __init__(self, tty: str, flash_dir: Path | None, prov) -> None:
+        self.tty = tty
+        self.flash_dir = flash_dir
+        self.prov = prov
+
+
+def provision_emulated(flash_dir: Path, token: HilToken, ca: str = "ca", validity=None):
+    """Start an emulated board in flash_dir and provision it; returns (EmulatedBoard, Provisioned)."""
+    from hsmtls.board.hostlink import HostLink
+    from hsmtls.board.provisioning import provision_board
+
+    board = EmulatedBoard(flash_dir, heap="256k").start()
+    try:
+        ca_pem = (token.dir / ("ca.pem" if ca == "ca" else "rogue-ca.pem")).read_bytes()
+        with HostLink(board.tty) as link:
+            link.connect(10)
+            prov = provision_board(link, token.keys[ca], ca_pem, validity=validity)
+    except BaseException:
+        board.stop()
+        raise
+    return board, prov
+
+
+@pytest.fixture(scope="session")
+def provisioned_board(hil_token, board_port, tmp_path_factory):
+    """The board with its own key and a token-CA-signed certificate."""
+    port = board_port or REAL_BOARD
+    if port:
+        from hsmtls.board.hostlink import HostLink
+        from hsmtls.board.provisioning import provision_board
+
+        with HostLink(port) as link:
+            link.connect(10)
+            prov = provision_board(link, hil_token.keys["ca"], (hil_token.dir / "ca.pem").read_bytes())
+        yield ProvisionedBoard(port, None, prov)
+        return
+    if MICROPYTHON is None:
+        pytest.skip("MicroPython unix port not installed")
+    flash = tmp_path_factory.mktemp("provisioned_flash")
+    board, prov = provision_emulated(flash, hil_token)
+    try:
+        yield ProvisionedBoard(board.tty, flash, prov)
+    finally:
+        board.stop()

@@ -27,7 +27,13 @@ class Serial:
         self._one = bytearray(1)
 
     def wait(self, timeout_ms):
-        return bool(self._poll.poll(timeout_ms))
+        ready = self._poll.poll(timeout_ms)
+        for entry in ready:
+            if entry[1] & (select.POLLHUP | select.POLLERR):
+                # the host end of the pty/serial is gone: stop instead of spinning
+                # on a descriptor that is always "ready" (never happens on a board)
+                raise SystemExit("link closed")
+        return bool(ready)
 
     def read_into(self, buf):
         n = 0
@@ -37,17 +43,20 @@ class Serial:
         rd = self._rx.readinto
         while n < size and poll(0):
             if not rd(one):
-                break
+                raise SystemExit("link closed")  # EOF: the host closed the link
             buf[n] = one[0]
             n += 1
         return n
 
     def write(self, data):
         if data:
-            self._tx.write(data)
-            flush = getattr(self._tx, "flush", None)
-            if flush:
-                flush()
+            try:
+                self._tx.write(data)
+                flush = getattr(self._tx, "flush", None)
+                if flush:
+                    flush()
+            except OSError:
+                raise SystemExit("link closed")  # EIO: the host end is gone
 
 
 def disable_ctrl_c():

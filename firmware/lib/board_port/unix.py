@@ -18,6 +18,7 @@ def info():
         "board": BOARD,
         "platform": sys.platform,
         "impl": "micropython %d.%d.%d" % sys.implementation.version[:3],
+        "mpy": getattr(sys.implementation, "_mpy", 0),  # .mpy ABI the deploy must match
         "heap": gc.mem_free() + gc.mem_alloc(),
     }
 

@@ -6,4 +6,4 @@
 # bytes in, frames and bytes out; the serial port, the pty and the clock are the
 # caller's. Runs under CPython and MicroPython.
 
-VERSION = 1
+VERSION = 2  # 2: KEYGEN/CSR/INSTALL (on-board key, certificate provisioning)

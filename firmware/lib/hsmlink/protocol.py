@@ -17,6 +17,9 @@
 #   REPL     {} leave link mode           LOG      text
 #                                         RESULT   {suite, ems, ..., steps, heap}
 #                                         ERROR    {"where", "reason"}
+#   since version 2 (provisioning; HELLO then carries "features": ["provision"]):
+#   KEYGEN   {"bits", "subject": [[k, v]]} CSR      PKCS#10 DER (after LOG progress)
+#   INSTALL  {"ca", "cert"} PEM text       INSTALLED {"files": {name: sha256 hex}}
 
 import json
 
@@ -40,12 +43,18 @@ LOG = 0x20
 RESULT = 0x21
 ERROR = 0x22
 
+KEYGEN = 0x30
+CSR = 0x31
+INSTALL = 0x32
+INSTALLED = 0x33
+
 UNSEQUENCED = (SYNC, HELLO, ACK, PING, PONG)
 
 NAMES = {
     SYNC: "SYNC", HELLO: "HELLO", ACK: "ACK", PING: "PING", PONG: "PONG", TIME: "TIME",
     RUN: "RUN", OPEN: "OPEN", OPENED: "OPENED", TLS: "TLS", APP: "APP", CLOSE: "CLOSE",
     STATS: "STATS", REPL: "REPL", LOG: "LOG", RESULT: "RESULT", ERROR: "ERROR",
+    KEYGEN: "KEYGEN", CSR: "CSR", INSTALL: "INSTALL", INSTALLED: "INSTALLED",
 }
 
 

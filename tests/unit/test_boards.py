@@ -1,0 +1,132 @@
+"""Board definitions (boards/*.toml) and the exact esptool/mpy-cross/mpremote command lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from hsmtls.board.boards import BoardError, all_boards, detect, get_board, load_board
+from hsmtls.board.tools import (
+    ToolError,
+    check_abi,
+    esptool_argv,
+    explain_esptool,
+    mpremote_copy_argv,
+    mpremote_exec_argv,
+    mpy_cross_argv,
+    remote_dirs,
+)
+
+EXPECTED = {
+    # name: (chip, offset, arch, arch code, serial, rx drops, a USB id)
+    "esp32-devkitc": ("esp32", 0x1000, "xtensawin", 10, "uart0", True, (0x10C4, 0xEA60)),
+    "esp32s3-devkitc-1": ("esp32s3", 0x0, "xtensawin", 10, "usb-serial-jtag", False, (0x303A, 0x1001)),
+    "esp32c3-devkitm-1": ("esp32c3", 0x0, "rv32imc", 11, "usb-serial-jtag", False, (0x303A, 0x1001)),
+    "emulator": ("none", 0x0, "x64", 2, "pty", True, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_board_definition(name):
+    b = get_board(name)
+    chip, offset, arch, code, serial, drops, usb = EXPECTED[name]
+    assert (b.chip, b.flash_offset, b.mpy_arch, b.mpy_arch_code, b.serial, b.rx_drops) == (
+        chip, offset, arch, code, serial, drops)
+    assert b.heap > 0 and b.baud == 115200
+    if usb:
+        assert usb in b.usb
+    assert b.emulated == (name == "emulator")
+
+
+def test_devkitc_usb_bridges():
+    ids = set(get_board("esp32-devkitc").usb)
+    assert {(0x10C4, 0xEA60), (0x1A86, 0x7523), (0x1A86, 0x55D4), (0x0403, 0x6001)} <= ids
+
+
+def test_chip_alias_and_unknown_board():
+    assert get_board("esp32s3").name == "esp32s3-devkitc-1"
+    with pytest.raises(BoardError, match="unknown board"):
+        get_board("nope")
+
+
+def test_adding_a_board_is_adding_a_file(tmp_path):
+    for p in Path(get_board("emulator").path).parent.glob("*.toml"):
+        (tmp_path / p.name).write_text(p.read_text())
+    (tmp_path / "my-s2.toml").write_text(
+        'name = "my-s2"\ntitle = "S2 mini"\nchip = "esp32s2"\nflash_offset = 0x1000\nbaud = 115200\n'
+        'usb = ["303a:0002"]\nheap = 150000\nserial = "usb-cdc"\nrx_drops = false\nmpy_arch = "xtensawin"\n'
+        'mpy_arch_code = 10\n')
+    assert "my-s2" in all_boards(tmp_path)
+    ports = [SimpleNamespace(device="/dev/ttyACM3", vid=0x303A, pid=0x0002, description="S2"),
+             SimpleNamespace(device="/dev/ttyS0", vid=None, pid=None, description="n/a")]
+    found = detect(tmp_path, ports)
+    assert [(f.device, f.boards) for f in found] == [("/dev/ttyACM3", ["my-s2"])]
+
+
+def test_bad_board_file(tmp_path):
+    p = tmp_path / "x.toml"
+    p.write_text('name = "x"\n')
+    with pytest.raises(BoardError, match="missing"):
+        load_board(p)
+
+
+def test_detect_names_every_candidate():
+    ports = [SimpleNamespace(device="/dev/ttyUSB0", vid=0x10C4, pid=0xEA60, description="CP2102"),
+             SimpleNamespace(device="/dev/ttyACM0", vid=0x303A, pid=0x1001, description="USB JTAG/serial")]
+    found = {f.device: f.boards for f in detect(ports=ports)}
+    assert "esp32-devkitc" in found["/dev/ttyUSB0"]
+    assert found["/dev/ttyACM0"] == ["esp32c3-devkitm-1", "esp32s3-devkitc-1"]
+
+
+@pytest.mark.parametrize("name,port,offset", [("esp32-devkitc", "/dev/ttyUSB0", "0x1000"),
+                                              ("esp32s3-devkitc-1", "/dev/ttyACM0", "0x0"),
+                                              ("esp32c3-devkitm-1", "/dev/ttyACM0", "0x0")])
+def test_esptool_invocation(name, port, offset):
+    b = get_board(name)
+    runs = esptool_argv(b, port, "fw.bin", erase=True)
+    assert runs == [
+        ["esptool", "--chip", b.chip, "--port", port, "erase-flash"],
+        ["esptool", "--chip", b.chip, "--port", port, "--baud", "460800", "write-flash", offset, "fw.bin"],
+    ]
+    assert esptool_argv(b, port, "fw.bin") == runs[1:]
+
+
+def test_emulator_has_nothing_to_flash():
+    assert esptool_argv(get_board("emulator"), "/dev/pts/3", "fw.bin", erase=True) == []
+
+
+def test_esptool_errors_are_one_line_with_the_fix():
+    b = get_board("esp32-devkitc")
+    wrong = "A fatal error occurred: This chip is ESP32-S3, not ESP32. Wrong --chip argument?"
+    assert "has ESP32-S3, not esp32" in explain_esptool(wrong, b, "/dev/ttyUSB0")
+    busy = "could not open port /dev/ttyUSB0: [Errno 16] Device or resource busy: '/dev/ttyUSB0'"
+    assert "is busy" in explain_esptool(busy, b, "/dev/ttyUSB0")
+
+
+@pytest.mark.parametrize("name,march", [("esp32-devkitc", "-march=xtensawin"), ("esp32s3-devkitc-1", "-march=xtensawin"),
+                                        ("esp32c3-devkitm-1", "-march=rv32imc"), ("emulator", "-march=x64")])
+def test_mpy_cross_invocation(name, march):
+    argv = mpy_cross_argv(get_board(name), Path("lib/tlscore/ghash.py"), Path("out/lib/tlscore/ghash.mpy"))
+    assert argv == ["mpy-cross", march, "-o", "out/lib/tlscore/ghash.mpy", "lib/tlscore/ghash.py"]
+
+
+def test_mpremote_invocations():
+    files = {"main.py": Path("fw/main.py"), "lib/tlscore/x509.mpy": Path("b/lib/tlscore/x509.mpy")}
+    assert mpremote_copy_argv("/dev/ttyUSB0", files) == [
+        "mpremote", "connect", "/dev/ttyUSB0", "resume",
+        "fs", "cp", "b/lib/tlscore/x509.mpy", ":lib/tlscore/x509.mpy", "+", "fs", "cp", "fw/main.py", ":main.py"]
+    assert mpremote_exec_argv("/dev/ttyACM0", "print(1)") == [
+        "mpremote", "connect", "/dev/ttyACM0", "resume", "exec", "print(1)"]
+    assert remote_dirs(files) == ["lib", "lib/tlscore"]
+
+
+def test_mpy_abi_check():
+    # sys.implementation._mpy: version | sub-version << 8 | arch << 10
+    check_abi(get_board("emulator"), 2822, (6, 3))  # the pip unix build
+    check_abi(get_board("esp32-devkitc"), 6 | 3 << 8 | 10 << 10, (6, 3))
+    with pytest.raises(ToolError, match="architecture"):
+        check_abi(get_board("esp32c3-devkitm-1"), 6 | 3 << 8 | 10 << 10, (6, 3))
+    with pytest.raises(ToolError, match="v5.2"):
+        check_abi(get_board("emulator"), 5 | 2 << 8 | 2 << 10, (6, 3))

@@ -1,0 +1,46 @@
+"""`hsmtls demo` as a user runs it: a subprocess, nothing configured, steps 1..11 shown."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from hsmtls.demo import board_step_lines
+
+
+def test_board_steps_split_into_rounds():
+    r = {"steps": [["ClientHello", 1], ["ServerHello", 0], ["Certificate", 3], ["ServerHelloDone", 2],
+                   ["sign CertificateVerify", 90], ["Finished", 0], ["ServerHello", 0], ["Certificate", 2]]}
+    lines = board_step_lines(r)
+    assert lines[0] == "  board, handshake:"
+    assert "  board, renegotiation #1 (step 11):" in lines
+    assert any("step  5  board  signs CertificateVerify" in x and x.endswith("90 ms") for x in lines)
+
+
+@pytest.mark.micropython
+@pytest.mark.skipif(shutil.which("micropython") is None and not os.environ.get("MICROPYTHON"),
+                    reason="MicroPython unix port not installed")
+def test_hsmtls_demo_end_to_end(tmp_path):
+    from hsmtls.hsm.token import SOFTHSM_MODULES
+
+    if not any(os.path.exists(m) for m in SOFTHSM_MODULES):
+        pytest.skip("SoftHSM2 not installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOFTHSM", "HSMTLS"))}
+    env["HOME"] = str(tmp_path)  # nothing configured: no ~/.config, no token
+    proc = subprocess.run([sys.executable, "-m", "hsmtls", "demo"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    steps = {int(m) for m in re.findall(r"step +(\d+) ", out)}
+    assert set(range(1, 12)) <= steps, (sorted(steps), out)
+    for who in ("board", "host", "token"):
+        assert re.search(rf"step +\d+ +{who}", out), who
+    assert "decrypts the premaster (PKCS#11)" in out
+    assert "renegotiation #1" in out
+    assert "demo: all steps passed" in out
+    assert list(tmp_path.iterdir()) == []  # cleaned up: nothing left behind
