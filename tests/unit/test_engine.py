@@ -411,3 +411,85 @@ def test_mutated_flights_never_raise(make_configs, client_key, server_key):
         p = Pair(cc, sc, client_key, server_key)
         events = p.s.receive_data(bytes(data))  # must not raise
         assert all(not isinstance(e, ConnectionClosed) or e.alert is not None for e in events)
+
+
+# --- more protocol violations after the keys are in use ----------------------------------------
+
+
+def test_bad_server_finished_is_decrypt_error_on_the_client(make_configs, client_key, server_key):
+    class LyingServer(ServerConnection):
+        def _send_finished(self):
+            self._verify_data = lambda *a: bytes(12)
+            ServerConnection._send_finished(self)
+
+    cc, sc = make_configs()
+    p = Pair(cc, sc, client_key, server_key, server_cls=LyingServer)
+    p.handshake()
+    assert alert_sent(p, "c") == C.DECRYPT_ERROR
+    assert [a.name for a in p.of(AlertReceived, "s")] == ["decrypt_error"]
+
+
+def test_flipped_bit_in_encrypted_finished(make_configs, client_key, server_key):
+    cc, sc = make_configs()
+    p = Pair(cc, sc, client_key, server_key)
+    p.start()
+    p.c2s()
+    p.s2c()
+
+    def flip_last(data: bytes) -> bytes:  # the Finished record is the last one
+        return data[:-3] + bytes([data[-3] ^ 0x20]) + data[-2:]
+
+    p.c2s(flip_last)
+    assert alert_sent(p, "s") == C.BAD_RECORD_MAC
+
+
+@pytest.mark.parametrize("suite", ["TLS_RSA_WITH_AES_128_GCM_SHA256", "TLS_RSA_WITH_AES_128_CBC_SHA"])
+def test_replayed_and_truncated_records(make_configs, client_key, server_key, suite):
+    p = _established(make_configs, client_key, server_key, suite)
+    p.c.send_application_data(b"once")
+    first = p.c2s()
+    p.run()
+    assert [e.data for e in p.of(ApplicationData, "s")] == [b"once"]
+    p._answer(p.s, None, p.s.receive_data(first), p.sev)  # the same record again
+    assert alert_sent(p, "s") == C.BAD_RECORD_MAC
+    q = _established(make_configs, client_key, server_key, suite)
+    q._answer(q.s, None, q.s.receive_data(record(C.APPLICATION_DATA, bytes(10))), q.sev)
+    assert alert_sent(q, "s") == C.BAD_RECORD_MAC
+
+
+def test_bad_certificate_verify_signature(make_configs, client_key, server_key, epki):
+    class BadSigner(ClientConnection):
+        def _on_certificate_verify_signed(self, op, signature):
+            sig = bytearray(signature)
+            sig[5] ^= 1
+            ClientConnection._on_certificate_verify_signed(self, op, bytes(sig))
+
+    cc, sc = make_configs(None, "require", epki.client_cert)
+    p = Pair(cc, sc, client_key, server_key, client_cls=BadSigner)
+    p.handshake()
+    assert alert_sent(p, "s") == C.DECRYPT_ERROR
+    assert "CertificateVerify" in p.closed("s").reason
+
+
+def test_renegotiation_may_not_drop_extended_master_secret(make_configs, client_key, server_key):
+    cc, sc = make_configs()
+    p = Pair(cc, sc, client_key, server_key)
+    p.handshake()
+    assert p.completed("s")[0].extended_master_secret
+    p.c.config.extended_master_secret = False
+    p.c.renegotiate()
+    p.run()
+    assert alert_sent(p, "s") == C.HANDSHAKE_FAILURE
+    assert "extended_master_secret" in p.closed("s").reason
+
+
+def test_change_cipher_spec_after_finished_and_data_after_close(make_configs, client_key, server_key):
+    p = _established(make_configs, client_key, server_key)
+    p.c._write_record(C.CHANGE_CIPHER_SPEC, b"\x01")
+    p.c2s()
+    assert alert_sent(p, "s") == C.UNEXPECTED_MESSAGE
+    q = _established(make_configs, client_key, server_key)
+    q.c.close()
+    q.c2s()
+    assert q.closed("s").clean and q.s.closed
+    assert q.s.receive_data(record(C.APPLICATION_DATA, b"late")) == []

@@ -211,6 +211,7 @@ class ClientConnection(Connection):
                 raise TLSError(HANDSHAKE_FAILURE, "non-empty renegotiation_info in the initial handshake")
             self.secure_renegotiation = True
         self.use_ems = msg.has_extension(EXT_EXTENDED_MASTER_SECRET)
+        self._check_ems_kept()
         self.use_etm = msg.has_extension(EXT_ENCRYPT_THEN_MAC)
         if self.use_etm and suite.cipher != "CBC":
             raise TLSError(ILLEGAL_PARAMETER, "encrypt_then_mac with an AEAD suite")

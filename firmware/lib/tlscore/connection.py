@@ -22,6 +22,7 @@ from .constants import (
     DECRYPT_ERROR,
     FATAL,
     HANDSHAKE,
+    HANDSHAKE_FAILURE,
     HANDSHAKE_NAMES,
     ILLEGAL_PARAMETER,
     INTERNAL_ERROR,
@@ -74,6 +75,7 @@ class Connection:
         self.server_verify_data = b""
         self.secure_renegotiation = False
         self.renegotiation_count = 0
+        self.session_used_ems = False
         self.max_fragment_length = None
         self._reset_handshake()
 
@@ -377,6 +379,7 @@ class Connection:
         if renegotiation:
             self.renegotiation_count += 1
         self.established = True
+        self.session_used_ems = self.use_ems
         self.renegotiating = False
         self.transcript = bytearray()
         self._trace("milestone", "complete")
@@ -393,6 +396,12 @@ class Connection:
                 self.client_cert_requested,
             )
         )
+
+    def _check_ems_kept(self):
+        # A renegotiation may not drop extended master secret once a session used it
+        # (RFC 7627 §5.3 asks this of resumption; the same downgrade applies here).
+        if self.established and self.session_used_ems and not self.use_ems:
+            raise TLSError(HANDSHAKE_FAILURE, "renegotiation without extended_master_secret after a session with it")
 
     def _now(self):
         f = self.config.now

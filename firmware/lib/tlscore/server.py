@@ -197,6 +197,7 @@ class ServerConnection(Connection):
         if sni is not None:
             self.server_name = parse_server_name(sni)
         self.use_ems = cfg.extended_master_secret and msg.has_extension(EXT_EXTENDED_MASTER_SECRET)
+        self._check_ems_kept()
         self.use_etm = cfg.encrypt_then_mac and suite.cipher == "CBC" and msg.has_extension(EXT_ENCRYPT_THEN_MAC)
         ext = []
         if self.secure_renegotiation:
