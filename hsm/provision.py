@@ -20,10 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from asn1crypto import crl as a1crl
 from asn1crypto import x509 as a1x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from pkcs11 import Attribute, KeyType, ObjectClass, TokenFlag
 from pkcs11 import exceptions as p11e
@@ -269,12 +270,42 @@ def sign_in_token(builder: x509.CertificateBuilder, ca_key: TokenKey) -> x509.Ce
     cert = a1x509.Certificate.load(draft.public_bytes(serialization.Encoding.DER))
     cert["signature_value"] = signature
     real = x509.load_der_x509_certificate(cert.dump(force=True))
-    # the token's signature must verify with the CA's public key
-    from cryptography.hazmat.primitives.asymmetric import padding
+    _check_token_signature(ca_key, real.signature, real.tbs_certificate_bytes)
+    return real
 
+
+def _check_token_signature(ca_key: TokenKey, signature: bytes, tbs: bytes) -> None:
+    # the token's signature must verify with the CA's public key before we hand it out
     rsa.RSAPublicNumbers(ca_key.e, ca_key.n).public_key().verify(
-        real.signature, real.tbs_certificate_bytes, padding.PKCS1v15(), hashes.SHA256()
+        signature, tbs, padding.PKCS1v15(), hashes.SHA256()
     )
+
+
+def crl_sign_in_token(
+    ca_key: TokenKey, ca_cert: x509.Certificate, revoked_serials: list[int], days: int = 7
+) -> x509.CertificateRevocationList:
+    """A CRL listing the revoked serial numbers, signed inside the token (same
+    throwaway-key trick as for certificates: the TBSCertList does not depend on it)."""
+    if ca_cert.public_key().public_numbers().n != ca_key.n:  # type: ignore[union-attr]
+        raise TokenError("the CA certificate does not belong to the CA key")
+    now = datetime.datetime.now(UTC)
+    b = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - datetime.timedelta(minutes=5))
+        .next_update(now + datetime.timedelta(days=days))
+        .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
+    )
+    for serial in revoked_serials:
+        b = b.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
+    draft = b.sign(_throwaway_key(), hashes.SHA256())
+    signature = ca_key.sign("rsa_pkcs1_sha256", "sha256", draft.tbs_certlist_bytes)
+    crl = a1crl.CertificateList.load(draft.public_bytes(serialization.Encoding.DER))
+    crl["signature"] = signature
+    real = x509.load_der_x509_crl(crl.dump(force=True))
+    _check_token_signature(ca_key, real.signature, real.tbs_certlist_bytes)
     return real
 
 

@@ -44,12 +44,13 @@ def main() -> None:
 @click.option("--trace", "trace", is_flag=True, help="Print each connection's handshake transcript (steps 1-11).")
 @click.option("--trace-out", type=click.Path(), help="Write each connection's trace: FILE.json, FILE.svg or FILE.html (2nd connection: FILE-2.svg, ...).")
 @click.option("--keylog", type=click.Path(), help="Append NSS key log lines (CLIENT_RANDOM) for Wireshark (default: $SSLKEYLOGFILE).")
-def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file, workers, trace, trace_out, keylog) -> None:
+@click.option("--crl", "crls", multiple=True, type=click.Path(), help="CRL of a client CA (PEM/DER, e.g. from `hsmtls ca crl`): revoked client certificates get certificate_revoked. Repeatable.")
+def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file, workers, trace, trace_out, keylog, crls) -> None:
     """Serve TLS 1.2: RSA key exchange and ECDHE_RSA, key in a file or a token."""
     from .workers import ServeSettings, build_server, default_workers, run_workers
 
     settings = ServeSettings(host, port, cert, key_spec, client_ca, verify_client, app, tuple(ciphers),
-                             renegotiate, module, pin_file)
+                             renegotiate, module, pin_file, crls=tuple(crls))
     n = workers if workers is not None else default_workers()
     if n < 1:
         _fail("--workers must be at least 1")
@@ -175,7 +176,8 @@ def _split_target(target: str) -> tuple[str, int]:
 @click.option("--trace", "trace", is_flag=True, help="Print the handshake transcript (steps 1-11) after the result.")
 @click.option("--trace-out", type=click.Path(), help="Write the trace: FILE.json, FILE.svg (sequence diagram) or FILE.html.")
 @click.option("--keylog", type=click.Path(), help="Append NSS key log lines (CLIENT_RANDOM) for Wireshark (default: $SSLKEYLOGFILE).")
-def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotiate, send_text, until_text, idle_timeout, timeout, module, pin_file, trace, trace_out, keylog) -> None:
+@click.option("--crl", "crls", multiple=True, type=click.Path(), help="CRL of the server's CA: a revoked server certificate fails the handshake. Repeatable.")
+def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotiate, send_text, until_text, idle_timeout, timeout, module, pin_file, trace, trace_out, keylog, crls) -> None:
     """Connect to a TLS 1.2 server and report what was negotiated."""
     from .client import TLSClient, TLSFailure
 
@@ -186,7 +188,7 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotia
     if bool(cert) != bool(key_spec):
         _fail("--cert and --key go together")
     try:
-        config = client_config(None if insecure else ca, servername or host, cert, ciphers)
+        config = client_config(None if insecure else ca, servername or host, cert, ciphers, tuple(crls))
         key = load_private_key(key_spec, module, pin_file) if key_spec else None
     except (ConfigError, KeyError_, TLSError) as e:
         _fail(str(e))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from tlscore import suites, x509
 from tlscore.config import TLSConfig
 
@@ -30,6 +32,32 @@ def load_anchors(path: str) -> list:
     return anchors
 
 
+def load_crls(paths: list[str] | tuple[str, ...], issuers: list) -> set[tuple[bytes, int]]:
+    """Revoked (issuer, serial) pairs from CRL files, each checked against its CA."""
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    revoked: set[tuple[bytes, int]] = set()
+    for path in paths:
+        data = _read(path, "CRL file")
+        try:
+            crl = cx509.load_pem_x509_crl(data) if b"-----BEGIN" in data else cx509.load_der_x509_crl(data)
+        except ValueError as e:
+            raise ConfigError(f"{path} is not a CRL: {e}") from None
+        issuer_der = crl.issuer.public_bytes()
+        ca = next((a for a in issuers if bytes(a.subject) == issuer_der), None)
+        if ca is None or ca.public_key is None:
+            raise ConfigError(f"CRL {path} is from {crl.issuer.rfc4514_string()}, which is not one of the CAs given")
+        if not crl.is_signature_valid(rsa.RSAPublicNumbers(ca.public_key.e, ca.public_key.n).public_key()):
+            raise ConfigError(f"the signature on CRL {path} does not verify with its CA")
+        if crl.next_update_utc is not None and crl.next_update_utc.timestamp() < time.time():
+            raise ConfigError(
+                f"CRL {path} is out of date (next update was {crl.next_update_utc:%Y-%m-%d}): get a fresh one"
+            )
+        revoked.update((issuer_der, r.serial_number) for r in crl)
+    return revoked
+
+
 def parse_ciphers(names: list[str] | tuple[str, ...] | None) -> list:
     if not names:
         return list(suites.ALL)
@@ -49,15 +77,20 @@ def server_config(
     client_ca: str | None = None,
     verify_client: str | None = None,
     ciphers: list[str] | tuple[str, ...] | None = None,
+    crls: list[str] | tuple[str, ...] = (),
 ) -> TLSConfig:
     mode = verify_client or ("require" if client_ca else "none")
     if mode != "none" and not client_ca:
         raise ConfigError("--verify-client needs --client-ca CA.pem to check client certificates")
+    anchors = load_anchors(client_ca) if client_ca else []
+    if crls and not anchors:
+        raise ConfigError("--crl needs --client-ca: a CRL is checked against the CA that signed it")
     return TLSConfig(
         certificate_chain=load_cert_chain(cert),
-        trust_anchors=load_anchors(client_ca) if client_ca else [],
+        trust_anchors=anchors,
         client_auth=mode,
         cipher_suites=parse_ciphers(ciphers),
+        revoked=load_crls(crls, anchors) if crls else None,
     )
 
 
@@ -66,9 +99,12 @@ def client_config(
     server_name: str | None,
     cert: str | None = None,
     ciphers: list[str] | tuple[str, ...] | None = None,
+    crls: list[str] | tuple[str, ...] = (),
 ) -> TLSConfig:
+    anchors = load_anchors(ca) if ca else []
     return TLSConfig(
-        trust_anchors=load_anchors(ca) if ca else [],
+        revoked=load_crls(crls, anchors) if crls else None,
+        trust_anchors=anchors,
         verify_peer=ca is not None,
         server_name=server_name,
         certificate_chain=load_cert_chain(cert) if cert else [],

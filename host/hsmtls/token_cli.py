@@ -179,6 +179,41 @@ def ca_init_cmd(key_uri, subject, days, out, module, pin_file) -> None:
     click.echo(f"wrote {out}: {cert.subject.rfc4514_string()}")
 
 
+@ca.command("crl")
+@click.option("--ca-key", "ca_key_uri", required=True, help="pkcs11: URI of the CA key.")
+@click.option("--ca-cert", required=True, type=click.Path(exists=True))
+@click.option("--revoke", multiple=True, help="Certificate PEM or serial number (hex) to revoke; repeatable.")
+@click.option("--days", default=7, show_default=True, type=int, help="Days until the next update is due.")
+@click.option("--out", required=True, type=click.Path())
+@module_option
+@pin_file_option
+def ca_crl_cmd(ca_key_uri, ca_cert, revoke, days, out, module, pin_file) -> None:
+    """Certificate revocation list, signed inside the token (for `serve --crl`)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from .hsm.provision import crl_sign_in_token
+    from .hsm.uri import URIError
+
+    serials = []
+    for item in revoke:
+        if Path(item).exists():
+            serials.append(x509.load_pem_x509_certificate(Path(item).read_bytes()).serial_number)
+        else:
+            try:
+                serials.append(int(item, 16))  # hex, as openssl prints serials (0x optional)
+            except ValueError:
+                _fail(f"--revoke {item!r} is neither a certificate file nor a serial number")
+    try:
+        key = _token_key(ca_key_uri, module, pin_file)
+        crl = crl_sign_in_token(key, x509.load_pem_x509_certificate(Path(ca_cert).read_bytes()), serials, days)
+        key.close()
+    except (TokenError, URIError) as e:
+        _fail(str(e))
+    Path(out).write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    click.echo(f"wrote {out}: {len(serials)} revoked, next update {crl.next_update_utc:%Y-%m-%d}, signed in the token")
+
+
 @ca.command("issue")
 @click.option("--ca-key", "ca_key_uri", required=True, help="pkcs11: URI of the CA key.")
 @click.option("--ca-cert", required=True, type=click.Path(exists=True))

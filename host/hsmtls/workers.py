@@ -33,6 +33,7 @@ class ServeSettings:
     module: str | None = None
     pin_file: str | None = None
     pin: str | None = None
+    crls: tuple[str, ...] = ()
 
 
 def build_server(s: ServeSettings, out: Callable[[str], None]):
@@ -40,7 +41,7 @@ def build_server(s: ServeSettings, out: Callable[[str], None]):
     from .server import TLSServer
     from .tlsconfig import server_config
 
-    config = server_config(s.cert, s.client_ca, s.verify_client, s.ciphers)
+    config = server_config(s.cert, s.client_ca, s.verify_client, s.ciphers, s.crls)
     key = load_private_key(s.key_spec, s.module, s.pin_file, pin=s.pin)
     return TLSServer(config, key, app=s.app, renegotiate=s.renegotiate, out=out)
 

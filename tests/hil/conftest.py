@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
-from hil_support import REAL_BOARD, requires_board, requires_emulator  # noqa: E402, F401
+from hil_support import REAL_BOARD, provision_emulated, requires_board, requires_emulator  # noqa: E402, F401
 from mp_run import MICROPYTHON  # noqa: E402
 
 from hsmtls.board.emulator import EmulatedBoard  # noqa: E402
@@ -200,23 +200,6 @@ class ProvisionedBoard:
         self.tty = tty
         self.flash_dir = flash_dir
         self.prov = prov
-
-
-def provision_emulated(flash_dir: Path, token: HilToken, ca: str = "ca", validity=None):
-    """Start an emulated board in flash_dir and provision it; returns (EmulatedBoard, Provisioned)."""
-    from hsmtls.board.hostlink import HostLink
-    from hsmtls.board.provisioning import provision_board
-
-    board = EmulatedBoard(flash_dir, heap="256k").start()
-    try:
-        ca_pem = (token.dir / ("ca.pem" if ca == "ca" else "rogue-ca.pem")).read_bytes()
-        with HostLink(board.tty) as link:
-            link.connect(10)
-            prov = provision_board(link, token.keys[ca], ca_pem, validity=validity)
-    except BaseException:
-        board.stop()
-        raise
-    return board, prov
 
 
 @pytest.fixture(scope="session")

@@ -19,3 +19,24 @@ requires_board = pytest.mark.skipif(
 requires_emulator = pytest.mark.skipif(
     MICROPYTHON is None or bool(REAL_BOARD), reason="needs the emulated board (relay faults, resets)"
 )
+
+
+def provision_emulated(flash_dir: Path, token, ca: str = "ca", validity=None):
+    """Start an emulated board in flash_dir and provision it; returns (EmulatedBoard, Provisioned)."""
+    from hsmtls.board.emulator import EmulatedBoard
+    from hsmtls.board.hostlink import HostLink
+    from hsmtls.board.provisioning import provision_board
+
+    board = EmulatedBoard(flash_dir, heap="256k").start()
+    try:
+        ca_pem = (token.dir / ("ca.pem" if ca == "ca" else "rogue-ca.pem")).read_bytes()
+        with HostLink(board.tty) as link:
+            link.connect(10)
+            prov = provision_board(link, token.keys[ca], ca_pem, validity=validity)
+        # a provisioned board restarts with its new identity (and a heap not
+        # fragmented by the key generation, which a 256 KiB emulator heap can feel)
+        board.reset()
+    except BaseException:
+        board.stop()
+        raise
+    return board, prov

@@ -1,13 +1,13 @@
 """Device identity end to end: the board makes its key, the token's CA certifies it, and
 the token-backed server accepts it (mutual auth, renegotiation), and refuses a board
-certified by another CA or holding an expired certificate."""
+certified by another CA, holding an expired certificate, or revoked by the CA."""
 
 from __future__ import annotations
 
 import datetime
 
 import pytest
-from hil_support import requires_board, requires_emulator
+from hil_support import provision_emulated, requires_board, requires_emulator
 
 from hsmtls.board.bridge import handshake_once
 
@@ -54,8 +54,6 @@ def test_mutual_auth_and_renegotiation_with_token_server(provisioned_board, toke
 
 @requires_emulator
 def test_board_from_another_ca_is_rejected(hil_token, token_server, tmp_path):
-    from conftest import provision_emulated
-
     board, _ = provision_emulated(tmp_path / "flash", hil_token, ca="rogue-ca")
     try:
         # the board trusts the rogue CA now, so give it ours back for the server check
@@ -69,8 +67,6 @@ def test_board_from_another_ca_is_rejected(hil_token, token_server, tmp_path):
 
 @requires_emulator
 def test_expired_device_certificate_is_rejected(hil_token, token_server, tmp_path):
-    from conftest import provision_emulated
-
     now = datetime.datetime.now(datetime.timezone.utc)
     board, prov = provision_emulated(tmp_path / "flash", hil_token,
                                      validity=(now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)))
@@ -104,3 +100,29 @@ def test_board_refuses_a_certificate_for_another_key(hil_token, tmp_path):
             errors += [P.unpack(p) for t, p in frames if t == P.ERROR]
     assert errors and errors[0]["where"] == "install"
     assert not (tmp_path / "flash" / "client.pem").exists()
+
+
+@requires_emulator
+def test_revoked_device_certificate_is_rejected(hil_token, tmp_path):
+    """The CA revokes the board (a CRL signed in the token); the server refuses it."""
+    from cryptography.hazmat.primitives import serialization
+
+    from hsmtls.hsm.provision import crl_sign_in_token
+    from hsmtls.server import BackgroundServer, TLSServer
+    from hsmtls.tlsconfig import server_config
+
+    board, prov = provision_emulated(tmp_path / "flash", hil_token)
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(crl_sign_in_token(hil_token.keys["ca"], hil_token.ca_cert, [prov.serial])
+                    .public_bytes(serialization.Encoding.PEM))
+    config = server_config(str(hil_token.dir / "server.pem"), str(hil_token.dir / "ca.pem"), "require",
+                           crls=[str(crl)])
+    log: list[str] = []
+    try:
+        with BackgroundServer(TLSServer(config, hil_token.keys["server"], out=log.append)) as srv:
+            r = run(board.tty, srv.port, client_auth=True)
+    finally:
+        board.stop()
+    assert not r["ok"]
+    assert "certificate_revoked" in r["reason"], r["reason"]
+    assert any("is revoked by its CA" in line for line in log), log

@@ -375,3 +375,57 @@ def test_serve_workers_share_the_port(token_env):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+# --- revocation: a CRL signed in the token --------------------------------------------------------
+
+
+def test_revoked_client_certificate_is_refused(token_env, tmp_path):
+    d = token_env.dir
+    for name in ("revoked", "kept"):
+        token_env.cli("ca", "issue", "--ca-key", token_env.uri("ca"), "--ca-cert", "ca.pem", "--profile", "client",
+                      "--public-key", token_env.uri("client", "public"), "--subject", f"CN={name}",
+                      "--days", "5", "--out", str(tmp_path / f"{name}.pem"))
+    crl = tmp_path / "crl.pem"
+    token_env.cli("ca", "crl", "--ca-key", token_env.uri("ca"), "--ca-cert", "ca.pem",
+                  "--revoke", str(tmp_path / "revoked.pem"), "--out", str(crl))
+    proc = openssl("crl", "-in", str(crl), "-CAfile", str(d / "ca.pem"), "-noout")
+    assert proc.returncode == 0 and b"verify OK" in proc.stdout + proc.stderr
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hsmtls", "serve", "--port", "0", "--workers", "1", "--cert", "server.pem",
+         "--key", token_env.uri("server"), "--client-ca", "ca.pem", "--crl", str(crl)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=token_env.env, cwd=d,
+    )
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("listening on"), line + server.stdout.read()
+        port = line.strip().rsplit(":", 1)[1]
+        bad = token_env.cli("connect", f"127.0.0.1:{port}", "--ca", "ca.pem", "--cert", str(tmp_path / "revoked.pem"),
+                            "--key", token_env.uri("client"), check=False)
+        assert bad.returncode == 1 and "certificate_revoked" in bad.stderr
+        good = token_env.cli("connect", f"127.0.0.1:{port}", "--ca", "ca.pem", "--cert", str(tmp_path / "kept.pem"),
+                             "--key", token_env.uri("client"))
+        assert "peer: CN=localhost" in good.stdout
+    finally:
+        server.terminate()
+        out = server.communicate(timeout=10)[0]
+    assert "is revoked by its CA" in out
+
+
+def test_crl_from_another_ca_is_refused_at_startup(token_env, tmp_path):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from hsmtls import devpki
+
+    k = devpki.new_key()
+    other = devpki.make_ca(k, "some other CA")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    crl = (x509.CertificateRevocationListBuilder().issuer_name(other.subject).last_update(now)
+           .next_update(now + datetime.timedelta(days=1)).sign(k, hashes.SHA256()))
+    (tmp_path / "crl.pem").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    proc = _serve_cli(token_env, "--key", token_env.uri("server"), "--client-ca", "ca.pem",
+                      "--crl", str(tmp_path / "crl.pem"))
+    assert proc.returncode == 1 and "not one of the CAs given" in proc.stderr and "Traceback" not in proc.stderr

@@ -22,6 +22,9 @@ class TLSConfig:
         self.accept_max_fragment_length = True
         self.max_handshake_message = 1 << 16
         self.trace = None  # observer: see Connection._trace
+        # revoked peer certificates: a set of (issuer Name DER, serial) from CRLs the
+        # host has checked (the board gets none: no CRL distribution to it yet)
+        self.revoked = None
         for k in kw:
             if not hasattr(self, k):
                 raise TypeError("unknown TLSConfig setting %r" % k)

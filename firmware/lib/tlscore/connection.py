@@ -16,6 +16,7 @@ from .constants import (
     ALERT,
     ALERT_NAMES,
     APPLICATION_DATA,
+    CERTIFICATE_REVOKED,
     CHANGE_CIPHER_SPEC,
     CLOSE_NOTIFY,
     DECODE_ERROR,
@@ -415,6 +416,12 @@ class Connection:
         leaf = x509.verify_chain(
             self.backend, chain, self.config.trust_anchors, self._now(), hostname, purpose
         )
+        revoked = self.config.revoked
+        if revoked and (bytes(leaf.issuer), leaf.serial) in revoked:
+            raise TLSError(
+                CERTIFICATE_REVOKED,
+                "certificate %s (serial %x) is revoked by its CA" % (leaf.subject_str(), leaf.serial),
+            )
         self._trace("milestone", purpose + "_authenticated", leaf)
         return leaf
 
