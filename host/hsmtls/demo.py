@@ -233,6 +233,16 @@ def _run(d: Demo, tmp: Path, board: str, port: str | None, trace_out: str | None
             echo(f"        {stage}: {secs * 1000:.0f} ms")
         d.stage("board", f"provisioned: {prov.subject}, serial {prov.serial:x}, certificate signed by the token CA;"
                 f" its private key stayed on the board", t)
+        if bdef.emulated:
+            # the board restarts with its new identity, as a real one would after
+            # provisioning (and with a heap the key generation has not fragmented)
+            t = time.perf_counter()
+            emu.reset()
+            try:
+                link.connect(10.0)
+            except LinkError as e:
+                raise DemoFailure(f"board after restart: {e}") from None
+            d.stage("board", "restarted with its new identity", t)
 
         # --- the handshake ----------------------------------------------------------
         echo("[board] mutually authenticated handshake, then a renegotiation from the board:")
