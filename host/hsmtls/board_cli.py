@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -267,7 +268,10 @@ def provision(directory, board_name, port, ca_key, ca_cert, subject, days, bits,
 @click.option("--send", "send_text", help="Text to send after the handshake; waits for as many bytes back.")
 @click.option("--mfl", type=click.Choice(["512", "1024", "2048", "4096"]), help="Offer max_fragment_length (RFC 6066).")
 @click.option("--timeout", default=60.0, show_default=True, type=float)
-def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, send_text, mfl, timeout) -> None:
+@click.option("--trace", "trace", is_flag=True, help="Print the handshake as the bridge saw it (steps, sizes, decoded plaintext messages) and the board's time per step.")
+@click.option("--trace-out", type=click.Path(), help="Write that trace and the board's result as JSON.")
+@click.option("--pcap", type=click.Path(), help="Write the TLS bytes crossing the bridge as FILE.pcapng (Wireshark).")
+def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, send_text, mfl, timeout, trace, trace_out, pcap) -> None:
     """Drive one TLS handshake from the board and print the board's result."""
     from .board.bridge import BoardFailure, format_result, handshake_once
     from .board.hostlink import LinkError
@@ -285,12 +289,45 @@ def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, 
         if not fps:
             _fail(f"no certificate in {ca}")
         opts["anchor_sha256"] = fps[0]
+    from .board.sniff import RecordSniffer
+
+    sniffer = RecordSniffer() if (trace or trace_out) else None
+    taps: list = [sniffer] if sniffer else []
+    capture = None
+    if pcap:
+        from .pcap import PcapWriter
+
+        try:
+            capture = PcapWriter(pcap, server_port=tcp_port)
+        except OSError as e:
+            _fail(f"cannot write {pcap}: {e.strerror or e}")
+        taps.append(capture)
     try:
-        r = handshake_once(port, (host, tcp_port), opts, log=lambda s: click.echo(s, err=True), timeout=timeout)
+        r = handshake_once(port, (host, tcp_port), opts, log=lambda s: click.echo(s, err=True), timeout=timeout,
+                           taps=taps)
     except (LinkError, BoardFailure) as e:
         _fail(str(e))
+    finally:
+        if capture is not None:
+            capture.close()
     for line in format_result(r):
         click.echo(line)
+    if sniffer is not None:
+        from .demo import board_step_lines
+
+        if trace:
+            click.echo("as the bridge saw it:")
+            for line in sniffer.lines():
+                click.echo(line)
+            click.echo("the board's compute time per step:")
+            for line in board_step_lines(r):
+                click.echo(line)
+        if trace_out:
+            import json
+
+            Path(trace_out).write_text(json.dumps({"records": sniffer.rows, "board_result": r}, indent=2, default=str))
+    if pcap:
+        click.echo(f"capture: {pcap}" + ("" if tcp_port == 443 else f" (tshark: -d tcp.port=={tcp_port},tls)"))
     if not r.get("ok"):
         sys.exit(1)
 
@@ -298,21 +335,34 @@ def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, 
 @click.command()
 @click.option("--port", required=True, help="Serial port of the board (or the emulator's tty).")
 @click.option("--to", "target", required=True, help="TLS server HOST:PORT the board's sessions go to.")
-def bridge(port, target) -> None:
+@click.option("--pcap", type=click.Path(), help="Write what crosses the link as FILE.pcapng (Wireshark reads it as TLS).")
+def bridge(port, target, pcap) -> None:
     """Carry the board's TLS records to a TCP server and back, until interrupted."""
     from .board.bridge import Bridge, format_result
     from .board.hostlink import HostLink, LinkError
 
+    host, tcp_port = _target(target)
+    capture = None
+    if pcap:
+        from .pcap import PcapWriter
+
+        try:
+            capture = PcapWriter(pcap, server_port=tcp_port)
+        except OSError as e:
+            _fail(f"cannot write {pcap}: {e.strerror or e}")
     try:
         with HostLink(port) as link:
             info = link.connect()
             click.echo(f"board: {info.get('board')} {info.get('impl')} heap {info.get('heap')}")
-            b = Bridge(link, _target(target), log=click.echo)
+            b = Bridge(link, (host, tcp_port), log=click.echo, taps=[capture] if capture else [])
             b.serve(on_result=lambda r: click.echo("\n".join(format_result(r))))
     except LinkError as e:
         _fail(str(e))
     except KeyboardInterrupt:
         pass
+    finally:
+        if capture is not None:
+            capture.close()
 
 
 @board.command()

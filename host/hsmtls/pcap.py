@@ -99,6 +99,10 @@ class PcapWriter:
             self._frame("s2c", 0x12)  # SYN, ACK
             self._frame("c2s", 0x10)  # ACK
 
+    def feed(self, direction: str, payload: bytes) -> None:
+        """The bridge's tap interface: same as tcp()."""
+        self.tcp(direction, payload)
+
     def tcp(self, direction: str, payload: bytes, ts: float | None = None) -> None:
         """Record `payload` as sent in `direction` ("c2s"/"client" or "s2c"/"server")."""
         d = {"client": "c2s", "server": "s2c"}.get(direction, direction)

@@ -7,6 +7,8 @@ board's own key, renegotiation from either side, and the same against
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 
@@ -127,6 +129,26 @@ def test_cli_emulate_and_board_handshake(servers, board_pki, tmp_path):
         assert "cipher: TLS_RSA_WITH_AES_128_GCM_SHA256" in out.stdout
         assert "client_certificate: yes" in out.stdout
         assert "heap_peak:" in out.stdout and "steps_ms:" in out.stdout
+        # the same with a trace and a capture of what crossed the bridge
+        cap = tmp_path / "board.pcapng"
+        out = subprocess.run(
+            [sys.executable, "-m", "hsmtls", "board", "handshake", "--port", tty, "--to", f"localhost:{port}",
+             "--client-cert", "--renegotiate", "--trace", "--trace-out", str(tmp_path / "t.json"),
+             "--pcap", str(cap)],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        for line in ("step  1  board -> server  ClientHello", "step  2  server -> board  ServerHello",
+                     "step  2  server -> board  CertificateRequest", "step  4  board -> server  ClientKeyExchange",
+                     "step  5  board -> server  CertificateVerify", "step  8  board -> server  ChangeCipherSpec",
+                     "step  9  server -> board  ChangeCipherSpec", "renegotiation #1 (step 11)"):
+            assert line in out.stdout, (line, out.stdout)
+        assert json.loads((tmp_path / "t.json").read_text())["board_result"]["ok"]
+        if shutil.which("tshark"):
+            shark = subprocess.run(["tshark", "-r", str(cap), "-d", f"tcp.port=={port},tls", "-Y",
+                                    "tls.handshake.type == 1", "-T", "fields", "-e", "frame.number"],
+                                   capture_output=True, text=True, timeout=60)
+            assert shark.returncode == 0 and shark.stdout.split(), shark.stderr
     finally:
         emu.terminate()
         emu.wait(10)

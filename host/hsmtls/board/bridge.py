@@ -25,10 +25,14 @@ class BoardFailure(Exception):
 
 
 class Bridge:
-    def __init__(self, link: HostLink, target: tuple[str, int], log: Callable[[str], None] | None = None) -> None:
+    def __init__(self, link: HostLink, target: tuple[str, int], log: Callable[[str], None] | None = None,
+                 taps: list | None = None) -> None:
         self.link = link
         self.target = target
         self.log = log or (lambda s: None)
+        # observers of the TLS bytes crossing the bridge, each with .feed(direction, data):
+        # a pcapng writer (`bridge --pcap`), a record sniffer (`board handshake --trace`)
+        self.taps = list(taps or [])
         self.sock: socket.socket | None = None
         self.errors: list[dict] = []
         self.logs: list[str] = []
@@ -68,6 +72,8 @@ class Bridge:
             self.log(f"tcp: {e}")
         if data:
             self.tcp_bytes[1] += len(data)
+            for tap in self.taps:
+                tap.feed("s2c", data)
             self.link.send(P.TLS, data)
         else:
             self._close_tcp()
@@ -81,6 +87,8 @@ class Bridge:
             self.sock.sendall(data)
             self.sock.setblocking(False)
             self.tcp_bytes[0] += len(data)
+            for tap in self.taps:
+                tap.feed("c2s", data)
         except OSError as e:
             self.log(f"tcp: {e}")
             self._close_tcp()
@@ -207,10 +215,11 @@ def handshake_once(
     opts: dict,
     log: Callable[[str], None] | None = None,
     timeout: float = 60.0,
+    taps: list | None = None,
 ) -> dict:
     with HostLink(port) as link:
         link.connect()
-        return Bridge(link, target, log).run_handshake(opts, timeout)
+        return Bridge(link, target, log, taps).run_handshake(opts, timeout)
 
 
 __all__ = ["Bridge", "BoardFailure", "LinkError", "format_result", "handshake_once", "json"]
