@@ -11,6 +11,7 @@ token-backed key (a pkcs11: URI for `hsmtls serve --key`) replaces it there.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -35,9 +36,18 @@ def board_pki(tmp_path_factory) -> DevPKI:
 
 
 @pytest.fixture(scope="session")
-def server_key_spec(board_pki) -> str:
-    """What `hsmtls serve --key` gets: swap for a pkcs11: URI when the token arrives."""
-    return str(board_pki.server_key)
+def server_key_spec(board_pki, request) -> str:
+    """What `hsmtls serve --key` gets: the server key in the SoftHSM2 token (imported
+    there, so the DevPKI certificate matches), or the PEM file without SoftHSM2."""
+    if softhsm_support.MODULE is None:
+        return str(board_pki.server_key)
+    from hsmtls.hsm.provision import import_key
+    from hsmtls.hsm.token import Token
+    from hsmtls.hsm.uri import PKCS11URI
+
+    token = request.getfixturevalue("hil_token")
+    uri = import_key(Token(PKCS11URI({"token": token.label})), token.pin, "devpki-server", str(board_pki.server_key))
+    return str(uri)
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +68,8 @@ class Servers:
                 "--cert", str(self.pki.server_cert), "--key", self.key_spec, *extra]
         if client_auth:
             args += ["--client-ca", str(self.pki.ca_cert)]
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env = dict(os.environ, HSMTLS_PIN=softhsm_support.PIN)
+        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.procs.append(p)
         line = p.stdout.readline()
         if "listening on" not in line:

@@ -65,11 +65,12 @@ def test_board_refuses_server_it_does_not_trust(board_tty, servers, tmp_path):
 
     other = DevPKI(tmp_path / "other")
     port = servers.hsmtls()
-    servers.pki, keep = other, servers.pki
+    keep = servers.pki, servers.key_spec
+    servers.pki, servers.key_spec = other, str(other.server_key)  # a server from another PKI
     try:
         bad_port = servers.hsmtls()
     finally:
-        servers.pki = keep
+        servers.pki, servers.key_spec = keep
     r = run(board_tty, bad_port)
     assert not r["ok"]
     assert "unknown_ca" in r["reason"] or "48" in r["reason"]
