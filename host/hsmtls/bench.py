@@ -156,25 +156,30 @@ def bench_server(concurrencies: list[int], duration: float, workers: int | None,
              lambda p: ["openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{p}", "-tls1_2",
                         "-key", str(setup.pem_key), "-cert", str(setup.pem_cert), "-naccept", "1000000000"]),
         ]
-        for name, cipher, make in configs:
-            if make is None:
-                notes.append("(c) skipped: libp11's OpenSSL engine is not installed (apt install libengine-pkcs11-openssl)")
-                continue
-            port = _free_port()
-            with _process(make(port), port, env, tmp / f"server-{name}.log"):
-                if name == "c":  # RSA key exchange through libp11: expected to fail
-                    r = _loadgen(port, setup.ca_pem, "AES128-GCM-SHA256", 1, 1.0, env)
-                    ok = r["handshakes"] > 0
-                    notes.append(
-                        "(c) RSA key exchange through libp11: "
-                        + ("succeeded (!)" if ok else f"fails as expected ({r['errors']} errors: {r['first_error']})")
-                    )
-                results[name] = {}
-                for c in concurrencies:
-                    r = _loadgen(port, setup.ca_pem, cipher, c, duration, env)
-                    results[name][c] = r
-                    echo(f"  ({name}) {cipher:30s} c={c:<3d} {r['handshakes_per_s']:8.1f} hs/s  "
-                         f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}")
+        from .progress import steps
+
+        cells = sum(len(concurrencies) for _, _, make in configs if make is not None)
+        with steps(cells, "bench server") as progress:
+            for name, cipher, make in configs:
+                if make is None:
+                    notes.append("(c) skipped: libp11's OpenSSL engine is not installed (apt install libengine-pkcs11-openssl)")
+                    continue
+                port = _free_port()
+                with _process(make(port), port, env, tmp / f"server-{name}.log"):
+                    if name == "c":  # RSA key exchange through libp11: expected to fail
+                        r = _loadgen(port, setup.ca_pem, "AES128-GCM-SHA256", 1, 1.0, env)
+                        ok = r["handshakes"] > 0
+                        notes.append(
+                            "(c) RSA key exchange through libp11: "
+                            + ("succeeded (!)" if ok else f"fails as expected ({r['errors']} errors: {r['first_error']})")
+                        )
+                    results[name] = {}
+                    for c in concurrencies:
+                        r = _loadgen(port, setup.ca_pem, cipher, c, duration, env)
+                        results[name][c] = r
+                        progress(f"({name}) c={c}")
+                        echo(f"  ({name}) {cipher:30s} c={c:<3d} {r['handshakes_per_s']:8.1f} hs/s  "
+                             f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"results": results, "notes": notes}

@@ -117,8 +117,12 @@ def token_keygen(name, bits, token_label, module, pin_file) -> None:
     from .hsm.uri import PKCS11URI
 
     try:
+        from .progress import status
+
         tok = Token(PKCS11URI.parse(_token_uri(token_label)), module)
-        uri = keygen(tok, read_pin(pin_file), name, int(bits))
+        pin = read_pin(pin_file)
+        with status(f"generating an RSA-{bits} key pair inside token {tok.label!r} ..."):
+            uri = keygen(tok, pin, name, int(bits))
     except TokenError as e:
         _fail(str(e))
     click.echo(str(uri))
