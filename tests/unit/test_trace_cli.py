@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -35,6 +36,9 @@ def test_serve_trace_per_connection(pki, hsmtls_server, hsmtls_cmd, tmp_path):
     assert "worker processes" not in text
     assert text.count("handshake complete: TLS 1.2 " + RSA) == 2
     assert "decrypt premaster" in text and "client authenticates the server" in text
+    deadline = time.monotonic() + 10  # the files are written as each connection ends
+    while not (out.exists() and (tmp_path / "serve-2.svg").exists()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     svg = out.read_text()
     assert svg.startswith("<svg") and 'data-step="11"' in svg
     assert (tmp_path / "serve-2.svg").exists()
