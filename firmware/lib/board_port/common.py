@@ -3,6 +3,7 @@
 # n bytes blocks until all n arrive, so bytes are taken one at a time while poll() says
 # more are waiting: the link never waits inside a read.
 
+import gc
 import select
 import sys
 import time
@@ -66,3 +67,14 @@ def disable_ctrl_c():
 
 def enable_ctrl_c():
     micropython.kbd_intr(3)
+
+
+def board_info(board):
+    # what the HELLO frame says about the board and its MicroPython
+    return {
+        "board": board,
+        "platform": sys.platform,
+        "impl": "micropython %d.%d.%d" % sys.implementation.version[:3],
+        "mpy": getattr(sys.implementation, "_mpy", 0),  # .mpy ABI the deploy must match
+        "heap": gc.mem_free() + gc.mem_alloc(),
+    }

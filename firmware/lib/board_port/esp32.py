@@ -2,12 +2,10 @@
 # switched on so that os.urandom is a true RNG (ESP-IDF: esp_random() is only
 # pseudo-random with Wi-Fi and BT off); the radio is not otherwise used.
 
-import gc
-import sys
 
 import machine
 
-from .common import Serial, disable_ctrl_c, enable_ctrl_c, ticks_diff, ticks_ms  # noqa: F401
+from .common import Serial, board_info, disable_ctrl_c, enable_ctrl_c, ticks_diff, ticks_ms  # noqa: F401
 
 BOARD = "esp32"
 
@@ -24,14 +22,9 @@ def setup():
 
 
 def info():
-    return {
-        "board": BOARD,
-        "platform": sys.platform,
-        "impl": "micropython %d.%d.%d" % sys.implementation.version[:3],
-        "mpy": getattr(sys.implementation, "_mpy", 0),  # .mpy ABI the deploy must match
-        "heap": gc.mem_free() + gc.mem_alloc(),
-        "freq": machine.freq(),
-    }
+    d = board_info(BOARD)
+    d["freq"] = machine.freq()
+    return d
 
 
 def flash_path(name):
