@@ -493,3 +493,19 @@ def test_change_cipher_spec_after_finished_and_data_after_close(make_configs, cl
     q.c2s()
     assert q.closed("s").clean and q.s.closed
     assert q.s.receive_data(record(C.APPLICATION_DATA, b"late")) == []
+
+
+def test_renegotiations_are_capped(make_configs, client_key, server_key):
+    cc, sc = make_configs("TLS_RSA_WITH_AES_128_GCM_SHA256")
+    sc.max_renegotiations = 2
+    p = Pair(cc, sc, client_key, server_key)
+    p.handshake()
+    for _ in range(2):
+        p.c.renegotiate()
+        p.run()
+    assert p.s.renegotiation_count == 2
+    p.c.renegotiate()
+    p.run()
+    assert [e.accepted for e in p.of(RenegotiationRequested, "s")] == [True, True, False]
+    assert [a.name for a in p.of(AlertReceived, "c")] == ["no_renegotiation"]
+    assert not p.s.closed and not p.c.closed and p.s.renegotiation_count == 2

@@ -16,6 +16,9 @@ class TLSConfig:
         self.extended_master_secret = True
         self.encrypt_then_mac = True
         self.allow_renegotiation = True
+        # a peer may not keep a connection renegotiating forever (CPU exhaustion: each
+        # renegotiation costs the server a private-key operation)
+        self.max_renegotiations = 100
         # RFC 6066: client: offer this record size (512..4096) so the board's receive
         # buffer can be small; server: honour a client's request
         self.max_fragment_length = None
