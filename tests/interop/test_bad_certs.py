@@ -77,7 +77,12 @@ def good_client_works(pki, server, *, with_cert: bool = True) -> None:
             assert tls.recv(100) == b"still here\n"
 
 
-def test_server_refuses_client_certificate_from_other_ca(pki, hsmtls_server):
+@pytest.mark.parametrize(
+    "client,alert",
+    [("other_ca", "unknown_ca"), (None, "handshake_failure")],
+    ids=["certificate-from-other-ca", "no-certificate"],
+)
+def test_server_requiring_a_certificate_refuses_bad_clients(pki, hsmtls_server, client, alert):
     server = hsmtls_server(
         pki.server_cert,
         pki.server_key,
@@ -85,40 +90,14 @@ def test_server_refuses_client_certificate_from_other_ca(pki, hsmtls_server):
         verify_client="require",
         extra=ONE_WORKER,
     )
+    creds = {"cert": pki.client_other_ca_cert, "key": pki.client_other_ca_key} if client else {}
     result = s_client(
-        server.port,
-        ca=pki.ca_cert,
-        cert=pki.client_other_ca_cert,
-        key=pki.client_other_ca_key,
-        script=[("send", "ping"), ("expect", "ping")],
-        timeout=5,
+        server.port, ca=pki.ca_cert, script=[("send", "ping"), ("expect", "ping")], timeout=5, **creds
     )
     assert result.returncode != 0, result
-    assert alert_seen(result.output, "unknown_ca"), result
-    assert server.wait_log("handshake failed:").startswith("handshake failed: unknown_ca"), (
-        server.output()
-    )
-    good_client_works(pki, server)
-    assert server.wait_log("handshake complete:")
-
-
-def test_server_requiring_a_certificate_refuses_client_without_one(pki, hsmtls_server):
-    server = hsmtls_server(
-        pki.server_cert,
-        pki.server_key,
-        client_ca=pki.ca_cert,
-        verify_client="require",
-        extra=ONE_WORKER,
-    )
-    result = s_client(
-        server.port, ca=pki.ca_cert, script=[("send", "ping"), ("expect", "ping")], timeout=5
-    )
-    assert result.returncode != 0, result
-    assert alert_seen(result.output, "handshake_failure"), result
-    assert server.wait_log("handshake failed:").startswith("handshake failed: handshake_failure"), (
-        server.output()
-    )
-    good_client_works(pki, server)
+    assert alert_seen(result.output, alert), result
+    assert server.wait_log("handshake failed:").startswith(f"handshake failed: {alert}"), server.output()
+    good_client_works(pki, server)  # and the server still serves a good client
     assert server.wait_log("handshake complete:")
 
 
