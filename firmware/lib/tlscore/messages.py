@@ -380,13 +380,18 @@ def signature_algorithms_extension(schemes):
     return (EXT_SIGNATURE_ALGORITHMS, Writer().add_list(2, 2, schemes).bytes())
 
 
-def parse_signature_algorithms(data):
+def _nonempty_list(data, length_size, item_size, what):
+    # an extension body that is exactly one non-empty vector of fixed-size items
     p = Parser(data)
-    algs = p.get_list(2, 2)
+    items = p.get_list(length_size, item_size)
     p.expect_end()
-    if not algs:
-        raise TLSError(DECODE_ERROR, "empty signature_algorithms")
-    return algs
+    if not items:
+        raise TLSError(DECODE_ERROR, "empty %s" % what)
+    return items
+
+
+def parse_signature_algorithms(data):
+    return _nonempty_list(data, 2, 2, "signature_algorithms")
 
 
 # max_fragment_length (RFC 6066 §4): one byte, 2^9 .. 2^12
@@ -424,12 +429,7 @@ def supported_groups_extension(groups):
 
 
 def parse_supported_groups(data):
-    p = Parser(data)
-    groups = p.get_list(2, 2)
-    p.expect_end()
-    if not groups:
-        raise TLSError(DECODE_ERROR, "empty supported_groups")
-    return groups
+    return _nonempty_list(data, 2, 2, "supported_groups")
 
 
 def ec_point_formats_extension(formats=(0,)):
@@ -437,9 +437,4 @@ def ec_point_formats_extension(formats=(0,)):
 
 
 def parse_ec_point_formats(data):
-    p = Parser(data)
-    formats = p.get_list(1, 1)
-    p.expect_end()
-    if not formats:
-        raise TLSError(DECODE_ERROR, "empty ec_point_formats")
-    return formats
+    return _nonempty_list(data, 1, 1, "ec_point_formats")
