@@ -117,6 +117,7 @@ class _CBC:
 
 class MicroPythonBackend:
     hash_names = ("sha1", "sha256")
+    groups = ()  # no ECDHE on the board: the RSA key exchange suites only
 
     def __init__(self):
         # padded keys of the last HMAC key: the PRF calls hmac() many times with one

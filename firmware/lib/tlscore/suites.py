@@ -70,7 +70,7 @@ RSA_KEY_EXCHANGE = tuple(s for s in ALL if s.key_exchange == "RSA")
 def supported_by(backend, suites=ALL):
     # suites whose hashes (the board has no SHA-384) and key exchange the backend has
     names = backend.hash_names
-    groups = getattr(backend, "groups", ())
+    groups = backend.groups
     return [
         s for s in suites
         if s.prf_hash in names and (s.mac is None or s.mac in names)
