@@ -316,12 +316,9 @@ def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, 
         from .demo import board_step_lines
 
         if trace:
-            click.echo("as the bridge saw it:")
-            for line in sniffer.lines():
-                click.echo(line)
-            click.echo("the board's compute time per step:")
-            for line in board_step_lines(r):
-                click.echo(line)
+            from rich.console import Console
+
+            sniffer.render(Console(width=max(120, Console().width)), board_step_lines(r))
         if trace_out:
             import json
 

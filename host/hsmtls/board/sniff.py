@@ -79,3 +79,20 @@ class RecordSniffer:
             step = f"{r['step']:>2}" if r["step"] else " -"
             out.append(f"  step {step}  {arrow}  {r['message']} ({r['size']} bytes)  +{r['t_ms']} ms")
         return out
+
+    def render(self, console: Any, board_lines: list[str]) -> None:
+        """The rows as a rich table, then the board's own time per step."""
+        from rich.table import Table
+
+        table = Table(title="the board's handshake, as the bridge saw it", show_lines=False)
+        for col, justify in (("step", "right"), ("round", "right"), ("direction", "left"),
+                             ("message", "left"), ("bytes", "right"), ("t (ms)", "right")):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for r in self.rows:
+            arrow = "board → server" if r["direction"] == "c2s" else "server → board"
+            table.add_row(str(r["step"] or "-"), str(r["round"]), arrow, r["message"], str(r["size"]),
+                          f"{r['t_ms']:.1f}")
+        console.print(table)
+        console.print("[bold]the board's compute time per step[/bold] (from its RESULT):")
+        for line in board_lines:
+            console.print(line, highlight=False, markup=False)
