@@ -68,21 +68,21 @@ def name(cn, org="hsmtls test"):
     )
 
 
+KU_FIELDS = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+    "encipher_only",
+    "decipher_only",
+)
+
+
 def key_usage(*flags):
-    fields = dict.fromkeys(
-        [
-            "digital_signature",
-            "content_commitment",
-            "key_encipherment",
-            "data_encipherment",
-            "key_agreement",
-            "key_cert_sign",
-            "crl_sign",
-            "encipher_only",
-            "decipher_only",
-        ],
-        False,
-    )
+    fields = dict.fromkeys(KU_FIELDS, False)
     for f in flags:
         fields[f] = True
     return x509.KeyUsage(**fields)
@@ -384,17 +384,7 @@ def test_signature_hash_names(pki):
 def test_key_usage_bits(pki):
     assert P(pki.leaf).key_usage == X.KU_DIGITAL_SIGNATURE | X.KU_KEY_ENCIPHERMENT
     assert P(pki.root).key_usage == X.KU_KEY_CERT_SIGN | X.KU_CRL_SIGN
-    all_bits = key_usage(
-        "digital_signature",
-        "content_commitment",
-        "key_encipherment",
-        "data_encipherment",
-        "key_agreement",
-        "key_cert_sign",
-        "crl_sign",
-        "encipher_only",
-        "decipher_only",
-    )
+    all_bits = key_usage(*KU_FIELDS)
     c = P(
         build(
             name("ku"), name("ku"), rsa_key_for_test(), rsa_key_for_test().public_key(), ku=all_bits

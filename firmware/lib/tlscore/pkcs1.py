@@ -89,20 +89,28 @@ def encode_signature(backend, hash_name, message, k):
     return b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
 
 
+def _rsavp1(n, e, signature):
+    # RSAVP1 (RFC 8017 §5.2.2) on a k-byte signature: the k-byte message
+    # representative, or None for a signature of the wrong length or not below n
+    k = byte_length(n)
+    if len(signature) != k:
+        return None
+    s = bytes_to_int(signature)
+    if s >= n:
+        return None
+    return int_to_bytes(pow(s, e, n), k)
+
+
 def verify(backend, n, e, hash_name, message, signature):
     # RSASSA-PKCS1-V1_5-VERIFY (RFC 8017 §8.2.2). Re-encoding and comparing the whole
     # block, rather than parsing it, is what keeps Bleichenbacher-style forgeries out.
     if hash_name not in _DIGEST_INFO_PREFIX or hash_name not in backend.hash_names:
         return False
-    k = byte_length(n)
-    if len(signature) != k:
+    em = _rsavp1(n, e, signature)
+    if em is None:
         return False
-    s = bytes_to_int(signature)
-    if s >= n:
-        return False
-    em = int_to_bytes(pow(s, e, n), k)
     try:
-        expected = encode_signature(backend, hash_name, message, k)
+        expected = encode_signature(backend, hash_name, message, len(em))
     except ValueError:
         return False
     return equal(em, expected)
@@ -128,15 +136,12 @@ def verify_pss(backend, n, e, hash_name, message, signature, salt_len=None):
     if h_len is None or hash_name not in backend.hash_names:
         return False
     s_len = h_len if salt_len is None else salt_len
-    k = byte_length(n)
-    if len(signature) != k:
-        return False
-    s = bytes_to_int(signature)
-    if s >= n:
+    full = _rsavp1(n, e, signature)
+    if full is None:
         return False
     em_bits = bit_length(n) - 1
     em_len = (em_bits + 7) // 8
-    em = int_to_bytes(pow(s, e, n), k)[k - em_len:]
+    em = full[len(full) - em_len:]
     if em_len < h_len + s_len + 2 or em[-1] != 0xBC:
         return False
     masked_db = em[: em_len - h_len - 1]
