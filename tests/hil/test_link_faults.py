@@ -148,3 +148,20 @@ def test_garbage_only_never_crashes_the_board(flash_dir):
             stats = Bridge(link, ("127.0.0.1", 1)).stats()
             assert stats["bad_crc"] + stats["bad_cobs"] + stats["oversized"] + stats["runts"] > 0
             assert b.alive
+
+
+@pytest.mark.parametrize("ring,window", [(260, 210), (None, 8192)])
+def test_host_window_follows_the_board_hello(ring, window, servers, flash_dir):
+    # a board that drops what overflows its ring asks for a small window; one whose
+    # port holds the host back (a pty, native USB) for a wide one, and the handshake
+    # then runs with more than a ring's worth in flight without losing a byte
+    port = servers.hsmtls()
+    with EmulatedBoard(flash_dir, heap="256k", rx_ring=ring) as b, HostLink(b.tty) as link:
+        hello = link.connect(timeout=10)
+        assert hello["rx_window"] == window
+        assert link.link.window == window
+        r = Bridge(link, ("127.0.0.1", port)).run_handshake(dict(OPTS), timeout=60)
+        assert r["ok"], r
+        assert r["handshake_us"] > 0
+        assert b.rx_dropped == 0
+        assert (link.link.max_in_flight > 260) == (ring is None)

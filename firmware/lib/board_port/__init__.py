@@ -3,7 +3,8 @@
 #   setup()                    link mode: Ctrl-C off, full CPU speed
 #   Serial()                   .wait(ms) -> bool, .read_into(buf) -> n (never blocks),
 #                              .write(data)
-#   ticks_ms(), ticks_diff(a, b), info() -> dict, flash_path(name), leave_link_mode()
+#   ticks_ms(), ticks_us(), ticks_diff(a, b), info() -> dict, flash_path(name), leave_link_mode()
+#   RX_CHUNK                   bytes to read from the serial port at a time
 # unix.py is the MicroPython unix port on a pty (the emulated board); esp32.py the board.
 
 import sys

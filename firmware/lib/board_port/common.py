@@ -15,11 +15,24 @@ def ticks_ms():
     return time.ticks_ms()
 
 
+def ticks_us():
+    return time.ticks_us()
+
+
 def ticks_diff(a, b):
     return time.ticks_diff(a, b)
 
 
+# What the host may have in flight toward a board whose receive buffer drops what
+# overflows (the classic ESP32's 260-byte stdin ring), leaving room for a PING.
+RING_WINDOW = 210
+
+
 class Serial:
+    # chunked: readinto() returns what is waiting (a pty with VMIN=0) instead of
+    # blocking until the buffer is full; otherwise bytes are taken one at a time.
+    chunked = False
+
     def __init__(self):
         self._rx = sys.stdin.buffer
         self._tx = sys.stdout.buffer
@@ -37,6 +50,10 @@ class Serial:
         return bool(ready)
 
     def read_into(self, buf):
+        if self.chunked:
+            if not self._poll.poll(0):
+                return 0
+            return self._rx.readinto(buf) or 0
         n = 0
         size = len(buf)
         poll = self._poll.poll
@@ -69,10 +86,12 @@ def enable_ctrl_c():
     micropython.kbd_intr(3)
 
 
-def board_info(board):
-    # what the HELLO frame says about the board and its MicroPython
+def board_info(board, rx_window=RING_WINDOW):
+    # what the HELLO frame says about the board and its MicroPython; rx_window: bytes
+    # the host may have in flight toward us (the link's window in that direction)
     return {
         "board": board,
+        "rx_window": rx_window,
         "platform": sys.platform,
         "impl": "micropython %d.%d.%d" % sys.implementation.version[:3],
         "mpy": getattr(sys.implementation, "_mpy", 0),  # .mpy ABI the deploy must match

@@ -3,11 +3,26 @@
 # pseudo-random with Wi-Fi and BT off); the radio is not otherwise used.
 
 
+import os
+
 import machine
 
-from .common import Serial, board_info, disable_ctrl_c, enable_ctrl_c, ticks_diff, ticks_ms  # noqa: F401
+from .common import (  # noqa: F401
+    RING_WINDOW,
+    Serial,
+    board_info,
+    disable_ctrl_c,
+    enable_ctrl_c,
+    ticks_diff,
+    ticks_ms,
+    ticks_us,
+)
 
 BOARD = "esp32"
+RX_CHUNK = 256
+# The S2/S3 (TinyUSB CDC) and C3 (USB-Serial/JTAG) hold the host back when the stdin
+# ring is full; the classic ESP32's UART0 drops what overflows it.
+_NATIVE_USB = any(c in os.uname().machine for c in ("ESP32S2", "ESP32S3", "ESP32C3", "ESP32C6"))
 
 
 def setup():
@@ -22,7 +37,7 @@ def setup():
 
 
 def info():
-    d = board_info(BOARD)
+    d = board_info(BOARD, 2048 if _NATIVE_USB else RING_WINDOW)
     d["freq"] = machine.freq()
     return d
 

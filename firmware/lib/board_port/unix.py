@@ -1,9 +1,31 @@
 # The emulated board: the MicroPython unix port on a raw pty. Its "flash" is the
 # working directory the emulator starts it in.
 
-from .common import Serial, board_info, disable_ctrl_c, enable_ctrl_c, ticks_diff, ticks_ms  # noqa: F401
+import os
+
+from .common import (  # noqa: F401
+    RING_WINDOW,
+    board_info,
+    disable_ctrl_c,
+    enable_ctrl_c,
+    ticks_diff,
+    ticks_ms,
+    ticks_us,
+)
+from .common import Serial as _Serial
 
 BOARD = "emulator"
+
+# The emulator says how it imitates the board's serial port:
+#   HSMTLS_RX_RING   the relay's receive ring in bytes (260: a classic ESP32 UART);
+#                    0 = none, the pty holds the host back like native USB does
+#   HSMTLS_PTY_VMIN0 our pty returns short reads, so the link is read in chunks
+_RING = int(os.getenv("HSMTLS_RX_RING") or "260")
+RX_CHUNK = 4096 if os.getenv("HSMTLS_PTY_VMIN0") else 256
+
+
+class Serial(_Serial):
+    chunked = RX_CHUNK > 256
 
 
 def setup():
@@ -11,7 +33,7 @@ def setup():
 
 
 def info():
-    return board_info(BOARD)
+    return board_info(BOARD, RING_WINDOW if _RING else 8192)
 
 
 def flash_path(name):

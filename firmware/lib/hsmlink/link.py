@@ -89,6 +89,8 @@ class Link:
         self.control.append(encode_frame(ftype, 0, self.rx_expected, payload))
 
     def output(self, now):
+        if not (self.control or self.queue or self.unacked or self.ack_due):
+            return b""
         out = bytearray()
         for f in self.control:
             out += f

@@ -59,7 +59,7 @@ NAMES = {
 
 
 def pack(obj):
-    return json.dumps(obj).encode()
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def unpack(payload):

@@ -153,6 +153,12 @@ class EmulatedBoard:
         m, s = pty.openpty()
         tty.setraw(s)
         tty.setraw(m)
+        # VMIN=0: a read returns what is waiting instead of blocking for the whole
+        # count, so the unix port reads the link in chunks (see board_port/unix.py)
+        attrs = termios.tcgetattr(s)
+        attrs[6][termios.VMIN] = 0
+        attrs[6][termios.VTIME] = 0
+        termios.tcsetattr(s, termios.TCSANOW, attrs)
         args = [micropython_binary()]
         if self.heap:
             args += ["-X", f"heapsize={self.heap}"]
@@ -160,6 +166,9 @@ class EmulatedBoard:
             args.append(str(self.main))
         env = dict(os.environ)
         env["MICROPYPATH"] = ".frozen:" + str(self.lib)
+        # tell the firmware's unix port how its serial port behaves (board_port/unix.py)
+        env["HSMTLS_RX_RING"] = str(self.rx_ring or 0)
+        env["HSMTLS_PTY_VMIN0"] = "1"
         err = open(self._stderr_path, "ab")
         proc = subprocess.Popen(
             args, stdin=s, stdout=s, stderr=err, cwd=self.flash_dir, env=env, close_fds=True

@@ -5,8 +5,11 @@ same nonce; both ends then start their sequence numbers afresh. A HELLO without 
 nonce afterwards means the board restarted: ``board_reset`` is set and the frame is
 handed to the caller, which fails whatever was in progress.
 
-Toward the board the window is 210 bytes: the classic ESP32 drops what overflows its
-260-byte UART ring, and the link's PING (9 bytes) may follow while the board computes.
+Toward the board the window is what its HELLO says (``rx_window``): 210 bytes for a
+classic ESP32, which drops what overflows its 260-byte UART ring (the link's PING, 9
+bytes, may follow while the board computes); more for native USB and a pty, which
+hold the sender back instead. Until a HELLO arrives, and for firmware that does not
+say, it is 210.
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ class LinkError(Exception):
 
 
 class HostLink:
-    def __init__(self, port: str, baudrate: int = 115200, window: int = HOST_WINDOW, rto: int = 150) -> None:
+    def __init__(self, port: str, baudrate: int = 115200, window: int | None = None, rto: int = 150) -> None:
         try:
             self.ser = serial.Serial(port, baudrate, timeout=0)
         except (serial.SerialException, OSError) as e:
             raise LinkError(f"cannot open {port}: {e}") from None
         self.port = port
-        self.link = Link(window=window, rto=rto)
+        self.fixed_window = window  # None: as the board's HELLO says
+        self.link = Link(window=window or HOST_WINDOW, rto=rto)
         self.hello: dict = {}
         self.board_resets = 0
         self._nonce = int.from_bytes(os.urandom(4), "big")
@@ -83,7 +87,7 @@ class HostLink:
                 if info.get("sync") == self._nonce:
                     continue  # a late copy of the answer to our own SYNC
                 self.board_resets += 1
-                self.hello = info
+                self._set_hello(info)
                 self.link.reset()
             frames.append((ftype, payload))
         return frames
@@ -130,9 +134,15 @@ class HostLink:
                     info = P.unpack(payload)
                     if info.get("sync") == self._nonce:
                         self.link.reset()
-                        self.hello = info
+                        self._set_hello(info)
                         return info
         raise LinkError(f"no answer from a board on {self.port} within {timeout:.0f} s")
+
+    def _set_hello(self, info: dict) -> None:
+        self.hello = info
+        w = info.get("rx_window")
+        if self.fixed_window is None:
+            self.link.window = w if isinstance(w, int) and 64 <= w <= 65536 else HOST_WINDOW
 
     def drain(self, timeout: float = 1.0) -> None:
         """Keep the link running until everything we sent is acknowledged."""
