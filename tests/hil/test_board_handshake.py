@@ -47,6 +47,19 @@ def test_board_handshake_each_suite_against_hsmtls_serve(board_tty, servers, sui
     assert r["heap_peak"] > 0 and r["heap_peak"] <= r["heap_total"]
 
 
+def test_board_remembers_verified_signatures(board_tty, servers):
+    # the second handshake to the same server skips the RSA check of its certificate
+    # (the chain's other checks still run: see test_x509's SignatureCache tests)
+    port = servers.hsmtls()
+    run(board_tty, port)
+    r = run(board_tty, port)
+    assert r["ok"], r
+    assert r["cached_signatures"] == 1  # the server certificate, signed by the board's CA
+    r = run(board_tty, port, signature_cache=False)
+    assert r["ok"], r
+    assert r.get("cached_signatures") is None
+
+
 def test_board_client_auth_and_renegotiation_both_ways(board_tty, servers):
     # the server asks for the board's certificate and renegotiates after the first
     # data; the board renegotiates once on its own before that

@@ -904,3 +904,46 @@ def test_wrong_host(pki):
     assert reason == "certificate CN=elsewhere, O=hsmtls test does not match host 'localhost'"
     fails(C.CERTIFICATE_UNKNOWN, [pki.leaf, pki.inter], [pki.root], hostname="127.0.0.2")
     fails(C.CERTIFICATE_UNKNOWN, [pki.leaf, pki.inter], [pki.root], hostname="evil.localhost")
+
+
+# ---------------------------------------------------------------------------------------
+# SignatureCache: a signature verified once is not verified again; nothing else is skipped
+
+
+def test_signature_cache_skips_only_the_rsa_check(pki, monkeypatch):
+    calls = []
+    real = X.pkcs1_verify
+    monkeypatch.setattr(X, "pkcs1_verify", lambda *a: calls.append(a) or real(*a))
+    cache = X.SignatureCache(size=2)
+    chain = [pki.leaf, pki.inter]
+    verify(chain, [pki.root], hostname="localhost", cache=cache)
+    assert len(calls) == 2 and cache.hits == 0  # leaf by intermediate, intermediate by root
+    verify(chain, [pki.root], hostname="localhost", cache=cache)
+    assert len(calls) == 2 and cache.hits == 2
+    # what changes with time and context is still checked on every handshake
+    fails(C.CERTIFICATE_EXPIRED, chain, [pki.root], now=P(pki.leaf).not_after + 1, cache=cache)
+    fails(C.CERTIFICATE_UNKNOWN, chain, [pki.root], hostname="other.example", cache=cache)
+    fails(C.UNKNOWN_CA, chain, [pki.other_root], cache=cache)  # anchor no longer trusted
+    # a certificate that differs in any byte is a different entry, checked in full
+    raw = bytearray(D(pki.leaf))
+    raw[-1] ^= 0x01
+    n = len(calls)
+    fails(C.BAD_CERTIFICATE, [bytes(raw), pki.inter], [pki.root], cache=cache)
+    assert len(calls) > n
+    # failures are not remembered: the bad one costs a check every time
+    n = len(calls)
+    fails(C.BAD_CERTIFICATE, [bytes(raw), pki.inter], [pki.root], cache=cache)
+    assert len(calls) > n
+
+
+def test_signature_cache_is_bounded_least_recently_used(pki, monkeypatch):
+    calls = []
+    real = X.pkcs1_verify
+    monkeypatch.setattr(X, "pkcs1_verify", lambda *a: calls.append(a) or real(*a))
+    cache = X.SignatureCache(size=1)
+    verify([pki.direct], [pki.root], cache=cache)
+    verify([pki.direct], [pki.root], cache=cache)
+    assert len(calls) == 1
+    verify([pki.sha384, pki.inter], [pki.root], cache=cache)  # two new entries: direct evicted
+    verify([pki.direct], [pki.root], cache=cache)
+    assert len(calls) == 4

@@ -28,6 +28,9 @@ class TLSConfig:
         # revoked peer certificates: a set of (issuer Name DER, serial) from CRLs the
         # host has checked (the board gets none: no CRL distribution to it yet)
         self.revoked = None
+        # x509.SignatureCache shared by this peer's connections (the board keeps one),
+        # so a certificate seen before costs no RSA operation; None: check every time
+        self.signature_cache = None
         for k in kw:
             if not hasattr(self, k):
                 raise TypeError("unknown TLSConfig setting %r" % k)

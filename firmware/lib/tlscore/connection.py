@@ -414,7 +414,8 @@ class Connection:
 
     def _verify_chain(self, chain, purpose, hostname):
         leaf = x509.verify_chain(
-            self.backend, chain, self.config.trust_anchors, self._now(), hostname, purpose
+            self.backend, chain, self.config.trust_anchors, self._now(), hostname, purpose,
+            self.config.signature_cache,
         )
         revoked = self.config.revoked
         if revoked and (bytes(leaf.issuer), leaf.serial) in revoked:

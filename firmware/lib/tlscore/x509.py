@@ -780,7 +780,38 @@ def _who(cert):
     return name if name else "with serial %d" % cert.serial
 
 
-def _check_signature(backend, cert, issuers):
+class SignatureCache:
+    # Certificate signatures already verified, remembered by SHA-256(issuer DER ||
+    # certificate DER) (DER is self-delimiting, so the pair is unambiguous). A board
+    # that connects to the same server again skips the RSA public-key operation on the
+    # server's certificate: ~1.5 ms on the unix port, ~100 ms (estimated) on an ESP32.
+    # Only successful checks are kept, and only the signature check is skipped: the
+    # rest of path validation (validity now, CA flags, key usage, host name,
+    # revocation) runs on every handshake, since those answers change.
+    def __init__(self, size=4):
+        self.size = size
+        self.hits = 0
+        self._seen = []  # digests, least recently used first
+
+    def _digest(self, backend, cert, issuer):
+        return backend.hash("sha256", issuer.der + cert.der)
+
+    def check(self, backend, cert, issuer):
+        d = self._digest(backend, cert, issuer)
+        if d in self._seen:
+            self._seen.remove(d)
+            self._seen.append(d)
+            self.hits += 1
+            return True
+        return False
+
+    def add(self, backend, cert, issuer):
+        self._seen.append(self._digest(backend, cert, issuer))
+        if len(self._seen) > self.size:
+            self._seen.pop(0)
+
+
+def _check_signature(backend, cert, issuers, cache=None):
     # Returns the first issuer whose key verifies cert's signature, or None.
     h = cert.signature_hash
     if h is None:
@@ -808,12 +839,16 @@ def _check_signature(backend, cert, issuers):
                 UNSUPPORTED_CERTIFICATE,
                 "RSA key of %d bits in %s is too large" % (key.bits, _who(issuer)),
             )
+        if cache is not None and cache.check(backend, cert, issuer):
+            return issuer
         if pkcs1_verify(backend, key.n, key.e, h, cert.tbs, cert.signature):
+            if cache is not None:
+                cache.add(backend, cert, issuer)
             return issuer
     return None
 
 
-def _build_path(backend, leaf, presented, anchors):
+def _build_path(backend, leaf, presented, anchors, cache):
     # Returns (path, anchor): path runs from the leaf up to, not including, the anchor.
     # Each step uses up one presented certificate, so the path is never longer than
     # the chain, which verify_chain has already bounded.
@@ -830,7 +865,7 @@ def _build_path(backend, leaf, presented, anchors):
         by_chain = [c for c in remaining if c.subject == cur.issuer]
         if not by_anchor and not by_chain:
             raise TLSError(UNKNOWN_CA, "certificate %s is not signed by a trusted CA" % _who(cur))
-        anchor = _check_signature(backend, cur, by_anchor)
+        anchor = _check_signature(backend, cur, by_anchor, cache)
         if anchor is not None:
             return path, anchor
         if not by_chain:
@@ -841,7 +876,7 @@ def _build_path(backend, leaf, presented, anchors):
                 "certificate %s is not signed by a trusted CA (a trusted CA has its issuer's name, but not its key)"
                 % _who(cur),
             )
-        issuer = _check_signature(backend, cur, by_chain)
+        issuer = _check_signature(backend, cur, by_chain, cache)
         if issuer is None:
             raise TLSError(BAD_CERTIFICATE, "signature on %s does not verify" % _who(cur))
         remaining.remove(issuer)
@@ -928,8 +963,9 @@ def _check_key_size(cert):
         )
 
 
-def verify_chain(backend, chain, anchors, now, hostname=None, purpose="server"):
-    # chain: DER certificates as a TLS Certificate message carries them, leaf first.
+def verify_chain(backend, chain, anchors, now, hostname=None, purpose="server", cache=None):
+    # chain: DER certificates as a TLS Certificate message carries them, leaf first;
+    # cache: a SignatureCache kept across connections, or None.
     # Returns the leaf Certificate, or raises TLSError with the alert to send.
     if purpose not in _PURPOSES:
         raise ValueError("purpose must be 'server' or 'client'")
@@ -939,7 +975,7 @@ def verify_chain(backend, chain, anchors, now, hostname=None, purpose="server"):
         raise TLSError(BAD_CERTIFICATE, "more than %d certificates" % MAX_CERTIFICATE_CHAIN)
     certs = [parse_certificate(der) for der in chain]
     leaf = certs[0]
-    path, anchor = _build_path(backend, leaf, certs[1:], anchors)
+    path, anchor = _build_path(backend, leaf, certs[1:], anchors, cache)
     full = path + [anchor]
     for cert in full:
         if cert.unknown_critical:
