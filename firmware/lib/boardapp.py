@@ -19,7 +19,7 @@ from hsmlink.framing import MAX_PAYLOAD
 from hsmlink.link import Link
 from tlscore import suites, x509
 from tlscore.backend_micropython import BACKEND
-from tlscore.client import ClientConnection
+from tlscore.client import CLIENT_HELLO_SENT, ClientConnection, PreparedPremaster
 from tlscore.config import TLSConfig
 from tlscore.constants import HANDSHAKE_NAMES
 from tlscore.events import (
@@ -45,7 +45,7 @@ def _text(b):
 
 
 class TimedClient(ClientConnection):
-    # The engine, timed per handshake message: what the board computes at each step
+    # The engine, timed per handshake message (ticks = (ticks_us, ticks_diff)): what the board computes at each step
     # (Certificate: the chain check; ServerHelloDone: premaster encryption and keys).
     steps = None
     ticks = None
@@ -77,6 +77,7 @@ class Session:
         self.heap_base = 0
         self.t_hello = 0
         self.cache_hits = board.signature_cache.hits
+        self.premaster_used = board.premaster.used
         # gc.collect() at every step makes the figure exact and costs a few ms each
         self.measure_heap = opts.get("measure_heap", True)
         self.timeout = opts.get("timeout_ms", SESSION_TIMEOUT_MS)
@@ -109,11 +110,18 @@ class Session:
             now=b.now,
             signature_cache=b.signature_cache if opts.get("signature_cache", True) else None,
         )
+        # the server we expect, if we met it before: its key, for PreparedPremaster
+        self.expect_key = None
+        if opts.get("prepare_premaster", True):
+            cfg.prepared_premaster = b.premaster
+            known = b.server_keys.get(opts.get("server_name"))
+            if known is not None and not (b.premaster.ready and b.premaster.key == known):
+                self.expect_key = known
         if opts.get("mfl") and hasattr(cfg, "max_fragment_length"):
             cfg.max_fragment_length = opts["mfl"]
         self.conn = TimedClient(cfg, BACKEND)
         self.conn.steps = self._add_step
-        self.conn.ticks = (b.port.ticks_ms, b.port.ticks_diff)
+        self.conn.ticks = (b.port.ticks_us, b.port.ticks_diff)
         gc.collect()
         self.heap_base = gc.mem_alloc()
         self._heap()
@@ -147,6 +155,14 @@ class Session:
     def poll(self, now):
         if self.done:
             return
+        conn = self.conn
+        if not self.inbox and self.expect_key is not None and conn is not None and conn.state == CLIENT_HELLO_SENT:
+            # our ClientHello is out; while the server answers, do step 4's RSA
+            # operation for the key this server had last time
+            n, e = self.expect_key
+            self.expect_key = None
+            self._step("prepare ClientKeyExchange", lambda: self.board.premaster.prepare(BACKEND, n, e))
+            return
         if self.inbox and self.conn is not None:
             data = bytes(self.inbox)
             self.inbox = bytearray()
@@ -160,16 +176,18 @@ class Session:
 
     def _step(self, state, fn):
         port = self.board.port
-        t = port.ticks_ms()
+        t = port.ticks_us()
         r = fn()
         if state is not None:
-            self._add_step(state, port.ticks_diff(port.ticks_ms(), t))
+            self._add_step(state, port.ticks_diff(port.ticks_us(), t))
         self._heap()
         return r
 
-    def _add_step(self, name, ms):
+    def _add_step(self, name, us):
+        # steps are reported in ms, to the 10 us
+        ms = round(us / 1000, 2)
         if self.steps and self.steps[-1][0] == name:
-            self.steps[-1][1] += ms
+            self.steps[-1][1] = round(self.steps[-1][1] + ms, 2)
         else:
             self.steps.append([name, ms])
 
@@ -191,7 +209,7 @@ class Session:
         conn = self.conn
         if isinstance(ev, KeyOperationRequest):
             port = self.board.port
-            t = port.ticks_ms()
+            t = port.ticks_us()
             try:
                 if ev.kind != "sign" or not ev.scheme.startswith("rsa_pkcs1_"):
                     raise ValueError("board cannot do %s %s" % (ev.kind, ev.scheme))
@@ -200,7 +218,7 @@ class Session:
                 more = conn.key_operation_failed(ev.op_id, str(e))
             else:
                 more = conn.key_operation_result(ev.op_id, sig)
-            self._add_step("sign CertificateVerify", port.ticks_diff(port.ticks_ms(), t))
+            self._add_step("sign CertificateVerify", port.ticks_diff(port.ticks_us(), t))
             self._heap()
             self._handle(more)
         elif isinstance(ev, HandshakeComplete):
@@ -213,6 +231,12 @@ class Session:
                 "client_cert": bool(ev.client_certificate_requested and conn.config.certificate_chain),
                 "ms": self.board.port.ticks_diff(self.board.port.ticks_ms(), self.t0),
             }
+            if conn.config.prepared_premaster is not None and conn.peer_certificate is not None \
+                    and conn.peer_certificate.public_key is not None:
+                k = conn.peer_certificate.public_key
+                self.board.remember_server(self.opts.get("server_name"), k.n, k.e)
+            hs["prepared_premaster"] = self.board.premaster.used > self.premaster_used
+            self.premaster_used = self.board.premaster.used
             cache = conn.config.signature_cache
             if cache is not None:
                 hs["cached_signatures"] = cache.hits - self.cache_hits
@@ -286,7 +310,8 @@ class Session:
         }
         if self.handshakes:
             first = self.handshakes[0]
-            for k in ("suite", "ems", "secure_renegotiation", "server_subject", "client_cert", "cached_signatures"):
+            for k in ("suite", "ems", "secure_renegotiation", "server_subject", "client_cert", "cached_signatures",
+                      "prepared_premaster"):
                 r[k] = first.get(k)
             r["handshake_ms"] = first["ms"]
             r["handshake_us"] = first.get("us")
@@ -313,6 +338,9 @@ class Board:
         # the server's certificate signatures this board has verified (RSA is its
         # slowest step); the rest of the chain check runs every time
         self.signature_cache = x509.SignatureCache()
+        self.premaster = PreparedPremaster()
+        self.server_keys = {}  # server_name -> (n, e) of its certificate, last seen
+        self.last_key = None
         self.sessions = 0
         self.aborted = 0
         self.errors = 0
@@ -425,6 +453,21 @@ class Board:
 
             self._key = BoardKey.load(self.port.flash_path("client.key"))
         return self._key
+
+    def remember_server(self, name, n, e):
+        if name not in self.server_keys and len(self.server_keys) >= 4:
+            self.server_keys.pop(next(iter(self.server_keys)))
+        self.server_keys[name] = (n, e)
+        self.last_key = (n, e)
+
+    def idle_work(self):
+        # Between connections: step 4's RSA operation for the server we talked to
+        # last, so that the next handshake with it does not wait for it. (On an
+        # ESP32 this blocks the loop ~100 ms; the host's window keeps what it sends
+        # meanwhile within the UART ring.)
+        k = self.last_key
+        if k is not None and not (self.premaster.ready and self.premaster.key == k):
+            self.premaster.prepare(BACKEND, k[0], k[1])
 
     def now(self):
         if self.time is None:
@@ -567,6 +610,8 @@ class Board:
             if s.done:
                 self.session = None
             self.flush()
+        elif self.keygen is None and self.link.idle:
+            self.idle_work()
 
     def run(self):
         # announce ourselves: after a reset the host learns that the link restarted

@@ -35,6 +35,7 @@ BOARD_STEPS = {
     "ServerHello": (2, "reads ServerHello"),
     "Certificate": (3, "verifies the server's certificate chain"),
     "CertificateRequest": (2, "reads CertificateRequest"),
+    "prepare ClientKeyExchange": (4, "encrypts a premaster to the key this server had (while it answers)"),
     "ServerHelloDone": (4, "encrypts the premaster, derives keys, sends its flight"),
     "sign CertificateVerify": (5, "signs CertificateVerify with its own key"),
     "ChangeCipherSpec": (9, "reads ChangeCipherSpec"),

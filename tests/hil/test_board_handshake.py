@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from hil_support import requires_board, requires_emulator
@@ -58,6 +59,22 @@ def test_board_remembers_verified_signatures(board_tty, servers):
     r = run(board_tty, port, signature_cache=False)
     assert r["ok"], r
     assert r.get("cached_signatures") is None
+
+
+def test_board_prepares_the_premaster_for_a_server_it_knows(board_tty, servers):
+    # after a handshake the board encrypts a premaster to that server's key while it
+    # is idle; the next handshake to it uses that instead of an RSA operation of its own
+    port = servers.hsmtls()
+    r = run(board_tty, port, send="one")
+    assert r["ok"], r
+    time.sleep(0.5)  # idle: time for the RSA operation
+    r = run(board_tty, port, send="two")
+    assert r["ok"] and r["received"] == "two", r
+    assert r["prepared_premaster"] is True
+    assert "ServerHelloDone" in [s[0] for s in r["steps"]]
+    r = run(board_tty, port, prepare_premaster=False)
+    assert r["ok"], r
+    assert r["prepared_premaster"] is False
 
 
 def test_board_client_auth_and_renegotiation_both_ways(board_tty, servers):

@@ -9,8 +9,8 @@ import pytest
 from engine_pair import Pair, record, records
 
 from tlscore import constants as C
-from tlscore import suites
-from tlscore.client import ClientConnection
+from tlscore import suites, x509
+from tlscore.client import ClientConnection, PreparedPremaster
 from tlscore.events import (
     AlertReceived,
     ApplicationData,
@@ -117,6 +117,41 @@ def test_key_operation_is_asynchronous(make_configs, server_key):
     p.sev += events
     p.run()
     assert len(p.completed("c")) == len(p.completed("s")) == 1
+
+
+def test_prepared_premaster_used_once_and_only_for_its_key(make_configs, server_key, epki):
+    from hsmtls.backend import BACKEND
+
+    pem = epki.server_cert.read_bytes()
+    key = x509.parse_certificate(x509.pem_to_der_list(pem)[0]).public_key
+    prepared = PreparedPremaster()
+    prepared.prepare(BACKEND, key.n, key.e)
+    encrypted = prepared._encrypted
+    assert prepared.ready and len(encrypted) == 256
+
+    cc, sc = make_configs("TLS_RSA_WITH_AES_128_GCM_SHA256")
+    cc.prepared_premaster = prepared
+    p = Pair(cc, sc, None, server_key)
+    p.handshake()
+    assert len(p.completed("c")) == len(p.completed("s")) == 1  # the server agrees on the keys
+    assert encrypted in b"".join(p.wire_c2s)  # ClientKeyExchange carried what was prepared
+    assert not prepared.ready and prepared.used == 1
+
+    # used up: the next handshake encrypts a fresh premaster
+    cc, sc = make_configs("TLS_RSA_WITH_AES_128_GCM_SHA256")
+    cc.prepared_premaster = prepared
+    p = Pair(cc, sc, None, server_key)
+    p.handshake()
+    assert len(p.completed("c")) == 1 and encrypted not in b"".join(p.wire_c2s)
+
+    # made for another key: left alone, the handshake encrypts to the server's own key
+    prepared.prepare(BACKEND, key.n + 2, key.e)
+    cc, sc = make_configs("TLS_RSA_WITH_AES_128_GCM_SHA256")
+    cc.prepared_premaster = prepared
+    p = Pair(cc, sc, None, server_key)
+    p.handshake()
+    assert len(p.completed("c")) == len(p.completed("s")) == 1
+    assert prepared.ready and prepared.used == 1
 
 
 def test_key_operation_failure_is_internal_error(make_configs):

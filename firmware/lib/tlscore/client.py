@@ -72,6 +72,43 @@ VERIFY_SIGNATURE_SCHEMES = (
     RSA_PSS_RSAE_SHA512, RSA_PKCS1_SHA512,
 )
 
+class PreparedPremaster:
+    # Step 4 of RSA key exchange done ahead of time: a fresh pre_master_secret and its
+    # encryption to a server key this client has met before, computed while the client
+    # would otherwise wait (for the server's flight, or between connections). The RSA
+    # public-key operation is the client's slowest step (~1.5 ms on the unix port,
+    # ~100 ms estimated on an ESP32). Used at most once, and only if the server
+    # presents exactly that key (after its chain has been verified); otherwise the
+    # handshake encrypts a new one as usual. Nothing prepared ever leaves the device
+    # unless it is used.
+    def __init__(self):
+        self.key = None  # (n, e) the secret below is encrypted to
+        self._secret = None
+        self._encrypted = None
+        self.used = 0
+
+    def prepare(self, backend, n, e):
+        if self._secret is not None and self.key == (n, e):
+            return
+        secret = TLS1_2.to_bytes(2, "big") + backend.random(46)
+        self._encrypted = pkcs1.encrypt(backend, n, e, secret)
+        self._secret = secret
+        self.key = (n, e)
+
+    @property
+    def ready(self):
+        return self._secret is not None
+
+    def take(self, n, e):
+        # -> (pre_master_secret, encrypted) for this key, once; or None
+        if self._secret is None or self.key != (n, e):
+            return None
+        r = (self._secret, self._encrypted)
+        self._secret = self._encrypted = None
+        self.used += 1
+        return r
+
+
 START = "START"
 CLIENT_HELLO_SENT = "CLIENT_HELLO_SENT"
 SERVER_HELLO_RECEIVED = "SERVER_HELLO_RECEIVED"
@@ -273,9 +310,15 @@ class ClientConnection(Connection):
                 raise TLSError(ILLEGAL_PARAMETER, "server's ECDHE public key is not a valid point")
             self._send_handshake(ClientKeyExchange.ecdhe(public))
         else:
-            pre_master_secret = TLS1_2.to_bytes(2, "big") + b.random(46)
             key = self.peer_certificate.public_key
-            self._send_handshake(ClientKeyExchange.rsa(pkcs1.encrypt(b, key.n, key.e, pre_master_secret)))
+            prepared = self.config.prepared_premaster
+            ready = prepared.take(key.n, key.e) if prepared is not None else None
+            if ready is not None:
+                pre_master_secret, encrypted = ready
+            else:
+                pre_master_secret = TLS1_2.to_bytes(2, "big") + b.random(46)
+                encrypted = pkcs1.encrypt(b, key.n, key.e, pre_master_secret)
+            self._send_handshake(ClientKeyExchange.rsa(encrypted))
         self._derive_master_secret(pre_master_secret, self.transcript)
         if chain:
             scheme = self._choose_certificate_verify_scheme()

@@ -31,6 +31,9 @@ class TLSConfig:
         # x509.SignatureCache shared by this peer's connections (the board keeps one),
         # so a certificate seen before costs no RSA operation; None: check every time
         self.signature_cache = None
+        # client: a client.PreparedPremaster the driver filled while waiting, used if
+        # the server's key is the one it was made for
+        self.prepared_premaster = None
         for k in kw:
             if not hasattr(self, k):
                 raise TypeError("unknown TLSConfig setting %r" % k)
