@@ -11,7 +11,8 @@ between the two, and that is where the emulator imitates the board:
   as a board reset behind a USB-UART bridge.
 
 The board's flash is a directory (the interpreter's working directory): ca.pem,
-client.pem, client.key (see flash.py).
+client.pem, client.key (see flash.py). With rom=True the firmware is instead in an
+emulated ROMFS partition, memory-mapped and executed in place (see romfs.py).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import time
 import tty
 from pathlib import Path
 
-from . import FIRMWARE, FIRMWARE_LIB
+from . import FIRMWARE, FIRMWARE_LIB, romfs
 from .faults import Faults
 
 ESP32_RX_RING = 260
@@ -105,9 +106,12 @@ class EmulatedBoard:
         mpy: bool = False,
         repl: bool = False,
         lib: str | Path | None = None,
+        rom: bool = False,
     ) -> None:
         # repl: run the interpreter's REPL instead of main.py (a board that left link
-        # mode), for mpremote; lib: import the firmware from there (a deployed flash)
+        # mode), for mpremote; lib: import the firmware from there (a deployed flash);
+        # rom: the firmware (lib, else the mpy-cross build) is a ROMFS image mapped
+        # outside the GC heap and mounted at /rom, as a board's ROMFS partition
         self._tmp = None
         if flash_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="hsmtls_flash_")
@@ -121,6 +125,7 @@ class EmulatedBoard:
         self.main = Path(main) if main else FIRMWARE / "main.py"
         self.lib = Path(lib) if lib else build_mpy() if mpy else FIRMWARE_LIB
         self.repl = repl
+        self.rom_image = romfs.build_image(Path(lib) if lib else build_mpy()) if rom else None
         self.proc: subprocess.Popen | None = None
         self.rx_dropped = 0  # bytes lost to the emulated UART ring
         self.rx_peak = 0  # most bytes ever waiting unread on the board side
@@ -159,13 +164,15 @@ class EmulatedBoard:
         attrs[6][termios.VMIN] = 0
         attrs[6][termios.VTIME] = 0
         termios.tcsetattr(s, termios.TCSANOW, attrs)
-        args = [micropython_binary()]
-        if self.heap:
-            args += ["-X", f"heapsize={self.heap}"]
-        if not self.repl:
-            args.append(str(self.main))
+        mp = micropython_binary()
+        heap = ["-X", f"heapsize={self.heap}"] if self.heap else []
         env = dict(os.environ)
-        env["MICROPYPATH"] = ".frozen:" + str(self.lib)
+        if self.rom_image is None:
+            args = [mp, *heap] + ([] if self.repl else [str(self.main)])
+            env["MICROPYPATH"] = ".frozen:" + str(self.lib)
+        else:
+            args = romfs.command(self.rom_image, mp, heap, None if self.repl else self.main)
+            env["MICROPYPATH"] = ".frozen"  # the firmware is found in /rom or not at all
         # tell the firmware's unix port how its serial port behaves (board_port/unix.py)
         env["HSMTLS_RX_RING"] = str(self.rx_ring or 0)
         env["HSMTLS_PTY_VMIN0"] = "1"
