@@ -41,20 +41,26 @@ def board() -> None:
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="Provision the board's certificate (PEM).")
 @click.option("--key", type=click.Path(exists=True, dir_okay=False), help="Provision the board's RSA key (PEM).")
 @click.option("--deployed", is_flag=True, help="Run the firmware deployed into --flash (hsmtls board deploy), not the source tree.")
-def emulate(heap, flash_dir, ca, cert, key, deployed) -> None:
+@click.option("--link", "link_kind", type=click.Choice(["uart", "usb"]), default="uart", show_default=True,
+              help="uart: a classic ESP32's UART0 (a 260-byte receive ring that drops what overflows); "
+                   "usb: native USB (the port holds the host back; the board asks for a wide window).")
+@click.option("--rom", is_flag=True, help="The firmware in an emulated ROMFS partition (mapped, executed in place: no heap for code).")
+def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=False) -> None:
     """Run firmware/main.py under the MicroPython unix port on a pty; print its path."""
     from pathlib import Path
 
-    from .board.emulator import EmulatedBoard
+    from .board.emulator import ESP32_RX_RING, EmulatedBoard
     from .board.flash import provision
 
     if deployed and not flash_dir:
         _fail("--deployed needs --flash DIR (where hsmtls board deploy put the firmware)")
+    ring = ESP32_RX_RING if link_kind == "uart" else None
     try:
         if deployed:
-            b = EmulatedBoard(flash_dir, heap=heap, main=Path(flash_dir) / "main.py", lib=Path(flash_dir) / "lib")
+            b = EmulatedBoard(flash_dir, heap=heap, main=Path(flash_dir) / "main.py", lib=Path(flash_dir) / "lib",
+                              rx_ring=ring, rom=rom)
         else:
-            b = EmulatedBoard(flash_dir, heap=heap)
+            b = EmulatedBoard(flash_dir, heap=heap, rx_ring=ring, rom=rom)
     except (RuntimeError, ValueError) as e:
         _fail(str(e))
     if ca:

@@ -144,7 +144,8 @@ def test_board_client_auth_and_renegotiation_against_openssl(board_tty, servers)
 def test_cli_emulate_and_board_handshake(servers, board_pki, tmp_path):
     port = servers.hsmtls(client_auth=True)
     emu = subprocess.Popen(
-        [sys.executable, "-m", "hsmtls", "board", "emulate", "--heap", "256k", "--flash", str(tmp_path / "flash"),
+        [sys.executable, "-m", "hsmtls", "board", "emulate", "--heap", "256k", "--link", "usb", "--rom",
+         "--flash", str(tmp_path / "flash"),
          "--ca", str(board_pki.ca_cert), "--cert", str(board_pki.client_cert), "--key", str(board_pki.client_key)],
         stdout=subprocess.PIPE, text=True,
     )

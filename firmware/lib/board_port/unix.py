@@ -21,7 +21,7 @@ BOARD = "emulator"
 #                    0 = none, the pty holds the host back like native USB does
 #   HSMTLS_PTY_VMIN0 our pty returns short reads, so the link is read in chunks
 _RING = int(os.getenv("HSMTLS_RX_RING") or "260")
-RX_CHUNK = 4096 if os.getenv("HSMTLS_PTY_VMIN0") else 256
+RX_CHUNK = 1024 if os.getenv("HSMTLS_PTY_VMIN0") else 256
 
 
 class Serial(_Serial):

@@ -194,6 +194,11 @@ def format_result(r: dict) -> list[str]:
             f"renegotiations: {r.get('renegotiations', 0)}",
             f"handshake_ms: {r.get('handshake_ms')}",
         ]
+        if r.get("handshake_us") is not None:
+            lines.append(f"client_hello_to_finished_ms: {r['handshake_us'] / 1000:.2f}")
+        if r.get("cached_signatures") or r.get("prepared_premaster"):
+            lines.append(f"remembered: {r.get('cached_signatures') or 0} certificate signature(s), "
+                         f"premaster {'prepared' if r.get('prepared_premaster') else 'not prepared'}")
         mfl = r.get("handshakes", [{}])[0].get("mfl")
         if mfl:
             lines.append(f"max_fragment_length: {mfl}")

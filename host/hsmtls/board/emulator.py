@@ -24,7 +24,6 @@ import select
 import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 import termios
 import threading
@@ -289,14 +288,3 @@ class EmulatedBoard:
             except OSError:
                 # the board process died or is being reset: its pty is gone
                 time.sleep(0.005)
-
-
-def main_emulate(heap: str | None, flash_dir: str | None, echo=print) -> None:  # pragma: no cover
-    with EmulatedBoard(flash_dir, heap=heap) as board:
-        echo(board.tty)
-        sys.stdout.flush()
-        try:
-            while board.alive:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
