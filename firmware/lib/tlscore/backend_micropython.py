@@ -18,6 +18,8 @@ _MODE_ECB = 1
 _MODE_CBC = 2
 _HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 _BLOCK = 64  # input block size of SHA-1 and SHA-256
+_IPAD = b"\x36" * _BLOCK
+_OPAD = b"\x5c" * _BLOCK
 _CHUNK = 1024  # keystream bytes per ECB call; a multiple of 16
 
 
@@ -57,11 +59,17 @@ class _GCM:
         self._ecb.encrypt(memoryview(self._counters)[:size], ks)
         return ks
 
-    def _apply_keystream(self, nonce, buf, n):
-        # buf[:n] ^= the GCM keystream, which starts at counter 2 (J0 + 1)
+    def _start(self, nonce, n):
+        # One ECB call for J0 = nonce || 1 and the first data counters: ks[:16] =
+        # E_K(J0), the tag mask (SP 800-38D §7.1 step 6, 96-bit IV), and ks[16:16+m]
+        # the keystream of data[:m]. A handshake record fits whole in it.
+        m = n if n < _CHUNK - 16 else _CHUNK - 16
+        return self._encrypt_counters(nonce, 1, 1 + (m + 15) // 16), m
+
+    def _finish(self, nonce, buf, done, n):
+        # buf[done:n] ^= the keystream from there on (done a multiple of 16)
         mv = memoryview(buf)
-        done = 0
-        c = 2
+        c = 2 + done // 16
         while done < n:
             m = n - done
             if m > _CHUNK:
@@ -71,19 +79,17 @@ class _GCM:
             done += m
             c += blocks
 
-    def _tag(self, nonce, aad, ciphertext):
-        # T = E_K(J0) ^ GHASH_H(A, C), J0 = nonce || 00000001 (96-bit IV)
-        t = bytearray(self._ghash.digest(aad, ciphertext))
-        xor_into(t, self._encrypt_counters(nonce, 1, 1), 16)
-        return t
-
     def seal(self, nonce, plaintext, aad):
         _check_nonce(nonce)
         n = len(plaintext)
         out = bytearray(n + 16)
         out[:n] = plaintext
-        self._apply_keystream(nonce, out, n)
-        out[n:] = self._tag(nonce, aad, memoryview(out)[:n])
+        ks, m = self._start(nonce, n)
+        out[n:] = ks[:16]
+        xor_into(out, ks[16:], m)
+        self._finish(nonce, out, m, n)
+        mv = memoryview(out)
+        xor_into(mv[n:], self._ghash.digest(aad, mv[:n]), 16)  # T = E_K(J0) ^ GHASH
         return out
 
     def open(self, nonce, ciphertext_and_tag, aad):
@@ -92,10 +98,14 @@ class _GCM:
         if n < 0:
             return None
         data = memoryview(ciphertext_and_tag)
-        if not _ct_equal16(self._tag(nonce, aad, data[:n]), data[n:]):
+        ks, m = self._start(nonce, n)
+        tag = bytearray(self._ghash.digest(aad, data[:n]))
+        xor_into(tag, ks, 16)
+        if not _ct_equal16(tag, data[n:]):
             return None
         out = bytearray(data[:n])
-        self._apply_keystream(nonce, out, n)
+        xor_into(out, ks[16:], m)
+        self._finish(nonce, out, m, n)
         return out
 
 
@@ -120,46 +130,46 @@ class MicroPythonBackend:
     groups = ()  # no ECDHE on the board: the RSA key exchange suites only
 
     def __init__(self):
-        # padded keys of the last HMAC key: the PRF calls hmac() many times with one
-        # secret, and hashlib cannot copy a keyed inner state
-        self._hkey = None
+        self._hkey = None  # _pads() of the last HMAC key; see hmac()
 
     def random(self, n):
         return os.urandom(n)
 
     def _ctor(self, name):
-        try:
-            return _HASHES[name]
-        except KeyError:
-            raise ValueError("hash not available on this board: %s" % name) from None
+        ctor = _HASHES.get(name)
+        if ctor is None:
+            raise ValueError("hash not available on this board: %s" % name)
+        return ctor
 
     def hash(self, name, data):
         return self._ctor(name)(data).digest()
 
     def _pads(self, name, key):
-        c = self._hkey
-        if c is not None and c[0] == name and c[1] == key:
-            return c[2], c[3]
-        key = bytes(key)
+        # -> (key, name, hash constructor, K ^ ipad, K ^ opad)
+        ctor = self._ctor(name)
         k = key
         if len(k) > _BLOCK:
-            k = self._ctor(name)(k).digest()
-        kv = int.from_bytes(k + bytes(_BLOCK - len(k)), "big")
-        ipad = (kv ^ int.from_bytes(b"\x36" * _BLOCK, "big")).to_bytes(_BLOCK, "big")
-        opad = (kv ^ int.from_bytes(b"\x5c" * _BLOCK, "big")).to_bytes(_BLOCK, "big")
-        self._hkey = (name, key, ipad, opad)
-        return ipad, opad
+            k = ctor(k).digest()
+        ipad = bytearray(_IPAD)
+        xor_into(ipad, k, len(k))
+        opad = bytearray(_OPAD)
+        xor_into(opad, k, len(k))
+        return (key, name, ctor, ipad, opad)
 
     def hmac(self, name, key, data):
-        # RFC 2104: H((K ^ opad) || H((K ^ ipad) || data))
-        ctor = self._ctor(name)
-        ipad, opad = self._pads(name, key)
-        h = ctor(ipad)
+        # RFC 2104: H((K ^ opad) || H((K ^ ipad) || data)). The PRF calls this many
+        # times with one secret and hashlib cannot copy a keyed inner state, so the
+        # padded keys of the last key are kept. They are found again by identity,
+        # which compares no secret bytes; only bytes keys are kept: they cannot change.
+        c = self._hkey
+        if c is None or c[0] is not key or c[1] != name:
+            c = self._pads(name, key)
+            if type(key) is bytes:
+                self._hkey = c
+        ctor = c[2]
+        h = ctor(c[3])
         h.update(data)
-        inner = h.digest()
-        h = ctor(opad)
-        h.update(inner)
-        return h.digest()
+        return ctor(c[4] + h.digest()).digest()
 
     def aes_gcm(self, key):
         return _GCM(key)

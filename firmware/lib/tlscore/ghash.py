@@ -1,7 +1,8 @@
 # GHASH, the universal hash of AES-GCM (NIST SP 800-38D §6.4), and the two byte loops
 # of GCM's counter mode (filling counter blocks, XOR in place), for the MicroPython
 # backend. GF(2^128) multiplication uses Shoup's 4-bit tables: sixteen multiples of H
-# per key plus a 16-entry reduction table. Each loop has two kernels: a portable one
+# per key plus a 16-entry reduction table. The table is built per key (two keys per
+# handshake), so it is built in viper too. Each loop has two kernels: a portable one
 # over Python ints, which also runs on CPython so it can be checked against
 # `cryptography`, and a `@micropython.viper` one that MicroPython compiles to machine
 # code (GHASH about 50x faster; ESP32, S2/S3 and C3 all have the emitter, and
@@ -64,6 +65,7 @@ def _counters_py(buf, nonce, c, blocks):
         buf[o + 12 : o + 16] = ((c + i) & 0xFFFFFFFF).to_bytes(4, "big")
 
 
+_table_fast = None
 _blocks_fast = None
 _xor_fast = None
 _counters_fast = None
@@ -135,6 +137,40 @@ if micropython is not None:
             o += 16
 
     @micropython.viper
+    def _table_viper(h: ptr8, tab: ptr32):  # noqa: F821
+        # tab[4n .. 4n+3] = M[n] as _table() makes it, from H; the _LAST4 words at 64..79
+        # are the caller's. The reduction after each shift is masked, not branched on:
+        # H is secret.
+        z0 = uint((h[0] << 24) | (h[1] << 16) | (h[2] << 8) | h[3])  # noqa: F821
+        z1 = uint((h[4] << 24) | (h[5] << 16) | (h[6] << 8) | h[7])  # noqa: F821
+        z2 = uint((h[8] << 24) | (h[9] << 16) | (h[10] << 8) | h[11])  # noqa: F821
+        z3 = uint((h[12] << 24) | (h[13] << 16) | (h[14] << 8) | h[15])  # noqa: F821
+        k = 32  # M[8] = H, then M[4], M[2], M[1]: one multiplication by x each
+        while True:
+            tab[k] = z0
+            tab[k + 1] = z1
+            tab[k + 2] = z2
+            tab[k + 3] = z3
+            if k == 4:
+                break
+            mask = uint(0) - (z3 & 1)  # noqa: F821
+            z3 = (z3 >> 1) | ((z2 & 1) << 31)
+            z2 = (z2 >> 1) | ((z1 & 1) << 31)
+            z1 = (z1 >> 1) | ((z0 & 1) << 31)
+            z0 = (z0 >> 1) ^ ((mask & 0xE1) << 24)
+            k >>= 1
+        i = 8  # M[i + j] = M[i] ^ M[j] for i = 2, 4, 8 and 0 < j < i
+        while i <= 32:
+            j = 4
+            while j < i:
+                tab[i + j] = tab[i] ^ tab[j]
+                tab[i + j + 1] = tab[i + 1] ^ tab[j + 1]
+                tab[i + j + 2] = tab[i + 2] ^ tab[j + 2]
+                tab[i + j + 3] = tab[i + 3] ^ tab[j + 3]
+                j += 4
+            i <<= 1
+
+    @micropython.viper
     def _xor_viper(dst: ptr8, src: ptr8, n: int):  # noqa: F821
         i = 0
         while i < n:
@@ -155,6 +191,9 @@ if micropython is not None:
             c += 1
             o += 16
 
+    # a new key's table starts as a copy of this: zeros for M, then _LAST4
+    _TABLE_START = bytes(array.array("I", [0] * 64 + list(_LAST4)))
+    _table_fast = _table_viper
     _blocks_fast = _blocks_viper
     _xor_fast = _xor_viper
     _counters_fast = _counters_viper
@@ -186,23 +225,23 @@ def fill_counters(buf, nonce, c, blocks):
         _counters_py(buf, nonce, c, blocks)
 
 
+# slice-assigned to clear a block: one copy, where a loop costs 16 bytecode steps
+_ZERO_BLOCK = bytes(16)
+
+
 class GHash:
     # One per key: GHash(H).digest(aad, ciphertext) -> GHASH_H(A, C), 16 bytes.
     # portable=True forces the Python-int kernel (for tests and comparisons).
 
     def __init__(self, h, portable=False):
-        m = _table(h)
-        if _blocks_fast is not None and not portable:
-            words = []
-            for v in m:
-                words.append(v >> 96)
-                words.append((v >> 64) & 0xFFFFFFFF)
-                words.append((v >> 32) & 0xFFFFFFFF)
-                words.append(v & 0xFFFFFFFF)
-            self._tab = array.array("I", words + list(_LAST4))
+        if len(h) != 16:
+            raise ValueError("GHASH key H must be 16 bytes")
+        if _table_fast is not None and not portable:
+            self._tab = array.array("I", _TABLE_START)  # from bytes: one memcpy
+            _table_fast(h, self._tab)
             self._blocks = _blocks_fast
         else:
-            self._tab = m
+            self._tab = _table(h)
             self._blocks = _blocks_py
         self._y = bytearray(16)
         self._pad = bytearray(16)
@@ -215,15 +254,13 @@ class GHash:
             self._blocks(self._y, self._tab, data, full)
         if n > full:
             pad = self._pad
-            for i in range(16):
-                pad[i] = 0
+            pad[:] = _ZERO_BLOCK
             pad[: n - full] = data[full:n]
             self._blocks(self._y, self._tab, pad, 16)
 
     def digest(self, aad, ciphertext):
         y = self._y
-        for i in range(16):
-            y[i] = 0
+        y[:] = _ZERO_BLOCK
         self._absorb(aad)
         self._absorb(ciphertext)
         lens = self._pad

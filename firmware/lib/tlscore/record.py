@@ -26,11 +26,10 @@ from .errors import TLSError
 from .keyschedule import ct_equal, split_key_block
 
 CONTENT_TYPES = (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA)
-_VERSION = TLS1_2.to_bytes(2, "big")
 
 
 def _header(content_type, length):
-    return bytes([content_type]) + _VERSION + length.to_bytes(2, "big")
+    return bytes((content_type, TLS1_2 >> 8, TLS1_2 & 0xFF, length >> 8, length & 0xFF))
 
 
 class NullProtection:
@@ -64,9 +63,9 @@ class GCMProtection:
             raise TLSError(BAD_RECORD_MAC, "AEAD record too short")
         if n > MAX_PLAINTEXT:
             raise TLSError(RECORD_OVERFLOW, "record plaintext longer than 2^14")
-        explicit = bytes(fragment[:8])
+        mv = memoryview(fragment)  # slices of it copy nothing: a record can be 16 KiB
         aad = seq.to_bytes(8, "big") + _header(content_type, n)
-        plaintext = self.aead.open(self.salt + explicit, fragment[8:], aad)
+        plaintext = self.aead.open(self.salt + mv[:8], mv[8:], aad)
         if plaintext is None:
             raise TLSError(BAD_RECORD_MAC, "record authentication failed")
         return plaintext
@@ -177,8 +176,12 @@ class RecordLayer:
             raise TLSError(RECORD_OVERFLOW, "record of %d bytes is longer than 2^14+2048" % length)
         if len(buf) < 5 + length:
             return None
-        fragment = bytes(buf[5 : 5 + length])
-        self.buf = buf[5 + length :]
+        end = 5 + length
+        # The fragment is a view, not a copy (a record can be 16 KiB): self.buf is
+        # rebound to a new bytearray here and only that one grows, so the bytes under
+        # the view never change.
+        fragment = memoryview(buf)[5:end]
+        self.buf = buf[end:] if end < len(buf) else bytearray()
         if length == 0 and content_type != APPLICATION_DATA:
             raise TLSError(UNEXPECTED_MESSAGE, "empty record of content type %d" % content_type)
         plaintext = self.read_protection.open(self.read_seq, content_type, fragment)
@@ -188,18 +191,21 @@ class RecordLayer:
         return content_type, plaintext
 
     def write(self, content_type, data):
-        # -> wire bytes; data longer than max_fragment goes out as several records
+        # -> wire bytes (a bytearray, which the caller appends to its output: no copy
+        # to bytes); data longer than max_fragment goes out as several records
         out = bytearray()
+        n = len(data)
+        step = self.max_fragment
         pos = 0
         while True:
-            chunk = data[pos : pos + self.max_fragment]
+            chunk = data[pos : pos + step] if n > step else data
             fragment = self.write_protection.seal(self.write_seq, content_type, chunk)
             self.write_seq += 1
             out += _header(content_type, len(fragment))
             out += fragment
-            pos += len(chunk)
-            if pos >= len(data):
-                return bytes(out)
+            pos += step
+            if pos >= n:
+                return out
 
     def set_read_protection(self, protection):
         self.read_protection = protection

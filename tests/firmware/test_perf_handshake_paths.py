@@ -1,0 +1,150 @@
+"""The fast paths that cut the board's handshake compute, checked where they can break:
+the viper GHASH table against the portable one, AES-GCM at the edges of the first
+keystream call (which also makes the tag mask), the HMAC padded-key cache when a key
+changes in place, and record fragments handed out as views of the receive buffer.
+Plus one loose guard that a GCM key's setup stays cheap next to GHASH itself."""
+
+from __future__ import annotations
+
+import hmac
+import random
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mp_run import FIRMWARE_LIB, requires_micropython, run_mp  # noqa: E402
+
+if str(FIRMWARE_LIB) not in sys.path:
+    sys.path.insert(0, str(FIRMWARE_LIB))
+
+from tlscore import record  # noqa: E402
+from tlscore.constants import APPLICATION_DATA, HANDSHAKE  # noqa: E402
+
+H = bytes.fromhex
+
+
+def _parse(out):
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+@pytest.mark.micropython
+@requires_micropython
+def test_viper_table_matches_portable_table():
+    script = """
+import os
+from tlscore import ghash
+keys = [bytes(16), b"\\xff" * 16, b"\\x80" + bytes(15), bytes(15) + b"\\x01"]
+keys += [os.urandom(16) for _ in range(200)]
+ok = True
+for h in keys:
+    words = []
+    for v in ghash._table(h):
+        words += [v >> 96, (v >> 64) & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF, v & 0xFFFFFFFF]
+    ok = ok and list(ghash.GHash(h)._tab) == words + list(ghash._LAST4)
+print("viper=%s" % ghash.HAVE_VIPER)
+print("same=%s" % ok)
+"""
+    got = _parse(run_mp(script))
+    assert got == {"viper": "True", "same": "True"}
+
+
+# the first ECB call covers J0 and 1008 data bytes, later ones 1024
+GCM_EDGES = [1007, 1008, 1009, 2031, 2032, 2033, 3056, 3057]
+
+
+@pytest.mark.micropython
+@requires_micropython
+def test_gcm_across_the_first_keystream_call():
+    rng = random.Random(0x1008)
+    cases = [
+        (
+            rng.randbytes(16).hex(),
+            rng.randbytes(12).hex(),
+            rng.randbytes(13).hex(),
+            rng.randbytes(n).hex(),
+        )
+        for n in GCM_EDGES
+    ]
+    script = "from tlscore.backend_micropython import BACKEND as B\nH = bytes.fromhex\nC = %r\n" % (
+        cases,
+    )
+    script += """
+for i, (k, n, a, p) in enumerate(C):
+    g = B.aes_gcm(H(k))
+    ct = g.seal(H(n), H(p), H(a))
+    print("ct%d=%s" % (i, ct.hex()))
+    print("back%d=%s" % (i, g.open(H(n), ct, H(a)) == H(p)))
+"""
+    got = _parse(run_mp(script))
+    for i, (k, n, a, p) in enumerate(cases):
+        assert got["ct%d" % i] == AESGCM(H(k)).encrypt(H(n), H(p), H(a)).hex(), GCM_EDGES[i]
+        assert got["back%d" % i] == "True", GCM_EDGES[i]
+
+
+@pytest.mark.micropython
+@requires_micropython
+def test_hmac_cache_follows_keys_that_change_in_place():
+    # the cache finds a key by identity: a bytearray changed in place must not hit
+    script = """
+from tlscore.backend_micropython import BACKEND as B
+k = bytearray(b"k" * 48)
+print("a=%s" % B.hmac("sha256", k, b"x").hex())
+k[0] ^= 1
+print("b=%s" % B.hmac("sha256", k, b"x").hex())
+s = bytes(k)
+print("c=%s" % B.hmac("sha256", s, b"x").hex())
+print("d=%s" % B.hmac("sha1", s, b"x").hex())
+"""
+    got = _parse(run_mp(script))
+    k = bytearray(b"k" * 48)
+    assert got["a"] == hmac.new(bytes(k), b"x", "sha256").hexdigest()
+    k[0] ^= 1
+    assert got["b"] == hmac.new(bytes(k), b"x", "sha256").hexdigest()
+    assert got["c"] == got["b"]
+    assert got["d"] == hmac.new(bytes(k), b"x", "sha1").hexdigest()
+
+
+def test_record_fragment_views_survive_more_input():
+    # next_record() returns a view into the receive buffer; feeding and cutting more
+    # records afterwards must leave what it returned unchanged
+    rl = record.RecordLayer()
+    wire = bytes(rl.write(HANDSHAKE, b"A" * 300)) + bytes(rl.write(APPLICATION_DATA, b"B" * 20))
+    rr = record.RecordLayer()
+    rr.feed(wire[:310])
+    first = rr.next_record()
+    rr.feed(wire[310:] + bytes(rl.write(HANDSHAKE, b"C" * 7)))
+    second = rr.next_record()
+    third = rr.next_record()
+    assert rr.next_record() is None
+    assert (first[0], bytes(first[1])) == (HANDSHAKE, b"A" * 300)
+    assert (second[0], bytes(second[1])) == (APPLICATION_DATA, b"B" * 20)
+    assert (third[0], bytes(third[1])) == (HANDSHAKE, b"C" * 7)
+
+
+@pytest.mark.micropython
+@requires_micropython
+def test_gcm_key_setup_is_cheap_next_to_ghash():
+    # Two keys are set up per handshake. Building the GHASH table in Python cost
+    # about as much as GHASH over 1 KiB; in viper it is a small fraction of it. A
+    # ratio on one machine, best of many runs, so load on CI does not decide it.
+    script = """
+import time
+from tlscore import ghash
+h = bytes(range(16)); kib = bytes(1024); g = ghash.GHash(h)
+def best(f, n):
+    b = None
+    for _ in range(30):
+        t = time.ticks_us()
+        for _ in range(n):
+            f()
+        d = time.ticks_diff(time.ticks_us(), t)
+        b = d if b is None or d < b else b
+    return b / n
+print("setup=%f" % best(lambda: ghash.GHash(h), 50))
+print("kib=%f" % best(lambda: g.digest(b"", kib), 20))
+"""
+    got = _parse(run_mp(script))
+    assert float(got["setup"]) < float(got["kib"]) / 4, got
