@@ -80,4 +80,17 @@ print("a_to_b_ok=%d" % (b"".join(got_b) == b"".join(sent_a)))
 print("b_to_a_ok=%d" % (got_a == sent_b))
 print("max_in_flight_ok=%d" % (a.max_in_flight <= 210))
 print("retransmitted=%d" % (a.retransmits > 0 and b.retransmits > 0))
+
+# A PING whose PONG is lost after the data it asked about was acknowledged anyway
+# (the frame was only late) must not hold back what is sent next.
+a = Link(window=210, rto=20)
+b = Link(window=1024, rto=20)
+a.send(P.TLS, b"late")
+late = a.output(0)
+a.output(30)  # no progress for rto: a PING goes out, and is lost
+b.receive(late, 31)
+a.receive(b.output(32), 32)  # b's ACK arrives: nothing is unacknowledged
+a.send(P.TLS, b"next")
+got = b.receive(a.output(33), 33)
+print("pong_lost_ok=%d" % (got == [(P.TLS, b"next")]))
 print("done")

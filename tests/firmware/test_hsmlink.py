@@ -25,6 +25,7 @@ EXPECTED = {
     "b_to_a_ok": "1",
     "max_in_flight_ok": "1",
     "retransmitted": "1",
+    "pong_lost_ok": "1",
 }
 
 

@@ -26,6 +26,7 @@ def ticks_diff(a, b):
 # What the host may have in flight toward a board whose receive buffer drops what
 # overflows (the classic ESP32's 260-byte stdin ring), leaving room for a PING.
 RING_WINDOW = 210
+TX_GIVE_UP_MS = 500
 
 
 class Serial:
@@ -39,6 +40,7 @@ class Serial:
         self._poll = select.poll()
         self._poll.register(sys.stdin, select.POLLIN)
         self._one = bytearray(1)
+        self._out = None  # poll for room to write, made when first needed
 
     def wait(self, timeout_ms):
         ready = self._poll.poll(timeout_ms)
@@ -53,7 +55,10 @@ class Serial:
         if self.chunked:
             if not self._poll.poll(0):
                 return 0
-            return self._rx.readinto(buf) or 0
+            try:
+                return self._rx.readinto(buf) or 0
+            except OSError:
+                return 0  # EAGAIN: nothing after all (a hang-up shows in wait())
         n = 0
         size = len(buf)
         poll = self._poll.poll
@@ -67,14 +72,33 @@ class Serial:
         return n
 
     def write(self, data):
-        if data:
+        # A blocking port takes everything at once. A non-blocking one (the emulator's
+        # direct pty) may take part or nothing (None): wait for room, and after
+        # TX_GIVE_UP_MS drop the rest, as native USB CDC does when the host stops
+        # reading; the link's retransmission recovers what mattered.
+        mv = memoryview(data)
+        waited = 0
+        while len(mv):
             try:
-                self._tx.write(data)
-                flush = getattr(self._tx, "flush", None)
-                if flush:
-                    flush()
+                n = self._tx.write(mv)
             except OSError:
                 raise SystemExit("link closed")  # EIO: the host end is gone
+            if n:
+                mv = mv[n:]
+                continue
+            if self._out is None:
+                self._out = select.poll()
+                self._out.register(self._tx, select.POLLOUT)
+            if not self._out.poll(10):
+                waited += 10
+                if waited >= TX_GIVE_UP_MS:
+                    return
+        flush = getattr(self._tx, "flush", None)
+        if flush:
+            try:
+                flush()
+            except OSError:
+                raise SystemExit("link closed")
 
 
 def disable_ctrl_c():

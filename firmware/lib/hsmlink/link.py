@@ -141,6 +141,10 @@ class Link:
             self.in_flight -= f[3]
         self.unacked = self.unacked[n:]
         self.last_progress = now
+        if not self.unacked:
+            # everything arrived: a PING still waiting for its PONG asks about
+            # nothing, and must not hold back the queue if that PONG was lost
+            self.ping_sent = None
 
     def _on_pong(self, nonce, now):
         if self.ping_sent is None or nonce != self.ping_nonce:

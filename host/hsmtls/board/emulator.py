@@ -146,23 +146,39 @@ class EmulatedBoard:
 
     # --- lifetime --------------------------------------------------------------------
 
+    @property
+    def direct(self) -> bool:
+        """Nothing to imitate between host and board (no ring, no faults): the board
+        reads and writes the host pty's other end itself, without the relay's hop."""
+        return self.rx_ring is None and self.to_board is None and self.to_host is None
+
     def start(self) -> EmulatedBoard:
         self._spawn()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._relay, name="board-relay", daemon=True)
-        self._thread.start()
+        if not self.direct:
+            self._thread = threading.Thread(target=self._relay, name="board-relay", daemon=True)
+            self._thread.start()
         return self
 
     def _spawn(self) -> None:
-        m, s = pty.openpty()
-        tty.setraw(s)
-        tty.setraw(m)
-        # VMIN=0: a read returns what is waiting instead of blocking for the whole
-        # count, so the unix port reads the link in chunks (see board_port/unix.py)
-        attrs = termios.tcgetattr(s)
-        attrs[6][termios.VMIN] = 0
-        attrs[6][termios.VTIME] = 0
-        termios.tcsetattr(s, termios.TCSANOW, attrs)
+        if self.direct:
+            # the master end, non-blocking: a read returns what is waiting (the unix
+            # port reads the link in chunks, see board_port/unix.py); we keep our own
+            # descriptor, so the host tty survives a reset
+            m = s = -1
+            fd = self._host_master
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+        else:
+            m, s = pty.openpty()
+            tty.setraw(s)
+            tty.setraw(m)
+            # VMIN=0: a read returns what is waiting instead of blocking for the whole
+            # count, so the unix port reads the link in chunks (see board_port/unix.py)
+            attrs = termios.tcgetattr(s)
+            attrs[6][termios.VMIN] = 0
+            attrs[6][termios.VTIME] = 0
+            termios.tcsetattr(s, termios.TCSANOW, attrs)
+            fd = s
         mp = micropython_binary()
         heap = ["-X", f"heapsize={self.heap}"] if self.heap else []
         env = dict(os.environ)
@@ -177,7 +193,7 @@ class EmulatedBoard:
         env["HSMTLS_PTY_VMIN0"] = "1"
         err = open(self._stderr_path, "ab")
         proc = subprocess.Popen(
-            args, stdin=s, stdout=s, stderr=err, cwd=self.flash_dir, env=env, close_fds=True
+            args, stdin=fd, stdout=fd, stderr=err, cwd=self.flash_dir, env=env, close_fds=True
         )
         err.close()
         with self._lock:
