@@ -149,8 +149,9 @@ class EmulatedBoard:
     @property
     def direct(self) -> bool:
         """Nothing to imitate between host and board (no ring, no faults): the board
-        reads and writes the host pty's other end itself, without the relay's hop."""
-        return self.rx_ring is None and self.to_board is None and self.to_host is None
+        reads and writes the host pty's other end itself, without the relay's hop.
+        Not for the REPL (mpremote), which wants a terminal of its own."""
+        return self.rx_ring is None and self.to_board is None and self.to_host is None and not self.repl
 
     def start(self) -> EmulatedBoard:
         self._spawn()
