@@ -24,7 +24,7 @@ from asn1crypto import crl as a1crl
 from asn1crypto import x509 as a1x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from pkcs11 import Attribute, KeyType, ObjectClass, TokenFlag
 from pkcs11 import exceptions as p11e
@@ -353,13 +353,15 @@ def ca_issue(
     ca_key: TokenKey,
     ca_cert: x509.Certificate,
     profile: str,
-    public_key: rsa.RSAPublicKey,
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
     subject: x509.Name,
     sans: list[x509.GeneralName],
     days: int,
 ) -> x509.Certificate:
     if profile not in ("server", "client"):
         raise TokenError("--profile must be server or client")
+    if profile == "server" and not isinstance(public_key, rsa.RSAPublicKey):
+        raise TokenError("a server certificate needs an RSA key (RSA key exchange); ECDSA P-256 is for clients")
     if (ca_cert.public_key().public_numbers().n != ca_key.n):  # type: ignore[union-attr]
         raise TokenError("the CA certificate does not belong to the CA key")
     now = datetime.datetime.now(UTC)

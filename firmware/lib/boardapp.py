@@ -35,6 +35,7 @@ BOARD_SUITES = (
     suites.TLS_RSA_WITH_AES_128_CBC_SHA,
 )
 SESSION_TIMEOUT_MS = 20000
+DEFAULT_MFL = 2048
 
 
 def _text(b):
@@ -78,6 +79,7 @@ class Session:
         self.t_hello = 0
         self.cache_hits = board.signature_cache.hits
         self.premaster_used = board.premaster.used
+        self.presigned = None
         # gc.collect() at every step makes the figure exact and costs a few ms each
         self.measure_heap = opts.get("measure_heap", True)
         self.timeout = opts.get("timeout_ms", SESSION_TIMEOUT_MS)
@@ -117,8 +119,11 @@ class Session:
             known = b.server_keys.get(opts.get("server_name"))
             if known is not None and not (b.premaster.ready and b.premaster.key == known):
                 self.expect_key = known
-        if opts.get("mfl") and hasattr(cfg, "max_fragment_length"):
-            cfg.max_fragment_length = opts["mfl"]
+        # RFC 6066: records of at most 2 KiB by default, so what the board buffers per
+        # record fits its heap; "mfl": 0 offers nothing (16 KiB records)
+        mfl = opts.get("mfl", DEFAULT_MFL)
+        if mfl:
+            cfg.max_fragment_length = mfl
         self.conn = TimedClient(cfg, BACKEND)
         self.conn.steps = self._add_step
         self.conn.ticks = (b.port.ticks_us, b.port.ticks_diff)
@@ -211,9 +216,11 @@ class Session:
             port = self.board.port
             t = port.ticks_us()
             try:
-                if ev.kind != "sign" or not ev.scheme.startswith("rsa_pkcs1_"):
+                key = self.board.key()
+                if ev.kind != "sign" or not key.can_sign(ev.scheme):
                     raise ValueError("board cannot do %s %s" % (ev.kind, ev.scheme))
-                sig = self.board.key().sign(BACKEND, ev.hash_name, ev.data)
+                self.presigned = getattr(key, "ready", None)  # an ECDSA nonce made ahead
+                sig = key.sign(BACKEND, ev.hash_name, ev.data)
             except Exception as e:
                 more = conn.key_operation_failed(ev.op_id, str(e))
             else:
@@ -236,6 +243,9 @@ class Session:
                 k = conn.peer_certificate.public_key
                 self.board.remember_server(self.opts.get("server_name"), k.n, k.e)
             hs["prepared_premaster"] = self.board.premaster.used > self.premaster_used
+            if self.presigned is not None:
+                hs["presigned"] = self.presigned
+                self.presigned = None
             self.premaster_used = self.board.premaster.used
             cache = conn.config.signature_cache
             if cache is not None:
@@ -335,6 +345,7 @@ class Board:
         self._anchors = None
         self._chain = None
         self._key = None
+        self._key_checked = False
         # the server's certificate signatures this board has verified (RSA is its
         # slowest step); the rest of the chain check runs every time
         self.signature_cache = x509.SignatureCache()
@@ -377,15 +388,26 @@ class Board:
     # --- provisioning -----------------------------------------------------------------
 
     def start_keygen(self, opts):
+        kind = opts.get("type", "rsa")
+        if kind == "ec":
+            # compile the curve code first, while the heap has the most room for it
+            gc.collect()
+            from tlscore import p256  # noqa: F401
         import boardgen
 
         if self.session is not None or self.keygen is not None:
             raise ValueError("busy")
         bits = opts.get("bits", 2048)
-        if bits not in (1024, 2048, 3072):
+        if kind == "ec":
+            job = boardgen.keygen_ec()
+        elif kind != "rsa":
+            raise ValueError("type must be rsa or ec")
+        elif bits not in (1024, 2048, 3072):
             raise ValueError("bits must be 1024, 2048 or 3072")
+        else:
+            job = boardgen.keygen(bits)
         subject = [tuple(x) for x in opts.get("subject") or [["CN", "hsmtls board"]]]
-        self.keygen = [boardgen.keygen(bits), subject, 0]
+        self.keygen = [job, subject, 0]
 
     def keygen_step(self):
         job = self.keygen
@@ -403,14 +425,14 @@ class Board:
         self.link.send(P.CSR, boardgen.csr(key, BACKEND, job[1]))
 
     def install(self, opts):
-        from boardkey import BoardKey
+        import boardkey
 
-        new_key = BoardKey.load(self.port.flash_path("client.key.new"))
+        new_key = boardkey.load(self.port.flash_path("client.key.new"))
         ders = x509.pem_to_der_list(opts.get("cert", "").encode())
         if not ders:
             raise ValueError("no certificate in INSTALL")
         pk = x509.parse_certificate(ders[0]).public_key
-        if pk is None or pk.n != new_key.n or pk.e != new_key.e:
+        if pk is None or not new_key.matches(pk):
             raise ValueError("the certificate is not for the key this board generated")
         ca = opts.get("ca", "").encode()
         if not x509.load_anchors(ca):
@@ -426,6 +448,7 @@ class Board:
             pass
         os.rename(self.port.flash_path("client.key.new"), key_path)
         self._anchors = self._chain = self._key = None
+        self._key_checked = False
         files = {}
         for name in ("ca.pem", "client.pem"):
             files[name] = self._digest(name)
@@ -449,9 +472,9 @@ class Board:
 
     def key(self):
         if self._key is None:
-            from boardkey import BoardKey
+            import boardkey
 
-            self._key = BoardKey.load(self.port.flash_path("client.key"))
+            self._key = boardkey.load(self.port.flash_path("client.key"))
         return self._key
 
     def remember_server(self, name, n, e):
@@ -468,6 +491,25 @@ class Board:
         k = self.last_key
         if k is not None and not (self.premaster.ready and self.premaster.key == k):
             self.premaster.prepare(BACKEND, k[0], k[1])
+            return
+        # With an ECDSA key: the next CertificateVerify's nonce, R and k^-1, a slice
+        # per loop (about 1 ms here, a quarter of the whole). The file's first line
+        # says which key it is: an RSA key is not loaded before it has to sign.
+        if self._key is None and not self._key_checked:
+            self._key_checked = True  # once; install() clears it
+            try:
+                with open(self.port.flash_path("client.key")) as f:
+                    ec = f.readline().strip() == "type=ec"
+                if ec:
+                    # its code (compiled, on a board that runs sources) and the key
+                    # stay for good: collect first, so they do not split the heap
+                    gc.collect()
+                    self.key()
+            except Exception:
+                pass  # no key yet, or a bad one: signing will say so
+        key = self._key
+        if key is not None and key.kind == "ec" and not key.ready:
+            key.prepare_step(BACKEND)
 
     def now(self):
         if self.time is None:
@@ -482,7 +524,7 @@ class Board:
         if sync is not None:
             info["sync"] = sync
         info["v"] = VERSION
-        info["features"] = ["provision"]
+        info["features"] = ["provision", "ecdsa"]
         info["sessions"] = self.sessions
         info["aborted"] = self.aborted
         payload = P.pack(info)

@@ -1,14 +1,16 @@
 # The board makes its own identity: an RSA key pair generated here (random odd
-# candidates, a sieve by small primes, then Miller-Rabin with pow and os.urandom) and
-# a PKCS#10 certificate request (RFC 2986) signed with it. The private key goes to the
-# board's flash as CRT integers (boardkey.py's format) and never onto the link: the
-# host gets only the request, and the certificate it sends back is accepted only if
-# it carries this key (see Board.commit_identity).
+# candidates, a sieve by small primes, then Miller-Rabin with pow and os.urandom), or
+# an ECDSA P-256 one (d uniform in [1, n-1] from os.urandom, Q = d*G), and a PKCS#10
+# certificate request (RFC 2986) signed with it. The private key goes to the board's
+# flash in boardkey.py's format and never onto the link: the host gets only the
+# request, and the certificate it sends back is accepted only if it carries this key
+# (see Board.install).
 #
-# keygen() is a generator that does one candidate per step, so the board keeps
-# answering the link while it searches: one 1024-bit Miller-Rabin round costs about
-# 25 ms on the unix port and about 1.5 s on a classic ESP32 (estimate from the
-# CRT figures), i.e. seconds here and a few minutes on the board for RSA-2048.
+# keygen() and keygen_ec() are generators that yield None while working, so the
+# board keeps answering the link: RSA does one candidate per step (one 1024-bit
+# Miller-Rabin round costs about 25 ms on the unix port and about 1.5 s on a classic
+# ESP32, estimated from the CRT figures: seconds here, minutes there for RSA-2048);
+# P-256 is one scalar multiplication in four slices (about 5 ms here in all).
 
 import os
 
@@ -20,6 +22,9 @@ from tlscore import pkcs1
 E = 65537
 RSA_OID = "1.2.840.113549.1.1.1"
 SHA256_RSA_OID = "1.2.840.113549.1.1.11"
+EC_PUBLIC_KEY_OID = "1.2.840.10045.2.1"  # RFC 5480
+PRIME256V1_OID = "1.2.840.10045.3.1.7"
+ECDSA_SHA256_OID = "1.2.840.10045.4.3.2"  # RFC 5758 §3.2: no parameters
 MR_ROUNDS = 5  # FIPS 186-4 table C.2 for 1024-bit primes of an RSA-2048 key
 
 SMALL_PRIMES = [3]
@@ -102,6 +107,27 @@ def keygen(bits=2048, e=E):
         return
 
 
+def keygen_ec():
+    """Generator: yields None while working, finally an ECBoardKey (P-256)."""
+    from boardkey_ec import ECBoardKey
+
+    from tlscore import p256
+
+    d = p256.private_key(_Random)
+    point = None
+    for point in p256.mul_base_steps(d, os.urandom(32)):
+        if point is None:
+            yield None
+    yield ECBoardKey(d, point[0], point[1])
+
+
+class _Random:
+    # the one backend call p256.private_key makes
+    @staticmethod
+    def random(n):
+        return os.urandom(n)
+
+
 def _gcd(a, b):
     while b:
         a, b = b, a % b
@@ -110,13 +136,13 @@ def _gcd(a, b):
 
 def key_text(key):
     # boardkey.py's flash format
-    out = []
-    for k in ("n", "e", "d", "p", "q", "dp", "dq", "qinv"):
-        out.append("%s=%x\n" % (k, getattr(key, k)))
-    return "".join(out)
+    return key.text()
 
 
 def public_key_info(key):
+    if key.kind == "ec":
+        point = b"\x04" + key.x.to_bytes(32, "big") + key.y.to_bytes(32, "big")
+        return D.seq(D.seq(D.oid(EC_PUBLIC_KEY_OID), D.oid(PRIME256V1_OID)), D.bit_string(point))
     return D.seq(D.seq(D.oid(RSA_OID), D.null()), D.bit_string(D.seq(D.integer(key.n), D.integer(key.e))))
 
 
@@ -124,4 +150,8 @@ def csr(key, backend, subject):
     """DER CertificationRequest for `subject` ([("CN", ...), ...]), signed with `key`."""
     info = D.seq(D.integer(0), D.name(subject), public_key_info(key), D.context(0, b""))
     sig = key.sign(backend, "sha256", info)
-    return D.seq(info, D.seq(D.oid(SHA256_RSA_OID), D.null()), D.bit_string(sig))
+    if key.kind == "ec":
+        alg = D.seq(D.oid(ECDSA_SHA256_OID))
+    else:
+        alg = D.seq(D.oid(SHA256_RSA_OID), D.null())
+    return D.seq(info, alg, D.bit_string(sig))

@@ -1,15 +1,49 @@
-# The board's own RSA private key, for CertificateVerify. Stored on the board's flash as
-# the precomputed CRT integers (one `name=hex` line each), never sent over the link.
-# Signing is RSASSA-PKCS1-v1_5 with the CRT (about 4.7x cheaper than one full-size
-# exponent) and base blinding, because MicroPython's pow() is not constant-time; the
-# signature is checked with the public exponent before it leaves the board, so a
-# fault in the CRT computation cannot leak a factor of n (Boneh-DeMillo-Lipton).
+# The board's own private key, for CertificateVerify: RSA or ECDSA P-256. Stored on the
+# board's flash as `name=hex` lines, never sent over the link; load() tells the two
+# apart by a `type=ec` line (RSA files have none).
+#
+# RSA (BoardKey): the precomputed CRT integers. Signing is RSASSA-PKCS1-v1_5 with the
+# CRT (about 4.7x cheaper than one full-size exponent) and base blinding, because
+# MicroPython's pow() is not constant-time; the signature is checked with the public
+# exponent before it leaves the board, so a fault in the CRT computation cannot leak a
+# factor of n (Boneh-DeMillo-Lipton).
+#
+# ECDSA P-256: boardkey_ec.ECBoardKey, imported only for an EC key, so that an RSA
+# board spends no heap on it (nor on tlscore.p256).
 
 import os
 
 from tlscore import pkcs1
 
 FIELDS = ("n", "e", "d", "p", "q", "dp", "dq", "qinv")
+
+
+def _fields(path):
+    vals = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if "=" in line:
+                k, v = line.split("=", 1)
+                vals[k.strip()] = v.strip()
+    return vals
+
+
+def load(path):
+    """The key in `path`: an ECBoardKey for a `type=ec` file, else a BoardKey (RSA)."""
+    vals = _fields(path)
+    if vals.get("type", "rsa") == "ec":
+        import gc
+
+        # Collect before and after importing (on a board that runs sources, compiling)
+        # the EC code: what stays, the code and the key, then lands in low holes
+        # rather than amid the compiler's garbage, which would split the free heap.
+        gc.collect()
+        from boardkey_ec import ECBoardKey
+
+        gc.collect()
+        return ECBoardKey.from_fields(vals, path + ".boots")
+    return BoardKey.from_fields(vals)
 
 
 def modinv(a, m):
@@ -30,6 +64,8 @@ def modinv(a, m):
 
 
 class BoardKey:
+    kind = "rsa"
+
     def __init__(self, n, e, d, p, q, dp, dq, qinv):
         self.n, self.e, self.d = n, e, d
         self.p, self.q, self.dp, self.dq, self.qinv = p, q, dp, dq, qinv
@@ -38,14 +74,21 @@ class BoardKey:
 
     @classmethod
     def load(cls, path):
-        vals = {}
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if "=" in line:
-                    k, v = line.split("=", 1)
-                    vals[k.strip()] = int(v.strip(), 16)
-        return cls(*[vals[k] for k in FIELDS])
+        return cls.from_fields(_fields(path))
+
+    @classmethod
+    def from_fields(cls, vals):
+        return cls(*[int(vals[k], 16) for k in FIELDS])
+
+    def text(self):
+        return "".join(["%s=%x\n" % (k, getattr(self, k)) for k in FIELDS])
+
+    def can_sign(self, scheme):
+        return scheme.startswith("rsa_pkcs1_")
+
+    def matches(self, public_key):
+        # the certificate's key (x509.RSAPublicKey) is this key's
+        return getattr(public_key, "n", None) == self.n and public_key.e == self.e
 
     def _blinding(self):
         # A fresh pair costs one inverse; after that squaring both keeps them paired.
@@ -81,3 +124,4 @@ class BoardKey:
             self._blind = None
             raise ValueError("RSA signature failed its own check (fault?)")
         return pkcs1.int_to_bytes(s, self.k)
+

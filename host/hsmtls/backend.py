@@ -7,8 +7,8 @@ import hmac as _hmac
 import os
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -45,9 +45,13 @@ X25519 = 29
 SECP256R1 = 23
 
 
+_HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+
+
 class CPythonBackend:
     hash_names = ("sha1", "sha256", "sha384", "sha512")
     groups = (X25519, SECP256R1)
+    ecdsa_groups = (SECP256R1,)
 
     def random(self, n: int) -> bytes:
         return os.urandom(n)
@@ -64,8 +68,16 @@ class CPythonBackend:
     def aes_cbc(self, key: bytes) -> _CBC:
         return _CBC(bytes(key))
 
-
-
+    def ecdsa_verify(self, group: int, public_point: bytes, hash_name: str, message: bytes, signature: bytes) -> bool:
+        if group != SECP256R1 or hash_name not in _HASHES:
+            return False
+        try:
+            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), bytes(public_point))
+            # OpenSSL takes strict DER only: it re-encodes the parsed signature and compares
+            key.verify(bytes(signature), bytes(message), ec.ECDSA(_HASHES[hash_name]()))
+        except (InvalidSignature, ValueError):
+            return False
+        return True
 
     def ecdh_generate(self, group: int) -> tuple[Any, bytes]:
         if group == X25519:

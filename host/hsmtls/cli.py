@@ -189,7 +189,7 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotia
         _fail("--cert and --key go together")
     try:
         config = client_config(None if insecure else ca, servername or host, cert, ciphers, tuple(crls))
-        key = load_private_key(key_spec, module, pin_file) if key_spec else None
+        key = load_private_key(key_spec, module, pin_file, signing_only=True) if key_spec else None
     except (ConfigError, KeyError_, TLSError) as e:
         _fail(str(e))
     yn = {True: "yes", False: "no"}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 UTC = datetime.timezone.utc
@@ -19,6 +19,10 @@ UTC = datetime.timezone.utc
 
 def new_key(bits: int = 2048) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def new_ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
 
 
 def name(cn: str, org: str | None = "hsmtls") -> x509.Name:
@@ -49,7 +53,7 @@ def make_ca(key: rsa.RSAPrivateKey, cn: str, days: int = 365) -> x509.Certificat
 def issue(
     ca_cert: x509.Certificate,
     ca_key: rsa.RSAPrivateKey,
-    public_key: rsa.RSAPublicKey,
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
     cn: str,
     profile: str,
     dns: tuple[str, ...] = (),
@@ -89,7 +93,7 @@ def write_cert(path: Path, cert: x509.Certificate) -> Path:
     return path
 
 
-def write_key(path: Path, key: rsa.RSAPrivateKey) -> Path:
+def write_key(path: Path, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> Path:
     path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -102,7 +106,9 @@ def write_key(path: Path, key: rsa.RSAPrivateKey) -> Path:
 
 
 class DevPKI:
-    """CA + server (localhost, 127.0.0.1) + client certificates written to a directory."""
+    """CA + server (localhost, 127.0.0.1) + client certificates written to a directory;
+    the client has an RSA key (client.pem/.key) and an ECDSA P-256 one
+    (client_ec.pem/.key)."""
 
     def __init__(self, directory: Path, ca_name: str = "hsmtls demo CA") -> None:
         d = Path(directory)
@@ -123,3 +129,9 @@ class DevPKI:
             d / "client.pem", issue(ca, ca_key, client_key.public_key(), "hsmtls demo client", "client")
         )
         self.client_key = write_key(d / "client.key", client_key)
+        client_ec_key = new_ec_key()
+        self.client_ec_cert = write_cert(
+            d / "client_ec.pem",
+            issue(ca, ca_key, client_ec_key.public_key(), "hsmtls demo client (ECDSA)", "client"),
+        )
+        self.client_ec_key = write_key(d / "client_ec.key", client_ec_key)

@@ -11,7 +11,7 @@ import os
 from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from tlscore.events import KeyOperationRequest
 
@@ -37,11 +37,12 @@ class PrivateKey(Protocol):
 
 
 class FileKey:
-    """An RSA private key from a PEM (or DER) file on the host."""
+    """An RSA private key from a PEM (or DER) file on the host; with signing_only (a
+    client's key) also an ECDSA P-256 key."""
 
     performer = "host"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, signing_only: bool = False) -> None:
         self.description = f"file {path}"
         try:
             data = open(path, "rb").read()
@@ -60,11 +61,16 @@ class FileKey:
             ) from None
         except ValueError as e:
             raise KeyError_(f"key file {path} is not a usable private key: {e}") from None
-        if not isinstance(key, rsa.RSAPrivateKey):
+        is_p256 = isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)
+        if not isinstance(key, rsa.RSAPrivateKey) and not (signing_only and is_p256):
+            if signing_only:
+                raise KeyError_(f"key file {path} is neither an RSA nor an ECDSA P-256 key")
             raise KeyError_(f"key file {path} is not an RSA key (RSA key exchange needs RSA)")
         self._key = key
 
     def decrypt_premaster(self, ciphertext: bytes) -> bytes | None:
+        if not isinstance(self._key, rsa.RSAPrivateKey):
+            raise KeyError_(f"{self.description} is an ECDSA key: it cannot decrypt a premaster")
         # OpenSSL >= 3.2 (bundled with cryptography) uses implicit rejection: a bad
         # padding gives a deterministic random message instead of an error, so this
         # call does not branch on the padding either.
@@ -75,6 +81,10 @@ class FileKey:
 
     def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes:
         h = _HASHES[hash_name]()
+        if isinstance(self._key, ec.EllipticCurvePrivateKey):
+            if scheme != "ecdsa_secp256r1_sha256":
+                raise KeyError_(f"signature scheme {scheme} is not supported by {self.description}")
+            return self._key.sign(bytes(data), ec.ECDSA(h))
         if scheme.startswith("rsa_pkcs1_"):
             return self._key.sign(bytes(data), padding.PKCS1v15(), h)
         if scheme.startswith("rsa_pss_rsae_"):
@@ -84,9 +94,11 @@ class FileKey:
 
 
 def load_private_key(
-    spec: str, module: str | None = None, pin_file: str | None = None, pin: str | None = None
+    spec: str, module: str | None = None, pin_file: str | None = None, pin: str | None = None,
+    signing_only: bool = False,
 ) -> PrivateKey:
-    """A key from a PEM/DER path or a pkcs11: URI (RFC 7512)."""
+    """A key from a PEM/DER path or a pkcs11: URI (RFC 7512); signing_only: a client's
+    key, which may also be ECDSA P-256 (PEM/DER files only)."""
     if spec.startswith("pkcs11:"):
         from hsmtls.hsm.keyops import TokenKey
         from hsmtls.hsm.token import TokenError
@@ -96,7 +108,7 @@ def load_private_key(
             return TokenKey(spec, module=module, pin_file=pin_file, pin=pin)
         except (TokenError, URIError) as e:
             raise KeyError_(str(e)) from None
-    return FileKey(spec)
+    return FileKey(spec, signing_only)
 
 
 def run_key_operation(key: PrivateKey, req: KeyOperationRequest) -> bytes | tuple[bytes, bytes] | None:

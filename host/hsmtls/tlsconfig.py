@@ -46,7 +46,7 @@ def load_crls(paths: list[str] | tuple[str, ...], issuers: list) -> set[tuple[by
             raise ConfigError(f"{path} is not a CRL: {e}") from None
         issuer_der = crl.issuer.public_bytes()
         ca = next((a for a in issuers if bytes(a.subject) == issuer_der), None)
-        if ca is None or ca.public_key is None:
+        if ca is None or not isinstance(ca.public_key, x509.RSAPublicKey):
             raise ConfigError(f"CRL {path} is from {crl.issuer.rfc4514_string()}, which is not one of the CAs given")
         if not crl.is_signature_valid(rsa.RSAPublicNumbers(ca.public_key.e, ca.public_key.n).public_key()):
             raise ConfigError(f"the signature on CRL {path} does not verify with its CA")

@@ -109,7 +109,8 @@ def describe_certificate(cert: Any) -> dict[str, Any]:
         "subject": cert.subject_str(),
         "issuer": cert.issuer_str(),
         "not_after": _utc(cert.not_after),
-        "key": "RSA-%d" % pk.bits if pk is not None else (cert.key_type or "?"),
+        "key": "RSA-%d" % pk.bits if isinstance(pk, x509.RSAPublicKey)
+        else "ECDSA %s" % pk.curve if pk is not None else (cert.key_type or "?"),
         "signature_algorithm": _SIGNATURE_OIDS.get(cert.signature_algorithm_oid,
                                                    cert.signature_algorithm_oid),
     }
@@ -191,7 +192,8 @@ def decode_message(what: Any, msg: Any, conn: Any = None) -> tuple[dict[str, Any
         f["signature_size"] = len(msg.signature)
         return f, "%s key, signed %s" % (f["named_curve"], f["signature_algorithm"])
     if what == C.CERTIFICATE_REQUEST:
-        f["certificate_types"] = ["rsa_sign" if t == C.RSA_SIGN else str(t) for t in msg.certificate_types]
+        types = {C.RSA_SIGN: "rsa_sign", C.ECDSA_SIGN: "ecdsa_sign"}
+        f["certificate_types"] = [types.get(t, str(t)) for t in msg.certificate_types]
         f["signature_algorithms"] = [scheme_name(s) for s in msg.supported_signature_algorithms]
         cas = []
         for n in msg.certificate_authorities:

@@ -21,8 +21,9 @@ requires_emulator = pytest.mark.skipif(
 )
 
 
-def provision_emulated(flash_dir: Path, token, ca: str = "ca", validity=None):
-    """Start an emulated board in flash_dir and provision it; returns (EmulatedBoard, Provisioned)."""
+def provision_emulated(flash_dir: Path, token, ca: str = "ca", validity=None, key_type: str = "rsa"):
+    """Start an emulated board in flash_dir and provision it (key_type "rsa" or "ec");
+    returns (EmulatedBoard, Provisioned)."""
     from hsmtls.board.emulator import EmulatedBoard
     from hsmtls.board.hostlink import HostLink
     from hsmtls.board.provisioning import provision_board
@@ -32,7 +33,7 @@ def provision_emulated(flash_dir: Path, token, ca: str = "ca", validity=None):
         ca_pem = (token.dir / ("ca.pem" if ca == "ca" else "rogue-ca.pem")).read_bytes()
         with HostLink(board.tty) as link:
             link.connect(10)
-            prov = provision_board(link, token.keys[ca], ca_pem, validity=validity)
+            prov = provision_board(link, token.keys[ca], ca_pem, validity=validity, key_type=key_type)
         # a provisioned board restarts with its new identity (and a heap not
         # fragmented by the key generation, which a 256 KiB emulator heap can feel)
         board.reset()

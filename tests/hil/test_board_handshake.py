@@ -208,11 +208,20 @@ def test_board_without_flash_files_reports_why(tmp_path, servers):
                 br.run_handshake({"server_name": "localhost"}, timeout=10)
 
 
-@pytest.mark.parametrize("mfl", [512, 2048])
+@pytest.mark.parametrize("mfl", [512, 2048, None, 0])
 def test_board_max_fragment_length(board_tty, servers, mfl):
-    # RFC 6066: the board asks for small records so its receive buffer can be small
+    # RFC 6066: the board asks for small records so its receive buffer can be small;
+    # 2048 unless told otherwise, nothing with mfl=0
     port = servers.hsmtls()
-    r = run(board_tty, port, mfl=mfl, send="x" * 1500)
+    opts = {} if mfl is None else {"mfl": mfl}
+    r = run(board_tty, port, send="x" * 1500, **opts)
     assert r["ok"], r
-    assert r["handshakes"][0]["mfl"] == mfl
+    assert r["handshakes"][0].get("mfl") == (2048 if mfl is None else mfl or None)
     assert r["received"] == "x" * 1500
+
+
+@pytest.mark.interop
+def test_board_max_fragment_length_with_openssl(board_tty, servers):
+    r = run(board_tty, servers.openssl())
+    assert r["ok"], r
+    assert r["handshakes"][0].get("mfl") == 2048

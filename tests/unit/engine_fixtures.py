@@ -65,6 +65,11 @@ def client_key(epki) -> FileKey:
     return FileKey(str(epki.client_key))
 
 
+@pytest.fixture(scope="session")
+def client_ec_key(epki) -> FileKey:
+    return FileKey(str(epki.client_ec_key), signing_only=True)
+
+
 @pytest.fixture
 def make_configs(epki):
     def make(suite=None, client_auth="none", client_cert=None, server_cert=None, ca=None, name="localhost"):

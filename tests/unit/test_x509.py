@@ -154,6 +154,7 @@ def keys():
         other=rsa_key(),
         small=rsa_key(1024),
         ec=ec.generate_private_key(ec.SECP256R1()),
+        p384=ec.generate_private_key(ec.SECP384R1()),
     )
 
 
@@ -211,6 +212,12 @@ def pki(keys):
         ],
     )
     p.ec_leaf = server("ec-leaf", public_key=k.ec.public_key())
+    client_kw = {"ku": key_usage("digital_signature"), "eku": [ExtendedKeyUsageOID.CLIENT_AUTH], "san": None}
+    p.ec_client = server("ec-board", public_key=k.ec.public_key(), **client_kw)
+    p.ec_client_no_ds = server(
+        "ec-nosign", public_key=k.ec.public_key(), **{**client_kw, "ku": key_usage("key_agreement")}
+    )
+    p.p384_client = server("p384-board", public_key=k.p384.public_key(), **client_kw)
     p.small_key = server("tiny", public_key=k.small.public_key())
     p.sha384 = server("sha384", hash_alg=hashes.SHA384())
     p.sha512 = server("sha512", hash_alg=hashes.SHA512())
@@ -352,7 +359,10 @@ def test_fields_match_cryptography(pki, which):
         assert (c.public_key.n, c.public_key.e) == (pub.public_numbers().n, pub.public_numbers().e)
         assert c.public_key.bits == pub.key_size
     else:
-        assert c.key_type == "ec" and c.public_key is None
+        assert c.key_type == "ec" and isinstance(c.public_key, X.ECPublicKey)
+        assert c.public_key.point == pub.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
     bc = ref.extensions.get_extension_for_class(x509.BasicConstraints).value
     assert c.basic_constraints == (bc.ca, bc.path_length)
     try:
@@ -871,8 +881,66 @@ def test_unknown_critical_extension(pki):
 
 
 def test_ec_leaf_unsupported(pki):
+    # a server's key must decrypt the premaster: RSA only, as before
     reason = fails(C.UNSUPPORTED_CERTIFICATE, [pki.ec_leaf, pki.inter], [pki.root])
-    assert "CN=ec-leaf" in reason and "ec" in reason
+    assert reason == "certificate CN=ec-leaf, O=hsmtls test has a ec key; only RSA is supported"
+
+
+def test_ec_p256_client_leaf(pki, keys):
+    leaf = verify([pki.ec_client, pki.inter], [pki.root], purpose="client")
+    nums = keys.ec.public_key().public_numbers()
+    assert leaf.public_key.point == b"\x04" + nums.x.to_bytes(32, "big") + nums.y.to_bytes(32, "big")
+    assert leaf.public_key.group == C.SECP256R1 and leaf.public_key.bits == 256
+    reason = fails(C.UNSUPPORTED_CERTIFICATE, [pki.ec_client_no_ds, pki.inter], [pki.root], purpose="client")
+    assert "CN=ec-nosign" in reason and "digitalSignature" in reason
+    # the key is no RSA key to any RSA path
+    fails(C.UNSUPPORTED_CERTIFICATE, [pki.ec_client, pki.inter], [pki.root])
+
+
+def test_ec_other_curves_unsupported(pki):
+    c = P(pki.p384_client)
+    assert c.key_type == "ec" and c.public_key is None
+    reason = fails(C.UNSUPPORTED_CERTIFICATE, [pki.p384_client, pki.inter], [pki.root], purpose="client")
+    assert reason == "certificate CN=p384-board, O=hsmtls test has a ec key; only RSA or ECDSA P-256 is supported"
+
+
+def _ec_spki_body(params, point):
+    # the contents of a SubjectPublicKeyInfo SEQUENCE, as _parse_spki reads them
+    alg = der(0x30, der(0x06, bytes.fromhex("2a8648ce3d0201")) + params)
+    return alg + der(0x03, b"\x00" + point)
+
+
+P256_OID = der(0x06, bytes.fromhex("2a8648ce3d030107"))
+
+
+@pytest.mark.parametrize("case", ["ok", "compressed", "explicit", "off_curve", "short", "no_params"])
+def test_ec_spki_parsing(keys, case):
+    pub = keys.ec.public_key()
+    point = pub.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    params = P256_OID
+    if case == "compressed":
+        point = pub.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+    elif case == "explicit":
+        params = der(0x30, der(0x02, b"\x01"))  # specifiedCurve: not taken
+    elif case == "off_curve":
+        point = point[:-1] + bytes([point[-1] ^ 1])
+    elif case == "short":
+        point = point[:-1]
+    elif case == "no_params":
+        params = b""
+    spki = _ec_spki_body(params, point)
+    cert = X.Certificate(b"")
+    if case in ("off_curve", "no_params"):
+        with pytest.raises(TLSError) as info:
+            X._parse_spki(cert, spki, 0, len(spki))
+        assert info.value.alert == C.BAD_CERTIFICATE
+        return
+    X._parse_spki(cert, spki, 0, len(spki))
+    assert cert.key_type == "ec"
+    if case == "ok":
+        assert cert.public_key.point == point
+    else:
+        assert cert.public_key is None
 
 
 def test_small_keys(pki):

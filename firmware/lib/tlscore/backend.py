@@ -17,11 +17,17 @@
 #   ecdh_generate(group) -> (private, public point bytes as sent on the wire)
 #   ecdh_shared(group, private, peer_public) -> shared secret, or None if the
 #       peer's point is invalid (the engine answers illegal_parameter)
+#   ecdsa_groups -> tuple of NamedGroup codes it verifies ECDSA on (empty: a server
+#       on it does not take ECDSA client certificates; the board's backend has none)
+#   ecdsa_verify(group, public_point, hash_name, message, signature) -> bool
+#       public_point 04||X||Y, signature a DER ECDSA-Sig-Value (RFC 3279 §2.2.3);
+#       False for any malformed or wrong signature
 
 
 class Backend:
     hash_names = ()
     groups = ()
+    ecdsa_groups = ()
 
     def random(self, n):
         raise NotImplementedError
@@ -42,4 +48,7 @@ class Backend:
         raise NotImplementedError
 
     def ecdh_shared(self, group, private, peer_public):
+        raise NotImplementedError
+
+    def ecdsa_verify(self, group, public_point, hash_name, message, signature):
         raise NotImplementedError

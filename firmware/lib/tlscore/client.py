@@ -18,6 +18,8 @@ from .constants import (
     CERTIFICATE,
     CERTIFICATE_REQUEST,
     DECRYPT_ERROR,
+    ECDSA_SECP256R1_SHA256,
+    ECDSA_SIGN,
     EXT_ENCRYPT_THEN_MAC,
     EXT_EXTENDED_MASTER_SECRET,
     EXT_MAX_FRAGMENT_LENGTH,
@@ -63,9 +65,10 @@ from .messages import (
     supported_groups_extension,
 )
 
-# Signature schemes we make for CertificateVerify, best first (PKCS#1 v1.5: what
-# every key, the board's included, can do).
+# Signature schemes we make for CertificateVerify, best first: PKCS#1 v1.5 with an RSA
+# key (what every RSA key, the board's included, can do), ECDSA with a P-256 key.
 CLIENT_SIGNATURE_SCHEMES = (RSA_PKCS1_SHA256, RSA_PKCS1_SHA384, RSA_PKCS1_SHA512)
+CLIENT_ECDSA_SCHEMES = (ECDSA_SECP256R1_SHA256,)
 # Signature schemes we verify (ServerKeyExchange), offered in signature_algorithms.
 VERIFY_SIGNATURE_SCHEMES = (
     RSA_PSS_RSAE_SHA256, RSA_PKCS1_SHA256, RSA_PSS_RSAE_SHA384, RSA_PKCS1_SHA384,
@@ -270,7 +273,7 @@ class ClientConnection(Connection):
             if not chain:
                 raise TLSError(BAD_CERTIFICATE, "server sent no certificate")
             leaf = x509.parse_certificate(chain[0])
-        if leaf.public_key is None:
+        if not isinstance(leaf.public_key, x509.RSAPublicKey):
             raise TLSError(UNSUPPORTED_CERTIFICATE, "server certificate key is not RSA: RSA key exchange needs one")
         self.peer_certificate = leaf
         if self.suite.key_exchange == "ECDHE_RSA":
@@ -331,8 +334,16 @@ class ClientConnection(Connection):
             self._send_client_finished()
 
     def _choose_certificate_verify_scheme(self):
-        theirs = self.certificate_request.supported_signature_algorithms
-        for s in self._signature_schemes():
+        # by the key in our own certificate (the leaf we just sent)
+        req = self.certificate_request
+        theirs = req.supported_signature_algorithms
+        if x509.parse_certificate(self.config.certificate_chain[0]).key_type == "ec":
+            if ECDSA_SIGN not in req.certificate_types:
+                raise TLSError(HANDSHAKE_FAILURE, "server does not take ECDSA client certificates (certificate_types)")
+            ours = self._signature_schemes(CLIENT_ECDSA_SCHEMES)
+        else:
+            ours = self._signature_schemes()
+        for s in ours:
             if s in theirs:
                 return s
         raise TLSError(HANDSHAKE_FAILURE, "no signature algorithm in common for CertificateVerify")

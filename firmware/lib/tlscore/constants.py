@@ -128,6 +128,7 @@ RSA_PKCS1_SHA512 = 0x0601
 RSA_PSS_RSAE_SHA256 = 0x0804
 RSA_PSS_RSAE_SHA384 = 0x0805
 RSA_PSS_RSAE_SHA512 = 0x0806
+ECDSA_SECP256R1_SHA256 = 0x0403
 
 SIGNATURE_SCHEMES = {
     # code: (name, hash name)
@@ -138,6 +139,7 @@ SIGNATURE_SCHEMES = {
     RSA_PSS_RSAE_SHA256: ("rsa_pss_rsae_sha256", "sha256"),
     RSA_PSS_RSAE_SHA384: ("rsa_pss_rsae_sha384", "sha384"),
     RSA_PSS_RSAE_SHA512: ("rsa_pss_rsae_sha512", "sha512"),
+    ECDSA_SECP256R1_SHA256: ("ecdsa_secp256r1_sha256", "sha256"),
 }
 
 # NamedGroup (RFC 8422 §5.1.1, RFC 7748) and ECPointFormat / ECCurveType
@@ -147,8 +149,9 @@ GROUP_NAMES = {SECP256R1: "secp256r1", X25519: "x25519"}
 POINT_FORMAT_UNCOMPRESSED = 0
 NAMED_CURVE = 3
 
-# ClientCertificateType (RFC 5246 §7.4.4)
+# ClientCertificateType (RFC 5246 §7.4.4, RFC 8422 §5.5)
 RSA_SIGN = 1
+ECDSA_SIGN = 64
 
 # Limits. A handshake message bigger than this is refused before it is buffered.
 MAX_PLAINTEXT = 1 << 14

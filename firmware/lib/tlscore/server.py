@@ -8,7 +8,7 @@
 #  9  ours; 10 application data; 11 HelloRequest / renegotiation.
 # Only the table below says which message may come next.
 
-from . import pkcs1, suites
+from . import pkcs1, suites, x509
 from .connection import CCS, CONNECTED, Connection
 from .constants import (
     CERTIFICATE,
@@ -16,6 +16,8 @@ from .constants import (
     CLIENT_HELLO,
     CLIENT_KEY_EXCHANGE,
     DECRYPT_ERROR,
+    ECDSA_SECP256R1_SHA256,
+    ECDSA_SIGN,
     EXT_EC_POINT_FORMATS,
     EXT_ENCRYPT_THEN_MAC,
     EXT_EXTENDED_MASTER_SECRET,
@@ -66,8 +68,9 @@ from .messages import (
     renegotiation_info_extension,
 )
 
-# What we accept in a client's CertificateVerify, best first.
-SERVER_SIGNATURE_SCHEMES = (RSA_PKCS1_SHA256, RSA_PKCS1_SHA384, RSA_PKCS1_SHA512)
+# What we accept in a client's CertificateVerify, best first (ECDSA only with a backend
+# that verifies it: see _signature_schemes).
+SERVER_SIGNATURE_SCHEMES = (RSA_PKCS1_SHA256, RSA_PKCS1_SHA384, RSA_PKCS1_SHA512, ECDSA_SECP256R1_SHA256)
 # How we sign ServerKeyExchange (ECDHE_RSA), best first, if the client offers it.
 SERVER_KEY_EXCHANGE_SCHEMES = (
     RSA_PSS_RSAE_SHA256, RSA_PKCS1_SHA256, RSA_PSS_RSAE_SHA384, RSA_PKCS1_SHA384,
@@ -143,9 +146,17 @@ class ServerConnection(Connection):
         else:
             Connection._on_no_renegotiation(self)
 
+    def _ecdsa(self):
+        # whether the backend checks ECDSA P-256 signatures (the board's does not)
+        return SECP256R1 in getattr(self.backend, "ecdsa_groups", ())
+
     def _signature_schemes(self):
         names = self.backend.hash_names
-        return [s for s in SERVER_SIGNATURE_SCHEMES if SIGNATURE_SCHEMES[s][1] in names]
+        ecdsa = self._ecdsa()
+        return [
+            s for s in SERVER_SIGNATURE_SCHEMES
+            if SIGNATURE_SCHEMES[s][1] in names and (ecdsa or s != ECDSA_SECP256R1_SHA256)
+        ]
 
     # --- steps 1 and 2 ----------------------------------------------------------------
 
@@ -272,7 +283,8 @@ class ServerConnection(Connection):
         cfg = self.config
         if self.client_cert_requested:
             names = [a.subject for a in cfg.trust_anchors]
-            self._send_handshake(CertificateRequest([RSA_SIGN], self._signature_schemes(), names))
+            types = [RSA_SIGN, ECDSA_SIGN] if self._ecdsa() else [RSA_SIGN]
+            self._send_handshake(CertificateRequest(types, self._signature_schemes(), names))
         self._send_handshake(ServerHelloDone())
         self._flush_handshake()
 
@@ -286,6 +298,8 @@ class ServerConnection(Connection):
         leaf = self._verify_chain(msg.certificate_list, "client", None)
         if leaf.public_key is None:
             raise TLSError(UNSUPPORTED_CERTIFICATE, "client certificate key is not RSA")
+        if isinstance(leaf.public_key, x509.ECPublicKey) and not self._ecdsa():
+            raise TLSError(UNSUPPORTED_CERTIFICATE, "client certificate key is ECDSA, which this server cannot check")
         self.peer_certificate = leaf
 
     # --- steps 4/6: the premaster -------------------------------------------------------
@@ -323,8 +337,15 @@ class ServerConnection(Connection):
             raise TLSError(ILLEGAL_PARAMETER, "CertificateVerify uses a signature algorithm we did not offer")
         hash_name = SIGNATURE_SCHEMES[msg.algorithm][1]
         key = self.peer_certificate.public_key
-        signed = self.transcript[: self.transcript_before]
-        if not pkcs1.verify(self.backend, key.n, key.e, hash_name, bytes(signed), msg.signature):
+        ecdsa = msg.algorithm == ECDSA_SECP256R1_SHA256
+        if ecdsa != isinstance(key, x509.ECPublicKey):
+            raise TLSError(ILLEGAL_PARAMETER, "CertificateVerify algorithm does not match the client certificate's key")
+        signed = bytes(self.transcript[: self.transcript_before])
+        if ecdsa:
+            ok = self.backend.ecdsa_verify(key.group, key.point, hash_name, signed, bytes(msg.signature))
+        else:
+            ok = pkcs1.verify(self.backend, key.n, key.e, hash_name, signed, msg.signature)
+        if not ok:
             raise TLSError(DECRYPT_ERROR, "client CertificateVerify signature does not verify")
 
     # --- steps 8 and 9 ------------------------------------------------------------------

@@ -2,7 +2,8 @@
 # reader, a Certificate holding the fields path validation looks at, and verify_chain,
 # which builds a path from the peer's leaf to one of our trust anchors and checks
 # signatures (PKCS#1 v1.5), validity, CA constraints, key usage and the host name
-# (RFC 6125). Every failure is a TLSError carrying the alert to send and a reason that
+# (RFC 6125). Keys are RSA, or ECDSA P-256 on a client's leaf (CertificateVerify);
+# CAs sign with RSA. Every failure is a TLSError carrying the alert to send and a reason that
 # names the certificate, and malformed input never escapes as another exception. The
 # reader indexes into one bytes object instead of copying, because the board's heap is
 # small; no time or datetime module: the caller passes `now` in unix seconds.
@@ -46,6 +47,12 @@ EKU_CLIENT_AUTH = "1.3.6.1.5.5.7.3.2"
 EKU_ANY = "2.5.29.37.0"
 
 OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"  # RFC 5480 §2.1.1
+OID_PRIME256V1 = "1.2.840.10045.3.1.7"  # secp256r1, RFC 5480 §2.1.1.1
+# P-256's field prime and b (SEC 2 §2.4.2), to check a key is a point on the curve
+# (here rather than through tlscore.p256, which a board with an RSA key never loads)
+_P256_P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
+_P256_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
 OID_BASIC_CONSTRAINTS = "2.5.29.19"
 OID_KEY_USAGE = "2.5.29.15"
 OID_EXT_KEY_USAGE = "2.5.29.37"
@@ -62,7 +69,7 @@ SIGNATURE_HASHES = {
 
 KEY_TYPES = {
     OID_RSA_ENCRYPTION: "rsa",
-    "1.2.840.10045.2.1": "ec",
+    OID_EC_PUBLIC_KEY: "ec",
     "1.2.840.10040.4.1": "dsa",
     "1.2.840.113549.1.1.10": "rsa-pss",
     "1.3.101.112": "ed25519",
@@ -378,12 +385,24 @@ class RSAPublicKey:
         return "RSAPublicKey(%d bits, e=%d)" % (self.bits, self.e)
 
 
+class ECPublicKey:
+    # An ECDSA key on P-256 (the only curve we take), as SubjectPublicKeyInfo and TLS
+    # carry it: the uncompressed point 04 || X || Y, checked to be on the curve.
+    curve = "secp256r1"
+    group = 23  # NamedGroup secp256r1 (RFC 8422)
+    bits = 256
+
+    def __init__(self, point):
+        self.point = point
+
+
 class Certificate:
     # Fields are filled by parse_certificate. version is 1, 2 or 3 (not the DER 0..2);
     # issuer and subject are the raw DER of the Name, compared bytewise when chaining;
     # tbs is a memoryview into der; times are unix seconds; public_key is an
-    # RSAPublicKey, or None when key_type names another algorithm ("ec", "ed25519", or
-    # the OID); signature_hash is None for any algorithm but sha*WithRSAEncryption.
+    # RSAPublicKey, an ECPublicKey (key_type "ec", P-256 only), or None when key_type
+    # names another algorithm or curve ("ec", "ed25519", or the OID); signature_hash is
+    # None for any algorithm but sha*WithRSAEncryption.
     def __init__(self, der):
         self.der = der
         self.tbs = b""
@@ -521,6 +540,9 @@ def _parse_spki(cert, data, start, end):
     oid = _algorithm(data, s, e)
     ks, ke = _expect(data, e, end, _BIT_STRING, "subjectPublicKey")
     cert.key_type = KEY_TYPES.get(oid, oid)
+    if oid == OID_EC_PUBLIC_KEY:
+        _parse_ec_key(cert, data, s, e, ks, ke)
+        return
     if oid != OID_RSA_ENCRYPTION:
         return
     # RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
@@ -532,6 +554,29 @@ def _parse_spki(cert, data, start, end):
     if n < 3 or exp < 3 or not n & 1 or not exp & 1:
         raise _malformed("bad RSA key")
     cert.public_key = RSAPublicKey(n, exp)
+
+
+def _parse_ec_key(cert, data, s, e, ks, ke):
+    # AlgorithmIdentifier parameters: ECParameters ::= CHOICE { namedCurve OID, ... }
+    # (RFC 5480 §2.1.1); the key is an ECPoint in the BIT STRING. Other curves and
+    # compressed points leave public_key None (unsupported, not malformed).
+    _, pos = _read_oid(data, s, e)
+    if pos >= e:
+        raise _malformed("EC key without parameters")
+    t, cs, ce = _read_tlv(data, pos, e)
+    if ce != e:
+        raise _malformed("trailing data in EC key algorithm")
+    if t != _OID or _oid_str(data, cs, ce) != OID_PRIME256V1:
+        return
+    start = _bit_string(data, ks, ke)
+    if ke - start != 65 or data[start] != 4:
+        return
+    x = bytes_to_int(data[start + 1 : start + 33])
+    y = bytes_to_int(data[start + 33 : ke])
+    p = _P256_P
+    if x >= p or y >= p or (y * y - x * x * x + 3 * x - _P256_B) % p:
+        raise _malformed("EC public key is not a point on P-256")
+    cert.public_key = ECPublicKey(data[start:ke])
 
 
 def _parse_extensions(cert, data, start, end):
@@ -832,7 +877,7 @@ def _check_signature(backend, cert, issuers, cache=None):
         )
     for issuer in issuers:
         key = issuer.public_key
-        if key is None:
+        if not isinstance(key, RSAPublicKey):
             continue
         if key.bits > MAX_RSA_BITS:
             raise TLSError(
@@ -931,12 +976,16 @@ _PURPOSES = {
 
 
 def _check_leaf(leaf, purpose):
-    if leaf.public_key is None:
+    key = leaf.public_key
+    # a client signs (RSA or ECDSA P-256); a server's key decrypts the premaster (RSA)
+    if key is None or (purpose == "server" and not isinstance(key, RSAPublicKey)):
         raise TLSError(
             UNSUPPORTED_CERTIFICATE,
-            "certificate %s has a %s key; only RSA is supported" % (_who(leaf), leaf.key_type),
+            "certificate %s has a %s key; only %s is supported"
+            % (_who(leaf), leaf.key_type, "RSA" if purpose == "server" else "RSA or ECDSA P-256"),
         )
-    _check_key_size(leaf)
+    if isinstance(key, RSAPublicKey):
+        _check_key_size(leaf)
     eku, eku_name, ku, ku_name = _PURPOSES[purpose]
     if leaf.extended_key_usage is not None:
         if eku not in leaf.extended_key_usage and EKU_ANY not in leaf.extended_key_usage:
@@ -991,7 +1040,7 @@ def verify_chain(backend, chain, anchors, now, hostname=None, purpose="server", 
     _check_leaf(leaf, purpose)
     for cert in path[1:]:
         # the anchor's key is left out: trusting it was the owner's choice
-        if cert.public_key is not None:
+        if isinstance(cert.public_key, RSAPublicKey):
             _check_key_size(cert)
     if hostname is not None and not match_hostname(leaf, hostname):
         raise TLSError(

@@ -1,8 +1,8 @@
-"""What goes on the board's flash: the trust anchor, its certificate and its RSA key.
+"""What goes on the board's flash: the trust anchor, its certificate and its key.
 
-The key is stored as the precomputed CRT integers the firmware signs with
-(firmware/lib/boardkey.py), one ``name=hex`` line each, so the board never parses PEM
-or ASN.1 private keys. For a real board copy the directory's files with
+The key is stored as the integers the firmware signs with (firmware/lib/boardkey.py),
+one ``name=hex`` line each: the CRT integers of an RSA key, or ``type=ec`` and d, x,
+y of an ECDSA P-256 key, so the board never parses PEM or ASN.1 private keys. For a real board copy the directory's files with
 ``mpremote cp DIR/* :``; the emulator runs in the directory itself.
 """
 
@@ -12,12 +12,15 @@ import shutil
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 FILES = ("ca.pem", "client.pem", "client.key")
 
 
-def key_lines(key: rsa.RSAPrivateKey) -> str:
+def key_lines(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        en = key.private_numbers()
+        return f"type=ec\ncurve=secp256r1\nd={en.private_value:x}\nx={en.public_numbers.x:x}\ny={en.public_numbers.y:x}\n"
     pn = key.private_numbers()
     pub = pn.public_numbers
     vals = {
@@ -40,8 +43,9 @@ def provision(
         shutil.copyfile(cert, d / "client.pem")
     if key is not None:
         k = serialization.load_pem_private_key(Path(key).read_bytes(), None)
-        if not isinstance(k, rsa.RSAPrivateKey):
-            raise ValueError(f"{key}: the board signs with RSA only")
+        if not (isinstance(k, rsa.RSAPrivateKey)
+                or (isinstance(k, ec.EllipticCurvePrivateKey) and isinstance(k.curve, ec.SECP256R1))):
+            raise ValueError(f"{key}: the board signs with RSA or ECDSA P-256 only")
         (d / "client.key").write_text(key_lines(k))
         (d / "client.key").chmod(0o600)
     return d

@@ -1,7 +1,8 @@
 """Device identity: the board makes its key, the token's CA certifies it.
 
-Over the link (hsmlink protocol version 2): KEYGEN asks the board to generate an RSA
-key pair on the board and answer with a PKCS#10 request (CSR); the host checks the
+Over the link (hsmlink protocol version 2): KEYGEN asks the board to generate a key
+pair on the board (RSA, or ECDSA P-256 with {"type": "ec"}: firmware that lists the
+"ecdsa" feature in its HELLO) and answer with a PKCS#10 request (CSR); the host checks the
 request's self-signature and subject, has the CA key in the token sign a client
 certificate for the request's public key (hsm.provision.ca_issue, profile "client"),
 and sends the certificate and the trust anchor in INSTALL; the board stores them only
@@ -22,7 +23,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from hsmlink import protocol as P
 
@@ -81,7 +82,8 @@ def _wait_for(link: HostLink, want: int, where: str, timeout: float, received: l
     raise ProvisionError(f"no answer to {where} from the board within {timeout:.0f} s")
 
 
-def verify_csr(der: bytes, subject: list[list[str]], min_bits: int = 2048) -> x509.CertificateSigningRequest:
+def verify_csr(der: bytes, subject: list[list[str]], min_bits: int = 2048,
+               key_type: str = "rsa") -> x509.CertificateSigningRequest:
     try:
         csr = x509.load_der_x509_csr(der)
     except ValueError as e:
@@ -89,7 +91,10 @@ def verify_csr(der: bytes, subject: list[list[str]], min_bits: int = 2048) -> x5
     if not csr.is_signature_valid:
         raise ProvisionError("the board's CSR signature does not verify")
     pub = csr.public_key()
-    if not isinstance(pub, rsa.RSAPublicKey) or pub.key_size < min_bits:
+    if key_type == "ec":
+        if not isinstance(pub, ec.EllipticCurvePublicKey) or not isinstance(pub.curve, ec.SECP256R1):
+            raise ProvisionError("the board's CSR key is not ECDSA P-256")
+    elif not isinstance(pub, rsa.RSAPublicKey) or pub.key_size < min_bits:
         raise ProvisionError(f"the board's CSR key is not RSA-{min_bits} or larger")
     got = sorted((a.oid.dotted_string, str(a.value)) for a in csr.subject)
     want = sorted((SUBJECT_KEYS[k].dotted_string, v) for k, v in subject)
@@ -107,7 +112,7 @@ def issue(ca_key: Any, ca_cert: x509.Certificate, csr: x509.CertificateSigningRe
     from ..hsm.provision import ca_issue, sign_in_token
 
     pub = csr.public_key()
-    assert isinstance(pub, rsa.RSAPublicKey)
+    assert isinstance(pub, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey))
     if validity is None:
         return ca_issue(ca_key, ca_cert, "client", pub, csr.subject, [], days)
     from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -137,23 +142,31 @@ def provision_board(
     validity: tuple[datetime.datetime, datetime.datetime] | None = None,
     log: Callable[[str], None] | None = None,
     keygen_timeout: float = 900.0,
+    key_type: str = "rsa",
 ) -> Provisioned:
-    """Run KEYGEN -> CSR -> certificate in the token -> INSTALL on a connected link."""
+    """Run KEYGEN -> CSR -> certificate in the token -> INSTALL on a connected link.
+
+    key_type "rsa" (of `bits`) or "ec" (ECDSA P-256, `bits` unused)."""
     log = log or (lambda s: None)
-    if "provision" not in (link.hello.get("features") or []):
+    features = link.hello.get("features") or []
+    if "provision" not in features:
         raise ProvisionError(
             f"the board's firmware (link v{link.hello.get('v', 1)}) cannot provision: deploy the current firmware"
         )
+    if key_type not in ("rsa", "ec"):
+        raise ProvisionError(f"key type {key_type!r}: use rsa or ec")
+    if key_type == "ec" and "ecdsa" not in features:
+        raise ProvisionError("the board's firmware cannot make an ECDSA key: deploy the current firmware")
     names = parse_subject(subject or default_subject())
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     received: list[bytes] = []
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    link.send(P.KEYGEN, {"bits": bits, "subject": names})
+    link.send(P.KEYGEN, {"type": "ec", "subject": names} if key_type == "ec" else {"bits": bits, "subject": names})
     der = _wait_for(link, P.CSR, "KEYGEN", keygen_timeout, received, log)
     timings["keygen+csr (board)"] = time.perf_counter() - t
     t = time.perf_counter()
-    csr = verify_csr(der, names, min(bits, 2048))
+    csr = verify_csr(der, names, min(bits, 2048), key_type)
     cert = issue(ca_key, ca_cert, csr, days, validity)
     timings["sign certificate (token)"] = time.perf_counter() - t
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
