@@ -24,6 +24,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -135,13 +136,22 @@ class Token:
         self.lib = load_module(self.module_path)
         self.lock = module_lock(self.module_path)
         label = uri.token
-        try:
-            tokens = [
-                t for t in self.lib.get_tokens()
-                if (t.flags & TokenFlag.TOKEN_INITIALIZED) and (label is None or t.label == label)
-            ]
-        except p11e.PKCS11Error as e:
-            raise TokenError(f"cannot list tokens of {self.module_path}: {describe_error(e)}") from None
+        # SoftHSM2 rewrites a token's files when another process logs in or adds an
+        # object; a listing made at that moment can fail or miss the token. Such a
+        # miss is transient: look again briefly before saying it is not there.
+        for attempt in range(5):
+            try:
+                tokens = [
+                    t for t in self.lib.get_tokens()
+                    if (t.flags & TokenFlag.TOKEN_INITIALIZED) and (label is None or t.label == label)
+                ]
+            except p11e.PKCS11Error as e:
+                if attempt == 4:
+                    raise TokenError(f"cannot list tokens of {self.module_path}: {describe_error(e)}") from None
+                tokens = []
+            if tokens:
+                break
+            time.sleep(0.05 * (attempt + 1))
         if not tokens:
             where = f"labelled {label!r}" if label else "initialised"
             raise TokenError(
