@@ -472,6 +472,10 @@ class Board:
 
     def key(self):
         if self._key is None:
+            # the key and its code (compiled, on a board that runs sources) stay for
+            # good: collect first, so they land in low holes, not amid garbage where
+            # they split the free heap (seen as out-of-memory in later handshakes)
+            gc.collect()
             import boardkey
 
             self._key = boardkey.load(self.port.flash_path("client.key"))
@@ -501,9 +505,6 @@ class Board:
                 with open(self.port.flash_path("client.key")) as f:
                     ec = f.readline().strip() == "type=ec"
                 if ec:
-                    # its code (compiled, on a board that runs sources) and the key
-                    # stay for good: collect first, so they do not split the heap
-                    gc.collect()
                     self.key()
             except Exception:
                 pass  # no key yet, or a bad one: signing will say so
