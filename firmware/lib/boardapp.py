@@ -36,13 +36,11 @@ BOARD_SUITES = (
 )
 SESSION_TIMEOUT_MS = 20000
 DEFAULT_MFL = 2048
-
-
-def _text(b):
-    try:
-        return bytes(b).decode()
-    except Exception:
-        return repr(bytes(b))
+# Application data to send comes from the host a slice at a time, as the board asks
+# for it (WANT), and goes into records and onto the link before the next: neither it
+# nor what comes back (straight on to the host as APP) is ever whole in the heap,
+# whose free space is in pieces (a 4 KB block can be missing with 80 KB free).
+SEND_SLICE = 2048
 
 
 class TimedClient(ClientConnection):
@@ -66,12 +64,16 @@ class Session:
         self.opts = opts
         self.t0 = board.port.ticks_ms()
         self.last_activity = self.t0
-        self.inbox = bytearray()
+        self.unread = 0  # TLS bytes buffered in the engine, not yet run through it
         self.conn = None
         self.done = False
         self.steps = []  # [name, ms] in order; repeated names are summed
         self.handshakes = []
-        self.received = bytearray()
+        self.received = 0  # bytes of application data; each went to the host as APP
+        self.outbox = []  # application data to send: APP pieces from the host
+        self.to_ask = 0  # bytes of "send_bytes" not yet asked for
+        self.asked = 0  # bytes asked for (WANT) that have not arrived yet
+        self.send_len = 0  # bytes to send in all, and to wait for back
         self.sent_app = False
         self.renegotiated_by_us = False
         self.heap_peak = 0
@@ -97,6 +99,9 @@ class Session:
             if s is None or s not in BOARD_SUITES:
                 raise ValueError("suite not offered by the board: %s" % n)
             offer.append(s)
+        n = opts.get("send_bytes", 0)
+        if not isinstance(n, int) or n < 0:
+            raise ValueError("send_bytes must be a byte count")
         want = opts.get("anchor_sha256")
         if want and want not in b.anchor_fingerprints():
             raise ValueError("the board's trust anchor is not the CA the host expects")
@@ -124,6 +129,8 @@ class Session:
         mfl = opts.get("mfl", DEFAULT_MFL)
         if mfl:
             cfg.max_fragment_length = mfl
+        if mfl and mfl <= DEFAULT_MFL:
+            cfg.record_buffer = b.record_buffer
         self.conn = TimedClient(cfg, BACKEND)
         self.conn.steps = self._add_step
         self.conn.ticks = (b.port.ticks_us, b.port.ticks_diff)
@@ -141,39 +148,44 @@ class Session:
     # --- data from the host -----------------------------------------------------------
 
     def on_tls(self, data):
-        self.inbox += data
+        # straight into the engine's record buffer; poll() runs the engine on it
+        if self.conn is not None and not self.done:
+            self.conn.buffer_data(data)
+            self.unread += len(data)
+
+    def _run_engine(self):
+        self.unread = 0
+        self._handle(self._step(None, self.conn.receive_data))
 
     def on_close(self, why):
         # the server's last records (often the alert saying why) may still be waiting
-        if not self.done and self.inbox and self.conn is not None:
-            data = bytes(self.inbox)
-            self.inbox = bytearray()
-            self._handle(self._step(None, lambda: self.conn.receive_data(data)))
+        if not self.done and self.unread and self.conn is not None:
+            self._run_engine()
         if not self.done:
             self.finish(False, "server closed the TCP connection (%s)" % why)
 
     def on_app(self, data):
-        if self.conn is not None and self.conn.established and not self.conn.closed:
-            self.conn.send_application_data(bytes(data))
-            self._push()
+        # bytes to send: the answer to a WANT, or the host's own; poll() sends them
+        self.outbox.append(bytes(data))
+        self.asked = max(0, self.asked - len(data))
 
     def poll(self, now):
         if self.done:
             return
         conn = self.conn
-        if not self.inbox and self.expect_key is not None and conn is not None and conn.state == CLIENT_HELLO_SENT:
+        if not self.unread and self.expect_key is not None and conn is not None and conn.state == CLIENT_HELLO_SENT:
             # our ClientHello is out; while the server answers, do step 4's RSA
             # operation for the key this server had last time
             n, e = self.expect_key
             self.expect_key = None
             self._step("prepare ClientKeyExchange", lambda: self.board.premaster.prepare(BACKEND, n, e))
             return
-        if self.inbox and self.conn is not None:
-            data = bytes(self.inbox)
-            self.inbox = bytearray()
+        if self.unread and self.conn is not None:
             self.last_activity = now
-            self._handle(self._step(None, lambda: self.conn.receive_data(data)))
+            self._run_engine()
             self._push()
+        elif (self.outbox or self.to_ask) and not self.board.link.queue and self._send_more():
+            self.last_activity = now  # the link took the last slice: on to the next
         elif self.board.port.ticks_diff(now, self.last_activity) > self.timeout:
             self.finish(False, "timed out in state %s" % (self.conn.state if self.conn else "-"))
 
@@ -263,7 +275,8 @@ class Session:
             self.handshakes.append(hs)
             self._next_action()
         elif isinstance(ev, ApplicationData):
-            self.received += ev.data
+            # straight on to the host, which keeps it (the RESULT says how much)
+            self.received += len(ev.data)
             self.board.link.send(P.APP, ev.data)
             self._next_action()
         elif isinstance(ev, ConnectionClosed):
@@ -282,14 +295,38 @@ class Session:
             self.renegotiated_by_us = True
             conn.renegotiate()
             return
-        send = opts.get("send")
-        if send and not self.sent_app:
+        if not self.sent_app:
             self.sent_app = True
-            conn.send_application_data(send.encode())
-            return
-        if send and len(self.received) < len(send):
+            send = opts.get("send")
+            if send:  # in RUN itself: a few bytes
+                send = send.encode()
+                self.outbox.append(send)
+                self.send_len = len(send)
+            self.to_ask = opts.get("send_bytes", 0)  # asked for a slice at a time
+            self.send_len += self.to_ask
+            self._send_more()
+        if self.outbox or self.to_ask or self.asked or self.received < self.send_len:
             return
         self.finish(True, None)
+
+    def _send_more(self):
+        # -> whether it did something: the slice that has arrived into records and
+        # onto the link, or a WANT for the next one
+        conn = self.conn
+        if conn is None or conn.handshaking or conn.closed or self.asked:
+            return False
+        if self.outbox:
+            data = self.outbox[0] if len(self.outbox) == 1 else b"".join(self.outbox)
+            self.outbox = []
+            conn.send_application_data(data)
+            self._push()
+            return True
+        if self.to_ask:
+            self.asked = min(self.to_ask, SEND_SLICE)
+            self.to_ask -= self.asked
+            self.board.link.send(P.WANT, P.pack({"n": self.asked}))
+            return True
+        return False
 
     def _push(self):
         data = self.conn.data_to_send() if self.conn is not None else b""
@@ -316,7 +353,7 @@ class Session:
             "heap_peak": self.heap_peak,
             "heap_base": getattr(self, "heap_base", 0),
             "heap_total": gc.mem_free() + gc.mem_alloc(),
-            "received": _text(self.received),
+            "received_bytes": self.received,
         }
         if self.handshakes:
             first = self.handshakes[0]
@@ -340,6 +377,7 @@ class Board:
         self.link = Link(window=1024, rto=150, ticks_diff=port.ticks_diff)
         self.rx = bytearray(getattr(port, "RX_CHUNK", 256))
         self.rx_view = memoryview(self.rx)
+        self._record_buffer = None
         self.session = None
         self.time = None  # (unix seconds, ticks_ms when received)
         self._anchors = None
@@ -357,6 +395,16 @@ class Board:
         self.errors = 0
         self.running = True
         self.keygen = None  # (generator, subject, tests done) while making a key
+
+    @property
+    def record_buffer(self):
+        # every session's TLS record buffer (the issue's "allocated once and reused"),
+        # made at the first session: one record of max_fragment_length plaintext with
+        # the largest CBC overhead (IV, MAC, 256 bytes of padding) and one link frame
+        # besides (more grows the engine's own copy, rarely)
+        if self._record_buffer is None:
+            self._record_buffer = bytearray(5 + DEFAULT_MFL + 320 + MAX_PAYLOAD)
+        return self._record_buffer
 
     # --- things on the board's flash ---------------------------------------------------
 
@@ -611,12 +659,27 @@ class Board:
             self.log("leaving link mode")
             self.running = False
 
+    def out_of_memory(self, where):
+        # drop the session's buffers, then end it as any other: the host gets ERROR,
+        # CLOSE and a RESULT instead of waiting out its timeout
+        s = self.session
+        self.session = None
+        if s is not None:
+            s.unread = 0
+            s.outbox = []
+            s.to_ask = s.asked = 0
+            s.conn = None
+        gc.collect()
+        if s is not None:
+            self.error(where, "out of memory")
+            s.finish(False, "out of memory")
+
     def step(self):
         port = self.port
         s = self.session
         # work waiting: only look at the port; frames in flight: wake often enough for
         # the link's timers (a PING after `rto` ms) but do not spin on them
-        if (s is not None and bool(s.inbox)) or self.keygen is not None:
+        if (s is not None and s.unread) or self.keygen is not None:
             timeout = 0
         else:
             timeout = 50 if self.link.idle else 10
@@ -642,11 +705,7 @@ class Board:
             try:
                 s.poll(port.ticks_ms())
             except MemoryError:
-                s.inbox = bytearray()
-                s.conn = None
-                gc.collect()
-                self.error("session", "out of memory")
-                s.finish(False, "out of memory")
+                self.out_of_memory("session")
             except Exception as e:
                 self.error("session", "%s: %s" % (type(e).__name__, e))
                 s.finish(False, "internal error")
@@ -664,8 +723,10 @@ class Board:
             try:
                 self.step()
             except MemoryError:
-                self.session = None
-                gc.collect()
+                try:
+                    self.out_of_memory("loop")
+                except MemoryError:
+                    pass
             except Exception as e:  # never leave link mode by accident
                 try:
                     self.error("loop", "%s: %s" % (type(e).__name__, e))

@@ -59,6 +59,9 @@ class CPythonBackend:
     def hash(self, name: str, data: bytes) -> bytes:
         return hashlib.new(name, bytes(data)).digest()
 
+    def new_hash(self, name: str) -> "hashlib._Hash":
+        return hashlib.new(name)
+
     def hmac(self, name: str, key: bytes, data: bytes) -> bytes:
         return _hmac.new(bytes(key), bytes(data), name).digest()
 

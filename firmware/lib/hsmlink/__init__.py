@@ -6,4 +6,6 @@
 # bytes in, frames and bytes out; the serial port, the pty and the clock are the
 # caller's. Runs under CPython and MicroPython.
 
-VERSION = 2  # 2: KEYGEN/CSR/INSTALL (on-board key, certificate provisioning)
+VERSION = 3  # 2: KEYGEN/CSR/INSTALL (on-board key, certificate provisioning)
+# 3: application data a slice at a time: RUN's "send_bytes" and WANT; RESULT says
+#    "received_bytes" (the bytes came as APP)

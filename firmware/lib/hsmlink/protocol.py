@@ -20,6 +20,10 @@
 #   since version 2 (provisioning; HELLO then carries "features": ["provision"]):
 #   KEYGEN   {"bits", "subject": [[k, v]]} CSR      PKCS#10 DER (after LOG progress)
 #   INSTALL  {"ca", "cert"} PEM text       INSTALLED {"files": {name: sha256 hex}}
+#   since version 3 (application data a slice at a time; the board never holds it whole):
+#   RUN      {..., "send_bytes": n}        WANT     {"n"} send the next n of them as APP
+#                                         RESULT   {..., "received_bytes"}: the text
+#                                                  itself came as APP; the host joins it
 
 import json
 
@@ -42,6 +46,7 @@ REPL = 0x18
 LOG = 0x20
 RESULT = 0x21
 ERROR = 0x22
+WANT = 0x23
 
 KEYGEN = 0x30
 CSR = 0x31
@@ -53,7 +58,7 @@ UNSEQUENCED = (SYNC, HELLO, ACK, PING, PONG)
 NAMES = {
     SYNC: "SYNC", HELLO: "HELLO", ACK: "ACK", PING: "PING", PONG: "PONG", TIME: "TIME",
     RUN: "RUN", OPEN: "OPEN", OPENED: "OPENED", TLS: "TLS", APP: "APP", CLOSE: "CLOSE",
-    STATS: "STATS", REPL: "REPL", LOG: "LOG", RESULT: "RESULT", ERROR: "ERROR",
+    STATS: "STATS", REPL: "REPL", LOG: "LOG", RESULT: "RESULT", ERROR: "ERROR", WANT: "WANT",
     KEYGEN: "KEYGEN", CSR: "CSR", INSTALL: "INSTALL", INSTALLED: "INSTALLED",
 }
 

@@ -5,11 +5,14 @@
 #
 #   random(n) -> n random bytes
 #   hash(name, data) -> digest            name in "sha1", "sha256", "sha384", "sha512"
+#   new_hash(name) -> a running hash: update(data), digest() (and copy(), if it can)
 #   hmac(name, key, data) -> mac
 #   hash_names -> tuple of the names this backend supports
 #   aes_gcm(key) -> object with
 #       seal(nonce12, plaintext, aad) -> ciphertext || tag16
 #       open(nonce12, ciphertext_and_tag, aad) -> plaintext, or None if the tag is wrong
+#       open_in_place(nonce12, buf, aad) -> optional: as open, decrypting in the
+#           writable buf itself (the record layer's receive buffer); a view of the plaintext
 #   aes_cbc(key) -> object with (no padding; whole blocks only)
 #       encrypt(iv16, data) -> ciphertext
 #       decrypt(iv16, data) -> plaintext
@@ -33,6 +36,9 @@ class Backend:
         raise NotImplementedError
 
     def hash(self, name, data):
+        raise NotImplementedError
+
+    def new_hash(self, name):
         raise NotImplementedError
 
     def hmac(self, name, key, data):

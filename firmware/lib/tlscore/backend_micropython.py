@@ -36,20 +36,28 @@ def _check_nonce(nonce):
         raise ValueError("AES-GCM nonce must be 12 bytes")
 
 
+# Counter blocks nonce || c and their encryption, _CHUNK bytes each: scratch that every
+# _GCM shares (seal and open run one at a time and keep nothing in it between calls),
+# allocated once, at the first key, and kept: both directions of every session reuse it.
+_scratch = None
+
+
 class _GCM:
     # One ECB-encrypt object per key serves both directions: GCM only encrypts. The
     # keystream is made _CHUNK bytes at a time (one ECB call over that many counter
-    # blocks), so a 16 KiB record costs two 1 KiB buffers, not two 16 KiB ones.
+    # blocks), so a 16 KiB record costs the two shared 1 KiB buffers, not 16 KiB ones.
 
     def __init__(self, key):
+        global _scratch
         if len(key) not in (16, 32):
             raise ValueError("AES-GCM key must be 16 or 32 bytes")
+        if _scratch is None:
+            _scratch = (bytearray(_CHUNK), bytearray(_CHUNK))
+        self._counters, self._ks = _scratch
         self._ecb = cryptolib.aes(bytes(key), _MODE_ECB)
         h = bytearray(16)
         self._ecb.encrypt(bytes(16), h)
         self._ghash = GHash(h)
-        self._counters = bytearray(_CHUNK)  # counter blocks nonce || c
-        self._ks = bytearray(_CHUNK)  # their encryption
 
     def _encrypt_counters(self, nonce, c, blocks):
         # ks[:16*blocks] = E_K(nonce || c), E_K(nonce || c+1), ...
@@ -93,17 +101,25 @@ class _GCM:
         return out
 
     def open(self, nonce, ciphertext_and_tag, aad):
+        return self._open(nonce, memoryview(ciphertext_and_tag), aad, False)
+
+    def open_in_place(self, nonce, buf, aad):
+        # buf: a writable buffer holding ciphertext || tag; on success its first
+        # len-16 bytes become the plaintext and a view of them is returned (the record
+        # layer decrypts in its own receive buffer). A wrong tag changes nothing.
+        return self._open(nonce, memoryview(buf), aad, True)
+
+    def _open(self, nonce, data, aad, in_place):
         _check_nonce(nonce)
-        n = len(ciphertext_and_tag) - 16
+        n = len(data) - 16
         if n < 0:
             return None
-        data = memoryview(ciphertext_and_tag)
         ks, m = self._start(nonce, n)
         tag = bytearray(self._ghash.digest(aad, data[:n]))
         xor_into(tag, ks, 16)
         if not _ct_equal16(tag, data[n:]):
             return None
-        out = bytearray(data[:n])
+        out = data[:n] if in_place else bytearray(data[:n])
         xor_into(out, ks[16:], m)
         self._finish(nonce, out, m, n)
         return out
@@ -143,6 +159,9 @@ class MicroPythonBackend:
 
     def hash(self, name, data):
         return self._ctor(name)(data).digest()
+
+    def new_hash(self, name):
+        return self._ctor(name)()  # no copy(): hashlib here cannot copy a state
 
     def _pads(self, name, key):
         # -> (key, name, hash constructor, K ^ ipad, K ^ opad)

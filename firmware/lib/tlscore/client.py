@@ -195,7 +195,7 @@ class ClientConnection(Connection):
 
     def _send_client_hello(self):
         self._reset_handshake()
-        self.transcript = bytearray()
+        self.transcript = self._new_transcript()
         cfg = self.config
         offered = self._offered_suites()
         if not offered:
@@ -240,6 +240,7 @@ class ClientConnection(Connection):
             if t not in self.offered_extensions or t == EXT_SIGNATURE_ALGORITHMS:
                 raise TLSError(UNSUPPORTED_EXTENSION, "server sent extension %d we did not offer" % t)
         self.suite = suite
+        self.transcript.start(suite.prf_hash)
         self.server_random = msg.random
         ri = msg.extension(EXT_RENEGOTIATION_INFO)
         if self.established:
@@ -322,13 +323,13 @@ class ClientConnection(Connection):
                 pre_master_secret = TLS1_2.to_bytes(2, "big") + b.random(46)
                 encrypted = pkcs1.encrypt(b, key.n, key.e, pre_master_secret)
             self._send_handshake(ClientKeyExchange.rsa(encrypted))
-        self._derive_master_secret(pre_master_secret, self.transcript)
+        self._derive_master_secret(pre_master_secret, self._session_hash())
         if chain:
             scheme = self._choose_certificate_verify_scheme()
             name, hash_name = SIGNATURE_SCHEMES[scheme]
             self._cv_scheme = scheme
             self._request_key_operation(
-                "sign", bytes(self.transcript), self._on_certificate_verify_signed, name, hash_name
+                "sign", self.transcript.messages(), self._on_certificate_verify_signed, name, hash_name
             )
         else:
             self._send_client_finished()
@@ -386,7 +387,7 @@ class ClientConnection(Connection):
         if self.established and self.state == CLIENT_HELLO_SENT:
             # the server refused our renegotiation: carry on with the current session
             self.renegotiating = False
-            self.transcript = bytearray()
+            self.transcript = self._new_transcript()
             self.state = CONNECTED
         elif self.state != CLOSED:
             Connection._on_no_renegotiation(self)

@@ -24,6 +24,9 @@ class TLSConfig:
         self.max_fragment_length = None
         self.accept_max_fragment_length = True
         self.max_handshake_message = 1 << 16
+        # a bytearray for the record layer's receive buffer, lent for the connection's
+        # life (the board reuses one for all its sessions); None: the connection's own
+        self.record_buffer = None
         self.trace = None  # observer: see Connection._trace
         # revoked peer certificates: a set of (issuer Name DER, serial) from CRLs the
         # host has checked (the board gets none: no CRL distribution to it yet)

@@ -22,6 +22,7 @@ from .constants import (
     DECODE_ERROR,
     DECRYPT_ERROR,
     FATAL,
+    FINISHED,
     HANDSHAKE,
     HANDSHAKE_FAILURE,
     HANDSHAKE_NAMES,
@@ -51,6 +52,67 @@ CONNECTED = "CONNECTED"
 CLOSED = "CLOSED"
 
 
+class Transcript:
+    # handshake_messages (RFC 5246 §7.4.9) of the handshake in progress. The key
+    # schedule needs their hash at three points: RFC 7627's session_hash after
+    # ClientKeyExchange, our Finished, and the messages before the peer's Finished;
+    # CertificateVerify (step 7) signs the bytes themselves.
+    #
+    # keep=False (a client with no certificate: the board's usual handshake) keeps no
+    # bytes once the suite fixes the hash (start()): each message goes into running
+    # hashes as it passes, so the server's certificate chain is never copied here.
+    # MicroPython's hashlib cannot copy a state, so one hash runs per digest still to
+    # come and each digest() finishes one; where hashes copy (CPython), one suffices.
+    def __init__(self, backend, keep=True):
+        self.backend = backend
+        self.keep = keep
+        self.data = bytearray()  # the messages (all of them, or those before start())
+        self.before = 0  # len(data) before the last message
+        self.hash_name = None
+        self.hashes = None  # running hashes (keep=False, after start())
+        self.before_last = None  # digest of the messages before a peer's Finished
+
+    def start(self, hash_name):
+        self.hash_name = hash_name
+        if self.keep:
+            return
+        h = self.backend.new_hash(hash_name)
+        self.hashes = [h] if hasattr(h, "copy") else [h] + [self.backend.new_hash(hash_name) for _ in range(2)]
+        for h in self.hashes:
+            h.update(self.data)
+        self.data = None
+
+    def add(self, raw, snapshot=False):
+        if snapshot:
+            self.before_last = self.digest()
+        if self.hashes is None:
+            self.before = len(self.data)
+            self.data += raw
+        else:
+            for h in self.hashes:
+                h.update(raw)
+
+    def digest(self):
+        # hash of all messages so far
+        hs = self.hashes
+        if hs is None:
+            return self.backend.hash(self.hash_name, self.data)
+        if not hs:
+            raise TLSError(INTERNAL_ERROR, "transcript hash asked for more often than a handshake does")
+        if hasattr(hs[0], "copy"):
+            return hs[0].copy().digest()
+        return hs.pop().digest()
+
+    def digest_before_last(self):
+        return self.before_last
+
+    def messages(self):
+        return bytes(self.data)
+
+    def messages_before_last(self):
+        return bytes(memoryview(self.data)[: self.before])
+
+
 class Connection:
     is_client = False
     TRANSITIONS = {}
@@ -59,14 +121,15 @@ class Connection:
     def __init__(self, config, backend):
         self.config = config
         self.backend = backend
-        self.records = RecordLayer()
+        self.records = RecordLayer(config.record_buffer)
         self.state = self.INITIAL_STATE
         self.events = []
         self.out = bytearray()
-        self._hs_in = bytearray()  # handshake bytes not yet a whole message
+        # handshake bytes not yet dispatched: a view of the record just read while
+        # _process runs, bytes of our own (a message split across records) otherwise
+        self._hs_in = b""
         self._hs_out = bytearray()  # handshake messages waiting for a record
-        self.transcript = bytearray()  # handshake messages of the current handshake
-        self.transcript_before = 0  # transcript length before the current message
+        self.transcript = self._new_transcript()
         self.pending_op = None
         self._next_op_id = 1
         self._after_op = None
@@ -100,12 +163,21 @@ class Connection:
 
     # --- caller API ---------------------------------------------------------------
 
-    def receive_data(self, data):
-        # Feed bytes from the peer; returns the events they produced.
-        if self.state != CLOSED and data:
-            self.records.feed(data)
+    def receive_data(self, data=b""):
+        # Feed bytes from the peer (and any buffered before); returns the events they
+        # produced.
+        self.buffer_data(data)
+        if self.state != CLOSED:
             self._run(self._process)
         return self.next_events()
+
+    def buffer_data(self, data):
+        # Keep bytes from the peer for the next receive_data(), without running the
+        # engine: a driver that gets them in small pieces (the board: link frames)
+        # buffers each as it comes, straight into the record buffer, and runs the
+        # engine once per batch.
+        if self.state != CLOSED and data:
+            self.records.feed(data)
 
     def next_events(self):
         ev = self.events
@@ -196,6 +268,14 @@ class Connection:
         self.events.append(ConnectionClosed(False, err.alert, err.reason, True))
 
     def _process(self):
+        try:
+            self._read_records()
+        finally:
+            # a view of the record buffer must not outlive the next feed()
+            if type(self._hs_in) is memoryview:
+                self._hs_in = bytes(self._hs_in)
+
+    def _read_records(self):
         while self.state != CLOSED and self.pending_op is None:
             if self._next_handshake_message():
                 continue
@@ -204,9 +284,15 @@ class Connection:
                 return
             content_type, data = rec
             if content_type == HANDSHAKE:
-                self._hs_in += data
-                if len(self._hs_in) >= 4:
-                    n = (self._hs_in[1] << 16) | (self._hs_in[2] << 8) | self._hs_in[3]
+                hs = self._hs_in
+                if not hs:
+                    hs = data  # messages are read where the record lies
+                else:  # the rest of a message that began in an earlier record
+                    hs = bytearray(hs)
+                    hs += data
+                self._hs_in = hs
+                if len(hs) >= 4:
+                    n = (hs[1] << 16) | (hs[2] << 8) | hs[3]
                     if n > self.config.max_handshake_message:
                         raise TLSError(ILLEGAL_PARAMETER, "handshake message of %d bytes is too large" % n)
             elif content_type == CHANGE_CIPHER_SPEC:
@@ -228,9 +314,9 @@ class Connection:
         if len(buf) < 4 + n:
             return False
         msg_type = buf[0]
-        raw = bytes(buf[: 4 + n])
-        self._hs_in = buf[4 + n :]
-        self._dispatch(msg_type, raw)
+        mv = memoryview(buf)  # the message is parsed and hashed in place, not copied
+        self._hs_in = mv[4 + n :] if len(buf) > 4 + n else b""
+        self._dispatch(msg_type, mv[: 4 + n])
         return True
 
     def _dispatch(self, msg_type, raw):
@@ -246,8 +332,8 @@ class Connection:
             cls = MESSAGE_CLASSES[msg_type]
             msg = cls.parse(memoryview(raw)[4:])
             if msg_type != 0:  # HelloRequest is not part of the transcript
-                self.transcript_before = len(self.transcript)
-                self.transcript += raw
+                # the peer's Finished is checked against the messages before it
+                self.transcript.add(raw, msg_type == FINISHED)
         if self.config.trace is not None:
             self._trace("recv", msg_type, msg, 1 if raw is None else len(raw))
         override = getattr(self, handler)(msg)
@@ -299,7 +385,7 @@ class Connection:
         if self.config.trace is not None:
             self._trace("send", msg.msg_type, msg, len(raw))
         if msg.msg_type != 0:
-            self.transcript += raw
+            self.transcript.add(raw)
         self._hs_out += raw
 
     def _flush_handshake(self):
@@ -317,17 +403,21 @@ class Connection:
 
     # --- key schedule steps shared by both roles -------------------------------------
 
-    def _hash(self, data):
-        return self.backend.hash(self.suite.prf_hash, data)
+    def _new_transcript(self):
+        # the bytes are kept where a CertificateVerify is signed or checked: by a
+        # server, and by a client that has a certificate to send
+        return Transcript(self.backend, not self.is_client or bool(self.config.certificate_chain))
 
-    def _derive_master_secret(self, pre_master_secret, session_hash_transcript):
+    def _session_hash(self):
+        # RFC 7627 session_hash: the transcript through ClientKeyExchange (EMS only)
+        return self.transcript.digest() if self.use_ems else None
+
+    def _derive_master_secret(self, pre_master_secret, session_hash):
         # Step 6/7: master secret (RFC 7627 when negotiated) and the session keys.
         b = self.backend
         h = self.suite.prf_hash
         if self.use_ems:
-            self.master_secret = keyschedule.extended_master_secret(
-                b, h, pre_master_secret, self._hash(session_hash_transcript)
-            )
+            self.master_secret = keyschedule.extended_master_secret(b, h, pre_master_secret, session_hash)
         else:
             self.master_secret = keyschedule.master_secret(
                 b, h, pre_master_secret, self.client_random, self.server_random
@@ -351,13 +441,13 @@ class Connection:
         client_write, server_write = self.pending_protections
         self.records.set_read_protection(server_write if self.is_client else client_write)
 
-    def _verify_data(self, from_client, transcript):
+    def _verify_data(self, from_client, transcript_hash):
         return keyschedule.verify_data(
-            self.backend, self.suite.prf_hash, self.master_secret, from_client, self._hash(transcript)
+            self.backend, self.suite.prf_hash, self.master_secret, from_client, transcript_hash
         )
 
     def _send_finished(self):
-        vd = self._verify_data(self.is_client, self.transcript)
+        vd = self._verify_data(self.is_client, self.transcript.digest())
         if self.is_client:
             self.client_verify_data = vd
         else:
@@ -367,7 +457,7 @@ class Connection:
 
     def _check_peer_finished(self, msg):
         # Steps 8/9: the peer's Finished, compared in constant time.
-        expected = self._verify_data(not self.is_client, self.transcript[: self.transcript_before])
+        expected = self._verify_data(not self.is_client, self.transcript.digest_before_last())
         if not keyschedule.ct_equal(expected, msg.verify_data):
             raise TLSError(DECRYPT_ERROR, "Finished verify_data does not match: handshake was tampered with or keys differ")
         if self.is_client:
@@ -382,7 +472,7 @@ class Connection:
         self.established = True
         self.session_used_ems = self.use_ems
         self.renegotiating = False
-        self.transcript = bytearray()
+        self.transcript = self._new_transcript()
         self._trace("milestone", "complete")
         self.events.append(
             HandshakeComplete(

@@ -26,6 +26,7 @@ from .errors import TLSError
 from .keyschedule import ct_equal, split_key_block
 
 CONTENT_TYPES = (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA)
+_INITIAL_BUFFER = 256  # first receive buffer of a RecordLayer that was not lent one; grows
 
 
 def _header(content_type, length):
@@ -51,6 +52,8 @@ class GCMProtection:
     def __init__(self, backend, key, salt):
         self.aead = backend.aes_gcm(key)
         self.salt = salt
+        # a backend that can decrypt into the record buffer saves a copy per record
+        self.in_place = hasattr(self.aead, "open_in_place")
 
     def seal(self, seq, content_type, plaintext):
         explicit = seq.to_bytes(8, "big")
@@ -65,7 +68,10 @@ class GCMProtection:
             raise TLSError(RECORD_OVERFLOW, "record plaintext longer than 2^14")
         mv = memoryview(fragment)  # slices of it copy nothing: a record can be 16 KiB
         aad = seq.to_bytes(8, "big") + _header(content_type, n)
-        plaintext = self.aead.open(self.salt + mv[:8], mv[8:], aad)
+        if self.in_place:  # the fragment is the record layer's own buffer
+            plaintext = self.aead.open_in_place(self.salt + mv[:8], mv[8:], aad)
+        else:
+            plaintext = self.aead.open(self.salt + mv[:8], mv[8:], aad)
         if plaintext is None:
             raise TLSError(BAD_RECORD_MAC, "record authentication failed")
         return plaintext
@@ -147,8 +153,17 @@ def _padding_bad(p, pad, mac_len):
 
 class RecordLayer:
     # Stream of bytes in -> (content_type, plaintext) records out, and back.
-    def __init__(self):
-        self.buf = bytearray()
+    #
+    # Received bytes wait in one buffer, self.buf[start:fill], allocated once and
+    # reused: a record is read where it lies (a view, decrypted in place where the
+    # backend can), and what follows it moves to the front when new bytes need room.
+    # The buffer grows only for a record longer than it. A caller may lend its own
+    # (`buffer`): the board keeps one, sized for max_fragment_length records, for all
+    # its sessions, so no session allocates or fragments the heap for it.
+    def __init__(self, buffer=None):
+        self.buf = buffer if buffer is not None else bytearray(_INITIAL_BUFFER)
+        self.start = 0  # first byte not yet read
+        self.fill = 0  # end of the received bytes
         self.read_protection = NullProtection()
         self.write_protection = NullProtection()
         self.read_seq = 0
@@ -157,31 +172,56 @@ class RecordLayer:
         self.max_incoming = MAX_PLAINTEXT  # largest the peer may send (RFC 6066)
 
     def feed(self, data):
-        self.buf += data
+        # Bytes from the peer. The views next_record() returned before are invalid
+        # after this: their bytes may move.
+        n = len(data)
+        buf = self.buf
+        if self.fill + n > len(buf):
+            waiting = self.fill - self.start
+            if waiting + n > len(buf):
+                # doubled, but not past one whole record of the largest size, unless
+                # this feed itself brings more
+                size = 2 * len(buf)
+                if size > 5 + MAX_CIPHERTEXT:
+                    size = 5 + MAX_CIPHERTEXT
+                if size < waiting + n:
+                    size = waiting + n
+                grown = bytearray(size)
+                grown[:waiting] = memoryview(buf)[self.start : self.fill]
+                self.buf = buf = grown
+            elif waiting:
+                buf[:waiting] = memoryview(buf)[self.start : self.fill]  # overlapping move down
+            self.start = 0
+            self.fill = waiting
+        buf[self.fill : self.fill + n] = data
+        self.fill += n
 
     def next_record(self):
-        # -> (content_type, plaintext) or None if a whole record has not arrived yet
+        # -> (content_type, plaintext) or None if a whole record has not arrived yet.
+        # The plaintext may be a view into the buffer, valid until the next feed().
         buf = self.buf
-        if len(buf) < 5:
-            if len(buf) >= 1 and buf[0] not in CONTENT_TYPES:
-                raise TLSError(UNEXPECTED_MESSAGE, "unknown record content type %d" % buf[0])
+        start = self.start
+        have = self.fill - start
+        if have < 5:
+            if have >= 1 and buf[start] not in CONTENT_TYPES:
+                raise TLSError(UNEXPECTED_MESSAGE, "unknown record content type %d" % buf[start])
             return None
-        content_type = buf[0]
+        content_type = buf[start]
         if content_type not in CONTENT_TYPES:
             raise TLSError(UNEXPECTED_MESSAGE, "unknown record content type %d" % content_type)
-        if buf[1] != 3:
-            raise TLSError(PROTOCOL_VERSION, "record version %d.%d is not TLS" % (buf[1], buf[2]))
-        length = (buf[3] << 8) | buf[4]
+        if buf[start + 1] != 3:
+            raise TLSError(PROTOCOL_VERSION, "record version %d.%d is not TLS" % (buf[start + 1], buf[start + 2]))
+        length = (buf[start + 3] << 8) | buf[start + 4]
         if length > MAX_CIPHERTEXT:
             raise TLSError(RECORD_OVERFLOW, "record of %d bytes is longer than 2^14+2048" % length)
-        if len(buf) < 5 + length:
+        if have < 5 + length:
             return None
-        end = 5 + length
-        # The fragment is a view, not a copy (a record can be 16 KiB): self.buf is
-        # rebound to a new bytearray here and only that one grows, so the bytes under
-        # the view never change.
-        fragment = memoryview(buf)[5:end]
-        self.buf = buf[end:] if end < len(buf) else bytearray()
+        end = start + 5 + length
+        fragment = memoryview(buf)[start + 5 : end]  # a view: a record can be 16 KiB
+        if end == self.fill:
+            self.start = self.fill = 0  # all read: the next bytes start at the front
+        else:
+            self.start = end
         if length == 0 and content_type != APPLICATION_DATA:
             raise TLSError(UNEXPECTED_MESSAGE, "empty record of content type %d" % content_type)
         plaintext = self.read_protection.open(self.read_seq, content_type, fragment)

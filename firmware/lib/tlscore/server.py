@@ -171,7 +171,7 @@ class ServerConnection(Connection):
                 and self.renegotiation_count < self.config.max_renegotiations
             ):
                 self.events.append(RenegotiationRequested(True, False))
-                self.transcript = bytearray()
+                self.transcript = self._new_transcript()
                 self._send_alert(WARNING, NO_RENEGOTIATION)
                 return CONNECTED
             if scsv or ri is None or not ct_equal(parse_renegotiation_info(ri), self.client_verify_data):
@@ -207,6 +207,7 @@ class ServerConnection(Connection):
         if suite is None:
             raise TLSError(HANDSHAKE_FAILURE, "no cipher suite in common with the client")
         self.suite = suite
+        self.transcript.start(suite.prf_hash)
         self._ecdhe = ecdhe if suite.key_exchange == "ECDHE_RSA" else None
         sni = msg.extension(EXT_SERVER_NAME)
         if sni is not None:
@@ -310,9 +311,9 @@ class ServerConnection(Connection):
             self._ecdh_private = None
             if shared is None:
                 raise TLSError(ILLEGAL_PARAMETER, "client's ECDHE public key is not a valid point")
-            self._derive_master_secret(shared, bytes(self.transcript))
+            self._derive_master_secret(shared, self._session_hash())
         else:
-            self._ems_transcript = bytes(self.transcript)
+            self._ems_hash = self._session_hash()
             self._request_key_operation(
                 "decrypt", msg.encrypted_pre_master_secret(), self._on_premaster_decrypted
             )
@@ -329,8 +330,8 @@ class ServerConnection(Connection):
         else:
             substitute = self.backend.random(46)
         pre_master_secret = premaster_from_decryption(result, self.client_version, substitute)
-        self._derive_master_secret(pre_master_secret, self._ems_transcript)
-        self._ems_transcript = None
+        self._derive_master_secret(pre_master_secret, self._ems_hash)
+        self._ems_hash = None
 
     def _on_certificate_verify(self, msg):
         if msg.algorithm not in self._signature_schemes():
@@ -340,7 +341,7 @@ class ServerConnection(Connection):
         ecdsa = msg.algorithm == ECDSA_SECP256R1_SHA256
         if ecdsa != isinstance(key, x509.ECPublicKey):
             raise TLSError(ILLEGAL_PARAMETER, "CertificateVerify algorithm does not match the client certificate's key")
-        signed = bytes(self.transcript[: self.transcript_before])
+        signed = self.transcript.messages_before_last()
         if ecdsa:
             ok = self.backend.ecdsa_verify(key.group, key.point, hash_name, signed, bytes(msg.signature))
         else:

@@ -4,7 +4,11 @@ The board runs the TLS client; the host only moves bytes. When the board asks to
 a session the bridge connects to its target (TCP_NODELAY: each handshake flight is a
 few small writes, and Nagle plus delayed ACK would add ~40 ms), answers OPENED, and
 then copies TLS frames to the socket and socket bytes to TLS frames, until either side
-closes. ``run_handshake`` additionally tells the board what to do (RUN) and returns
+closes. Application data crosses the link as APP frames, a slice at a time, so that
+the board never holds it whole: RUN's "send" (beyond a few bytes) goes as the board
+asks for it (WANT), and what the board receives is joined into the RESULT's
+"received" (the board sends only the count).
+``run_handshake`` additionally tells the board what to do (RUN) and returns
 the board's RESULT; ``serve`` just carries whatever sessions the board opens.
 """
 
@@ -18,6 +22,8 @@ from collections.abc import Callable
 from hsmlink import protocol as P
 
 from .hostlink import HostLink, LinkError
+
+INLINE_SEND = 128  # a "send" up to this long rides in RUN itself
 
 
 class BoardFailure(Exception):
@@ -37,6 +43,8 @@ class Bridge:
         self.errors: list[dict] = []
         self.logs: list[str] = []
         self.tcp_bytes = [0, 0]  # to server, from server
+        self.app = bytearray()  # the session's application data, from the board's APP frames
+        self.outgoing = b""  # RUN's "send", for the board's WANTs
 
     # --- TCP side -----------------------------------------------------------------------
 
@@ -98,6 +106,7 @@ class Bridge:
 
     def _on_frame(self, ftype: int, payload: bytes) -> dict | None:
         if ftype == P.OPEN:
+            self.app = bytearray()
             self._open()
         elif ftype == P.TLS:
             self._to_tcp(payload)
@@ -111,8 +120,19 @@ class Bridge:
             err = P.unpack(payload)
             self.errors.append(err)
             self.log(f"board error: {err.get('where')}: {err.get('reason')}")
+        elif ftype == P.APP:
+            self.app += payload
+        elif ftype == P.WANT:
+            n = P.unpack(payload).get("n", 0)
+            chunk, self.outgoing = self.outgoing[:n], self.outgoing[n:]
+            if chunk:
+                self.link.send(P.APP, chunk)
         elif ftype == P.RESULT:
-            return P.unpack(payload)
+            r = P.unpack(payload)
+            if "received" not in r:  # hsmlink v3: the board says only how much
+                r["received"] = _text(self.app)
+            self.app = bytearray()
+            return r
         elif ftype == P.HELLO:
             self._close_tcp()
             raise BoardFailure("the board restarted (reset) during the session")
@@ -138,6 +158,12 @@ class Bridge:
     def run_handshake(self, opts: dict, timeout: float = 60.0) -> dict:
         """Tell the board to run one TLS session; return its RESULT."""
         self.errors = []
+        self.outgoing = b""
+        send = opts.get("send")
+        if send and len(send) > INLINE_SEND and self.link.hello.get("v", 0) >= 3:
+            self.outgoing = send.encode()
+            opts = {k: v for k, v in opts.items() if k != "send"}
+            opts["send_bytes"] = len(self.outgoing)
         self.send_time()
         self.link.send(P.RUN, opts)
         deadline = time.monotonic() + timeout
@@ -177,6 +203,13 @@ class Bridge:
                 self.log(str(e))
                 self.link.connect()
                 self.send_time()
+
+
+def _text(b: bytes | bytearray) -> str:
+    try:
+        return bytes(b).decode()
+    except UnicodeDecodeError:
+        return repr(bytes(b))
 
 
 def format_result(r: dict) -> list[str]:
