@@ -1015,3 +1015,28 @@ def test_signature_cache_is_bounded_least_recently_used(pki, monkeypatch):
     verify([pki.sha384, pki.inter], [pki.root], cache=cache)  # two new entries: direct evicted
     verify([pki.direct], [pki.root], cache=cache)
     assert len(calls) == 4
+
+
+def test_signature_cache_reuses_parsed_certificates(pki, monkeypatch):
+    chain = [pki.leaf, pki.inter]
+    ders = [D(c) for c in chain]
+    parses = []  # of the chain's certificates (the test parses its anchors itself)
+    real = X.parse_certificate
+    monkeypatch.setattr(X, "parse_certificate", lambda der: (der in ders and parses.append(der)) or real(der))
+    cache = X.SignatureCache(size=2, parsed=2)
+    first = verify(chain, [pki.root], hostname="localhost", cache=cache)
+    assert len(parses) == 2 and cache.parsed_hits == 0
+    again = verify(chain, [pki.root], hostname="localhost", cache=cache)
+    assert len(parses) == 2 and cache.parsed_hits == 2 and again is first
+    # checks on the reused certificate still run
+    fails(C.CERTIFICATE_EXPIRED, chain, [pki.root], now=P(pki.leaf).not_after + 1, cache=cache)
+    fails(C.CERTIFICATE_UNKNOWN, chain, [pki.root], hostname="other.example", cache=cache)
+    # a byte changed is another certificate: parsed (and checked) afresh
+    raw = bytearray(D(pki.leaf))
+    raw[-1] ^= 0x01
+    ders.append(bytes(raw))
+    fails(C.BAD_CERTIFICATE, [bytes(raw), pki.inter], [pki.root], cache=cache)
+    assert parses[-1] == bytes(raw)
+    # only the last `parsed` are kept
+    assert len(cache._parsed) == 2
+    assert X.SignatureCache(parsed=0).parse(D(pki.leaf)).der == D(pki.leaf)

@@ -833,13 +833,38 @@ class SignatureCache:
     # Only successful checks are kept, and only the signature check is skipped: the
     # rest of path validation (validity now, CA flags, key usage, host name,
     # revocation) runs on every handshake, since those answers change.
-    def __init__(self, size=4):
+    #
+    # It also keeps the last few certificates it parsed (`parsed` of them: a server's
+    # chain), so a chain met again is not parsed again either: the DER is compared
+    # whole, bytewise, and the Certificate it gave is reused as it is (nothing changes
+    # one after parsing). Every check on it still runs, as above.
+    def __init__(self, size=4, parsed=2):
         self.size = size
         self.hits = 0
         self._seen = []  # digests, least recently used first
+        self.keep_parsed = parsed
+        self.parsed_hits = 0
+        self._parsed = []  # Certificates, least recently used first
 
     def _digest(self, backend, cert, issuer):
-        return backend.hash("sha256", issuer.der + cert.der)
+        h = backend.new_hash("sha256")  # two updates: no joined copy of both DERs
+        h.update(issuer.der)
+        h.update(cert.der)
+        return h.digest()
+
+    def parse(self, der):
+        for c in self._parsed:
+            if c.der == der:
+                self._parsed.remove(c)
+                self._parsed.append(c)
+                self.parsed_hits += 1
+                return c
+        c = parse_certificate(der)
+        if self.keep_parsed:
+            self._parsed.append(c)
+            if len(self._parsed) > self.keep_parsed:
+                self._parsed.pop(0)
+        return c
 
     def check(self, backend, cert, issuer):
         d = self._digest(backend, cert, issuer)
@@ -1022,7 +1047,7 @@ def verify_chain(backend, chain, anchors, now, hostname=None, purpose="server", 
         raise TLSError(BAD_CERTIFICATE, "no certificate")
     if len(chain) > MAX_CERTIFICATE_CHAIN:
         raise TLSError(BAD_CERTIFICATE, "more than %d certificates" % MAX_CERTIFICATE_CHAIN)
-    certs = [parse_certificate(der) for der in chain]
+    certs = [parse_certificate(der) if cache is None else cache.parse(der) for der in chain]
     leaf = certs[0]
     path, anchor = _build_path(backend, leaf, certs[1:], anchors, cache)
     full = path + [anchor]
