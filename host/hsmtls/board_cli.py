@@ -243,9 +243,9 @@ def provision(directory, board_name, port, ca_key, ca_cert, subject, days, bits,
         if not port:
             if not b.emulated:
                 _fail("--port is required for a real board (hsmtls board list)")
-            from .board.emulator import EmulatedBoard
+            from .board.emulator import EmulatedBoard, can_precompile
 
-            emu = stack.enter_context(EmulatedBoard(flash_dir or "hsmtls-board-flash"))
+            emu = stack.enter_context(EmulatedBoard(flash_dir or "hsmtls-board-flash", mpy=can_precompile()))
             port = emu.tty
             click.echo(f"emulated board on {port}, flash {emu.flash_dir}")
         try:

@@ -157,7 +157,7 @@ def _run(d: Demo, tmp: Path, board: str, port: str | None, trace_out: str | None
 
     from .board.boards import get_board
     from .board.bridge import BoardFailure, Bridge, format_result
-    from .board.emulator import EmulatedBoard
+    from .board.emulator import EmulatedBoard, can_precompile
     from .board.hostlink import HostLink, LinkError
     from .board.provisioning import ProvisionError, provision_board
     from .hsm.keyops import TokenKey
@@ -213,7 +213,7 @@ def _run(d: Demo, tmp: Path, board: str, port: str | None, trace_out: str | None
         # --- the board --------------------------------------------------------------
         t = time.perf_counter()
         if bdef.emulated:
-            emu = stack.enter_context(EmulatedBoard(tmp / "board-flash", heap=heap))
+            emu = stack.enter_context(EmulatedBoard(tmp / "board-flash", heap=heap, mpy=can_precompile()))
             port = emu.tty
             d.stage("board", f"emulated board (MicroPython unix port, heap {heap}) on {port}", t)
         assert port is not None

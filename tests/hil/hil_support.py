@@ -28,7 +28,8 @@ def provision_emulated(flash_dir: Path, token, ca: str = "ca", validity=None, ke
     from hsmtls.board.hostlink import HostLink
     from hsmtls.board.provisioning import provision_board
 
-    board = EmulatedBoard(flash_dir, heap="256k").start()
+    # precompiled, as deployed (see emulator.can_precompile)
+    board = EmulatedBoard(flash_dir, heap="256k", mpy=True).start()
     try:
         ca_pem = (token.dir / ("ca.pem" if ca == "ca" else "rogue-ca.pem")).read_bytes()
         with HostLink(board.tty) as link:

