@@ -117,5 +117,5 @@ def run_key_operation(key: PrivateKey, req: KeyOperationRequest) -> bytes | tupl
         return key.decrypt_premaster(req.data)
     if req.kind == "sign":
         assert req.scheme is not None and req.hash_name is not None
-        return key.sign(req.scheme, req.hash_name, req.data)
+        return key.sign(req.scheme, req.hash_name, bytes(req.data))
     raise KeyError_(f"unknown key operation {req.kind}")

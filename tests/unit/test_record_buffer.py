@@ -108,15 +108,21 @@ def test_transcript_hashes_match_the_messages(backend):
             t.digest()
 
 
-def test_transcript_keeps_bytes_for_certificate_verify():
-    t = Transcript(CPythonBackend(), keep=True)
+@pytest.mark.parametrize("backend", [CPythonBackend(), NoCopyBackend()], ids=["copy", "no-copy"])
+def test_transcript_keeps_bytes_for_certificate_verify(backend):
+    t = Transcript(backend, keep=True)
     t.add(b"a" * 5)
     t.start("sha384")
     t.add(b"b" * 7)
     t.add(b"c" * 3)
-    assert t.messages() == b"a" * 5 + b"b" * 7 + b"c" * 3
-    assert t.messages_before_last() == b"a" * 5 + b"b" * 7
-    assert t.digest() == hashlib.sha384(t.messages()).digest()
+    everything = b"a" * 5 + b"b" * 7 + b"c" * 3
+    assert t.messages_before_last() == b"a" * 5 + b"b" * 7  # a server's check
+    assert t.digest() == hashlib.sha384(everything).digest()
+    signed = t.messages()  # a client's signature: handed over, not copied
+    assert signed == everything and t.data is None
+    t.add(b"d" * 4)  # CertificateVerify, Finished: hashed only
+    assert signed == everything
+    assert t.digest() == hashlib.sha384(everything + b"d" * 4).digest()
 
 
 class NoCopyClient(ClientConnection):

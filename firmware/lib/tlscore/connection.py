@@ -55,50 +55,47 @@ CLOSED = "CLOSED"
 class Transcript:
     # handshake_messages (RFC 5246 §7.4.9) of the handshake in progress. The key
     # schedule needs their hash at three points: RFC 7627's session_hash after
-    # ClientKeyExchange, our Finished, and the messages before the peer's Finished;
-    # CertificateVerify (step 7) signs the bytes themselves.
+    # ClientKeyExchange, our Finished, and the messages before the peer's Finished.
+    # Once the suite fixes the hash (start()), each message goes into running hashes
+    # as it passes. The bytes themselves are kept only where CertificateVerify (step
+    # 7) needs them (keep): a server checks its client's signature over them, and a
+    # client with a certificate hands them to its key to sign (messages(): handed
+    # over, not copied, and not kept after that). So the board never holds a copy of
+    # the server's certificate chain for its Finished.
     #
-    # keep=False (a client with no certificate: the board's usual handshake) keeps no
-    # bytes once the suite fixes the hash (start()): each message goes into running
-    # hashes as it passes, so the server's certificate chain is never copied here.
     # MicroPython's hashlib cannot copy a state, so one hash runs per digest still to
     # come and each digest() finishes one; where hashes copy (CPython), one suffices.
     def __init__(self, backend, keep=True):
         self.backend = backend
         self.keep = keep
-        self.data = bytearray()  # the messages (all of them, or those before start())
+        self.data = bytearray()  # the messages (keep, or before start()), else None
         self.before = 0  # len(data) before the last message
-        self.hash_name = None
-        self.hashes = None  # running hashes (keep=False, after start())
+        self.hashes = None  # running hashes, from start()
         self.before_last = None  # digest of the messages before a peer's Finished
 
     def start(self, hash_name):
-        self.hash_name = hash_name
-        if self.keep:
-            return
         h = self.backend.new_hash(hash_name)
         self.hashes = [h] if hasattr(h, "copy") else [h] + [self.backend.new_hash(hash_name) for _ in range(2)]
         for h in self.hashes:
             h.update(self.data)
-        self.data = None
+        if not self.keep:
+            self.data = None
 
     def add(self, raw, snapshot=False):
         if snapshot:
             self.before_last = self.digest()
-        if self.hashes is None:
+        if self.data is not None:
             self.before = len(self.data)
             self.data += raw
-        else:
+        if self.hashes is not None:
             for h in self.hashes:
                 h.update(raw)
 
     def digest(self):
         # hash of all messages so far
         hs = self.hashes
-        if hs is None:
-            return self.backend.hash(self.hash_name, self.data)
         if not hs:
-            raise TLSError(INTERNAL_ERROR, "transcript hash asked for more often than a handshake does")
+            raise TLSError(INTERNAL_ERROR, "transcript hash asked for before the suite or more often than a handshake does")
         if hasattr(hs[0], "copy"):
             return hs[0].copy().digest()
         return hs.pop().digest()
@@ -107,7 +104,10 @@ class Transcript:
         return self.before_last
 
     def messages(self):
-        return bytes(self.data)
+        # all messages so far, handed over to be signed: from here on only hashed
+        data = self.data
+        self.data = None
+        return data
 
     def messages_before_last(self):
         return bytes(memoryview(self.data)[: self.before])
