@@ -303,14 +303,8 @@ def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, 
 
     sniffer = RecordSniffer() if (trace or trace_out) else None
     taps: list = [sniffer] if sniffer else []
-    capture = None
-    if pcap:
-        from .pcap import PcapWriter
-
-        try:
-            capture = PcapWriter(pcap, server_port=tcp_port)
-        except OSError as e:
-            _fail(f"cannot write {pcap}: {e.strerror or e}")
+    capture = _open_pcap(pcap, tcp_port)
+    if capture is not None:
         taps.append(capture)
     try:
         r = handshake_once(port, (host, tcp_port), opts, log=lambda s: click.echo(s, err=True), timeout=timeout,
@@ -339,6 +333,18 @@ def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, 
         sys.exit(1)
 
 
+def _open_pcap(pcap: str | None, tcp_port: int):
+    """A PcapWriter for --pcap FILE (None without it); a clear error if it cannot be written."""
+    if not pcap:
+        return None
+    from .pcap import PcapWriter
+
+    try:
+        return PcapWriter(pcap, server_port=tcp_port)
+    except OSError as e:
+        _fail(f"cannot write {pcap}: {e.strerror or e}")
+
+
 @click.command()
 @click.option("--port", required=True, help="Serial port of the board (or the emulator's tty).")
 @click.option("--to", "target", required=True, help="TLS server HOST:PORT the board's sessions go to.")
@@ -349,14 +355,7 @@ def bridge(port, target, pcap) -> None:
     from .board.hostlink import HostLink, LinkError
 
     host, tcp_port = _target(target)
-    capture = None
-    if pcap:
-        from .pcap import PcapWriter
-
-        try:
-            capture = PcapWriter(pcap, server_port=tcp_port)
-        except OSError as e:
-            _fail(f"cannot write {pcap}: {e.strerror or e}")
+    capture = _open_pcap(pcap, tcp_port)
     try:
         with HostLink(port) as link:
             info = link.connect()
