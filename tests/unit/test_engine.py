@@ -492,15 +492,21 @@ def test_replayed_and_truncated_records(make_configs, client_key, server_key, su
     assert alert_sent(q, "s") == C.BAD_RECORD_MAC
 
 
-def test_bad_certificate_verify_signature(make_configs, client_key, server_key, epki):
+@pytest.mark.parametrize(
+    "key_fixture,cert_attr,flip",
+    [("client_key", "client_cert", 5),  # RSA: a byte of the signature value
+     ("client_ec_key", "client_ec_cert", -1)],  # ECDSA: the last byte of s, DER stays valid
+    ids=["rsa", "ecdsa"],
+)
+def test_bad_certificate_verify_signature(make_configs, server_key, epki, request, key_fixture, cert_attr, flip):
     class BadSigner(ClientConnection):
         def _on_certificate_verify_signed(self, op, signature):
             sig = bytearray(signature)
-            sig[5] ^= 1
+            sig[flip] ^= 1
             ClientConnection._on_certificate_verify_signed(self, op, bytes(sig))
 
-    cc, sc = make_configs(None, "require", epki.client_cert)
-    p = Pair(cc, sc, client_key, server_key, client_cls=BadSigner)
+    cc, sc = make_configs(None, "require", getattr(epki, cert_attr))
+    p = Pair(cc, sc, request.getfixturevalue(key_fixture), server_key, client_cls=BadSigner)
     p.handshake()
     assert alert_sent(p, "s") == C.DECRYPT_ERROR
     assert "CertificateVerify" in p.closed("s").reason

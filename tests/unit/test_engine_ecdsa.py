@@ -101,18 +101,7 @@ def test_board_signer_against_the_engine(make_configs, server_key, epki):
         assert len(p.completed("s")) == 2
 
 
-def test_bad_ecdsa_signature_is_decrypt_error(make_configs, client_ec_key, server_key, epki):
-    class BadSigner(ClientConnection):
-        def _on_certificate_verify_signed(self, op, signature):
-            sig = bytearray(signature)
-            sig[-1] ^= 1
-            ClientConnection._on_certificate_verify_signed(self, op, bytes(sig))
-
-    cc, sc = make_configs(None, "require", epki.client_ec_cert)
-    p = Pair(cc, sc, client_ec_key, server_key, client_cls=BadSigner)
-    p.handshake()
-    assert alert_sent(p, "s") == C.DECRYPT_ERROR
-    assert "CertificateVerify" in p.closed("s").reason
+# a wrong ECDSA CertificateVerify signature: test_engine.test_bad_certificate_verify_signature[ecdsa]
 
 
 @pytest.mark.parametrize("mangle", ["ber_length", "trailing", "raw_r_s"])
