@@ -16,6 +16,8 @@
 #   aes_cbc(key) -> object with (no padding; whole blocks only)
 #       encrypt(iv16, data) -> ciphertext
 #       decrypt(iv16, data) -> plaintext
+#   modexp(x, e, n) -> optional: x^e mod n for a public exponent e (RSA encryption and
+#       signature verification); the engine uses pow() where a backend has none
 #   groups -> tuple of NamedGroup codes it can do ECDHE in (empty: no ECDHE suites)
 #   ecdh_generate(group) -> (private, public point bytes as sent on the wire)
 #   ecdh_shared(group, private, peer_public) -> shared secret, or None if the

@@ -13,6 +13,7 @@ import os
 import cryptolib
 
 from .ghash import GHash, fill_counters, xor_into
+from .montgomery import Modulus
 
 _MODE_ECB = 1
 _MODE_CBC = 2
@@ -147,6 +148,7 @@ class MicroPythonBackend:
 
     def __init__(self):
         self._hkey = None  # _pads() of the last HMAC key; see hmac()
+        self._moduli = []  # the last Montgomery moduli, newest first; see modexp()
 
     def random(self, n):
         return os.urandom(n)
@@ -189,6 +191,19 @@ class MicroPythonBackend:
         h = ctor(c[3])
         h.update(data)
         return ctor(c[4] + h.digest()).digest()
+
+    def modexp(self, x, e, n):
+        # x^e mod n, e public (RSA encryption, signature verification): Montgomery
+        # products in viper. The last two moduli used are kept (a trust anchor's key and
+        # a server's), each about twice its size in heap.
+        kept = self._moduli
+        for m in kept:
+            if m.n == n:
+                break
+        else:
+            m = Modulus(n)
+        self._moduli = [m] + [k for k in kept if k is not m][:1]  # newest use first
+        return m.pow(x, e)
 
     def aes_gcm(self, key):
         return _GCM(key)

@@ -2,6 +2,7 @@
 # the board. RSAES-PKCS1-v1_5 encryption wraps the premaster_secret for the server
 # (§7.2.1), RSASSA-PKCS1-v1_5 verification checks certificate signatures (§8.2.2), and
 # EMSA-PKCS1-v1_5 (§9.2) builds the block a signer exponentiates. Big-number work is the
+# backend's modexp() where it has one (the board's: tlscore.montgomery), else the
 # interpreter's built-in three-argument pow(); hashes and randomness come from the
 # crypto backend, so the same code runs under CPython and MicroPython. RSASSA-PSS
 # verification (§8.1.2) checks ServerKeyExchange signatures (rsa_pss_rsae_*).
@@ -58,7 +59,12 @@ def encrypt(backend, n, e, message):
             if b:
                 ps.append(b)
     em = b"\x00\x02" + bytes(ps) + b"\x00" + bytes(message)
-    return int_to_bytes(pow(bytes_to_int(em), e, n), k)
+    return int_to_bytes(_modexp(backend)(bytes_to_int(em), e, n), k)
+
+
+def _modexp(backend):
+    # the backend's modexp() for public exponents (the board's is in viper), else pow()
+    return getattr(backend, "modexp", pow)
 
 
 # DER of DigestInfo up to the digest octets (RFC 8017 §9.2, note 1)
@@ -89,7 +95,7 @@ def encode_signature(backend, hash_name, message, k):
     return b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
 
 
-def _rsavp1(n, e, signature):
+def _rsavp1(backend, n, e, signature):
     # RSAVP1 (RFC 8017 §5.2.2) on a k-byte signature: the k-byte message
     # representative, or None for a signature of the wrong length or not below n
     k = byte_length(n)
@@ -98,7 +104,7 @@ def _rsavp1(n, e, signature):
     s = bytes_to_int(signature)
     if s >= n:
         return None
-    return int_to_bytes(pow(s, e, n), k)
+    return int_to_bytes(_modexp(backend)(s, e, n), k)
 
 
 def verify(backend, n, e, hash_name, message, signature):
@@ -106,7 +112,7 @@ def verify(backend, n, e, hash_name, message, signature):
     # block, rather than parsing it, is what keeps Bleichenbacher-style forgeries out.
     if hash_name not in _DIGEST_INFO_PREFIX or hash_name not in backend.hash_names:
         return False
-    em = _rsavp1(n, e, signature)
+    em = _rsavp1(backend, n, e, signature)
     if em is None:
         return False
     try:
@@ -136,7 +142,7 @@ def verify_pss(backend, n, e, hash_name, message, signature, salt_len=None):
     if h_len is None or hash_name not in backend.hash_names:
         return False
     s_len = h_len if salt_len is None else salt_len
-    full = _rsavp1(n, e, signature)
+    full = _rsavp1(backend, n, e, signature)
     if full is None:
         return False
     em_bits = bit_length(n) - 1
