@@ -116,6 +116,7 @@ class Session:
             certificate_chain=chain,
             now=b.now,
             signature_cache=b.signature_cache if opts.get("signature_cache", True) else None,
+            sign_digest=True,  # CertificateVerify from the running hash: no transcript copy
         )
         # the server we expect, if we met it before: its key, for PreparedPremaster
         self.expect_key = None
@@ -225,14 +226,21 @@ class Session:
     def _on_event(self, ev):
         conn = self.conn
         if isinstance(ev, KeyOperationRequest):
+            # what the engine sent before asking (Certificate, ClientKeyExchange) goes
+            # to the server first: it decrypts the premaster while we sign
+            self._push()
+            self.board.flush()
             port = self.board.port
             t = port.ticks_us()
             try:
                 key = self.board.key()
-                if ev.kind != "sign" or not key.can_sign(ev.scheme):
+                if ev.kind not in ("sign", "sign_digest") or not key.can_sign(ev.scheme):
                     raise ValueError("board cannot do %s %s" % (ev.kind, ev.scheme))
                 self.presigned = getattr(key, "ready", None)  # an ECDSA nonce made ahead
-                sig = key.sign(BACKEND, ev.hash_name, ev.data)
+                if ev.kind == "sign":
+                    sig = key.sign(BACKEND, ev.hash_name, ev.data)
+                else:
+                    sig = key.sign_digest(BACKEND, ev.hash_name, ev.data)
             except Exception as e:
                 more = conn.key_operation_failed(ev.op_id, str(e))
             else:
@@ -377,7 +385,12 @@ class Board:
         self.link = Link(window=1024, rto=150, ticks_diff=port.ticks_diff)
         self.rx = bytearray(getattr(port, "RX_CHUNK", 256))
         self.rx_view = memoryview(self.rx)
-        self._record_buffer = None
+        # every session's TLS record buffer (the "allocated once and reused"):
+        # one record of max_fragment_length plaintext with the largest CBC overhead (IV,
+        # MAC, 256 bytes of padding) and one link frame besides (more grows the
+        # engine's own copy, rarely). Made first, at boot, while the heap is in one
+        # piece: later its 2.5 KB may find no free block that large.
+        self.record_buffer = bytearray(5 + DEFAULT_MFL + 320 + MAX_PAYLOAD)
         self.session = None
         self.time = None  # (unix seconds, ticks_ms when received)
         self._anchors = None
@@ -395,16 +408,6 @@ class Board:
         self.errors = 0
         self.running = True
         self.keygen = None  # (generator, subject, tests done) while making a key
-
-    @property
-    def record_buffer(self):
-        # every session's TLS record buffer (the "allocated once and reused"),
-        # made at the first session: one record of max_fragment_length plaintext with
-        # the largest CBC overhead (IV, MAC, 256 bytes of padding) and one link frame
-        # besides (more grows the engine's own copy, rarely)
-        if self._record_buffer is None:
-            self._record_buffer = bytearray(5 + DEFAULT_MFL + 320 + MAX_PAYLOAD)
-        return self._record_buffer
 
     # --- things on the board's flash ---------------------------------------------------
 
@@ -502,9 +505,18 @@ class Board:
             files[name] = self._digest(name)
         self.link.send(P.INSTALLED, P.pack({"files": files}))
 
+    def _pem(self, name):
+        # the certificates in a PEM file, read a line at a time (no copy of the text)
+        try:
+            f = open(self.port.flash_path(name), "rb")
+        except OSError:
+            raise ValueError("%s is missing on the board's flash (hsmtls board provision)" % name) from None
+        with f:
+            return x509.pem_to_der_list(f)
+
     def anchors(self):
         if self._anchors is None:
-            self._anchors = x509.load_anchors(self._read("ca.pem"))
+            self._anchors = [x509.parse_certificate(der) for der in self._pem("ca.pem")]
         return self._anchors
 
     def anchor_fingerprints(self):
@@ -515,7 +527,7 @@ class Board:
 
     def client_chain(self):
         if self._chain is None:
-            self._chain = x509.pem_to_der_list(self._read("client.pem"))
+            self._chain = self._pem("client.pem")
         return self._chain
 
     def key(self):
@@ -716,6 +728,14 @@ class Board:
             self.idle_work()
 
     def run(self):
+        # The trust anchors are read now, while the heap is in one piece: the PEM text
+        # and its decoding are the largest passing blocks a session would need. A file
+        # missing or bad is reported when a session needs it.
+        try:
+            self.anchors()
+        except Exception:
+            pass
+        gc.collect()
         # announce ourselves: after a reset the host learns that the link restarted
         self.link.send_unsequenced(P.HELLO, self.hello())
         self.flush()

@@ -130,7 +130,10 @@ class BoardKey:
         return m2 + h * self.q
 
     def sign(self, backend, hash_name, message):
-        em = pkcs1.encode_signature(backend, hash_name, message, self.k)
+        return self.sign_digest(backend, hash_name, backend.hash(hash_name, message))
+
+    def sign_digest(self, backend, hash_name, digest):
+        em = pkcs1.encode_digest(hash_name, digest, self.k)
         m = pkcs1.bytes_to_int(em)
         re, ri = self._blinding()
         s = self._private(m * re % self.n) * ri % self.n

@@ -105,7 +105,10 @@ class ECBoardKey:
             pass
 
     def sign(self, backend, hash_name, message):
-        if hash_name != "sha256":
+        return self.sign_digest(backend, hash_name, backend.hash(hash_name, message))
+
+    def sign_digest(self, backend, hash_name, digest):
+        if hash_name != "sha256" or len(digest) != 32:
             raise ValueError("P-256 signs with SHA-256 only here")
         if self._ready:
             self.prepared_used += 1
@@ -123,5 +126,5 @@ class ECBoardKey:
         self._ready = False
         for i in range(96):
             buf[i] = 0
-        r, s = p256.sign_digest(self.d, backend.hash("sha256", message), pair)
+        r, s = p256.sign_digest(self.d, digest, pair)
         return p256.der_signature(r, s)

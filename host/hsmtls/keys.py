@@ -11,7 +11,7 @@ import os
 from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from tlscore.events import KeyOperationRequest
 
@@ -80,16 +80,23 @@ class FileKey:
             return None
 
     def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes:
+        return self._sign(scheme, hash_name, bytes(data), False)
+
+    def sign_digest(self, scheme: str, hash_name: str, digest: bytes) -> bytes:
+        return self._sign(scheme, hash_name, bytes(digest), True)
+
+    def _sign(self, scheme: str, hash_name: str, data: bytes, prehashed: bool) -> bytes:
         h = _HASHES[hash_name]()
+        alg = utils.Prehashed(h) if prehashed else h
         if isinstance(self._key, ec.EllipticCurvePrivateKey):
             if scheme != "ecdsa_secp256r1_sha256":
                 raise KeyError_(f"signature scheme {scheme} is not supported by {self.description}")
-            return self._key.sign(bytes(data), ec.ECDSA(h))
+            return self._key.sign(data, ec.ECDSA(alg))
         if scheme.startswith("rsa_pkcs1_"):
-            return self._key.sign(bytes(data), padding.PKCS1v15(), h)
+            return self._key.sign(data, padding.PKCS1v15(), alg)
         if scheme.startswith("rsa_pss_rsae_"):
             pss = padding.PSS(mgf=padding.MGF1(_HASHES[hash_name]()), salt_length=h.digest_size)
-            return self._key.sign(bytes(data), pss, h)
+            return self._key.sign(data, pss, alg)
         raise KeyError_(f"signature scheme {scheme} is not supported by {self.description}")
 
 
@@ -118,4 +125,10 @@ def run_key_operation(key: PrivateKey, req: KeyOperationRequest) -> bytes | tupl
     if req.kind == "sign":
         assert req.scheme is not None and req.hash_name is not None
         return key.sign(req.scheme, req.hash_name, bytes(req.data))
+    if req.kind == "sign_digest":  # a client configured with TLSConfig.sign_digest
+        assert req.scheme is not None and req.hash_name is not None
+        sign_digest = getattr(key, "sign_digest", None)
+        if sign_digest is None:
+            raise KeyError_(f"{key.description} cannot sign a digest: leave TLSConfig.sign_digest off")
+        return sign_digest(req.scheme, req.hash_name, bytes(req.data))
     raise KeyError_(f"unknown key operation {req.kind}")

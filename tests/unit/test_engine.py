@@ -550,3 +550,53 @@ def test_renegotiations_are_capped(make_configs, client_key, server_key):
     assert [e.accepted for e in p.of(RenegotiationRequested, "s")] == [True, True, False]
     assert [a.name for a in p.of(AlertReceived, "c")] == ["no_renegotiation"]
     assert not p.s.closed and not p.c.closed and p.s.renegotiation_count == 2
+
+
+# --- CertificateVerify from the running hash (TLSConfig.sign_digest, the board's way) --
+
+
+@pytest.mark.parametrize("ems", [True, False])
+@pytest.mark.parametrize("suite", SUITES)
+def test_client_signs_certificate_verify_digest_without_keeping_the_transcript(
+    make_configs, client_key, server_key, epki, suite, ems
+):
+    cc, sc = make_configs(suite, "require", epki.client_cert)
+    cc.sign_digest = True
+    cc.extended_master_secret = sc.extended_master_secret = ems
+    p = Pair(cc, sc, client_key, server_key)
+    p.start()
+    assert p.c.transcript.data is not None  # before the suite fixes the hash
+    p.c2s()
+    p.s2c()
+    assert p.c.transcript.data is None  # from ServerHello on: running hashes only
+    p.run()
+    (c_done,), (s_done,) = p.completed("c"), p.completed("s")  # the server checked it
+    assert c_done.extended_master_secret is ems and s_done.peer_subject
+    (req,) = p.of(KeyOperationRequest, "c")
+    prf_hash = next(s for s in suites.ALL if s.name == suite).prf_hash
+    assert (req.kind, req.scheme, req.hash_name) == ("sign_digest", "rsa_pkcs1_" + prf_hash, prf_hash)
+    assert len(req.data) == {"sha256": 32, "sha384": 48}[prf_hash]
+    # and again in a renegotiation
+    p.c.renegotiate()
+    p.run()
+    assert len(p.completed("s")) == 2
+    assert [r.kind for r in p.of(KeyOperationRequest, "c")] == ["sign_digest"] * 2
+
+
+def test_sign_digest_takes_only_the_prf_hash(make_configs, client_key, server_key, epki, monkeypatch):
+    # a server that asks for SHA-384 signatures only: a client that signs the running
+    # SHA-256 hash has no scheme to offer, and says so
+    import tlscore.server
+
+    monkeypatch.setattr(tlscore.server, "SERVER_SIGNATURE_SCHEMES", (C.RSA_PKCS1_SHA384,))
+    cc, sc = make_configs("TLS_RSA_WITH_AES_128_GCM_SHA256", "require", epki.client_cert)
+    cc.sign_digest = True
+    p = Pair(cc, sc, client_key, server_key)
+    p.handshake()
+    assert alert_sent(p, "c") == C.HANDSHAKE_FAILURE
+    assert "no signature algorithm in common" in p.closed("c").reason
+    # the same server, with a client that signs messages: SHA-384 it is
+    cc, sc = make_configs("TLS_RSA_WITH_AES_128_GCM_SHA256", "require", epki.client_cert)
+    p = Pair(cc, sc, client_key, server_key)
+    p.handshake()
+    assert p.of(KeyOperationRequest, "c")[0].scheme == "rsa_pkcs1_sha384"

@@ -165,3 +165,18 @@ def test_server_without_ecdsa_refuses_an_ec_certificate(make_configs, client_ec_
     p.s = ServerConnection(sc, RSAOnlyBackend())
     p.handshake()
     assert alert_sent(p, "s") == C.UNSUPPORTED_CERTIFICATE
+
+
+def test_ecdsa_client_signs_the_running_hash(make_configs, client_ec_key, server_key, epki):
+    # TLSConfig.sign_digest, as the board signs: the digest, no transcript kept
+    cc, sc = make_configs(None, "require", epki.client_ec_cert)
+    cc.sign_digest = True
+    p = Pair(cc, sc, client_ec_key, server_key)
+    p.start()
+    p.c2s()
+    p.s2c()
+    assert p.c.transcript.data is None  # from ServerHello on: running hashes only
+    p.run()
+    assert p.completed("s")
+    (req,) = p.of(KeyOperationRequest, "c")
+    assert (req.kind, req.scheme, len(req.data)) == ("sign_digest", "ecdsa_secp256r1_sha256", 32)

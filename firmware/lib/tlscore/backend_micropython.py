@@ -39,8 +39,9 @@ def _check_nonce(nonce):
 
 # Counter blocks nonce || c and their encryption, _CHUNK bytes each: scratch that every
 # _GCM shares (seal and open run one at a time and keep nothing in it between calls),
-# allocated once, at the first key, and kept: both directions of every session reuse it.
-_scratch = None
+# allocated once, at import (while the heap is still in one piece; a board's heap is
+# too fragmented mid-handshake for 1 KiB blocks), and kept: every session reuses it.
+_scratch = (bytearray(_CHUNK), bytearray(_CHUNK))
 
 
 class _GCM:
@@ -49,11 +50,8 @@ class _GCM:
     # blocks), so a 16 KiB record costs the two shared 1 KiB buffers, not 16 KiB ones.
 
     def __init__(self, key):
-        global _scratch
         if len(key) not in (16, 32):
             raise ValueError("AES-GCM key must be 16 or 32 bytes")
-        if _scratch is None:
-            _scratch = (bytearray(_CHUNK), bytearray(_CHUNK))
         self._counters, self._ks = _scratch
         self._ecb = cryptolib.aes(bytes(key), _MODE_ECB)
         h = bytearray(16)

@@ -323,14 +323,26 @@ class ClientConnection(Connection):
                 pre_master_secret = TLS1_2.to_bytes(2, "big") + b.random(46)
                 encrypted = pkcs1.encrypt(b, key.n, key.e, pre_master_secret)
             self._send_handshake(ClientKeyExchange.rsa(encrypted))
-        self._derive_master_secret(pre_master_secret, self._session_hash())
+        session_hash = self._session_hash()
+        self._derive_master_secret(pre_master_secret, session_hash)
         if chain:
             scheme = self._choose_certificate_verify_scheme()
             name, hash_name = SIGNATURE_SCHEMES[scheme]
             self._cv_scheme = scheme
-            self._request_key_operation(
-                "sign", self.transcript.messages(), self._on_certificate_verify_signed, name, hash_name
-            )
+            # Certificate and ClientKeyExchange go out now: the server decrypts the
+            # premaster while our key signs (tens of ms on the board)
+            self._flush_handshake()
+            if self.config.sign_digest:
+                # step 7 signs the messages through ClientKeyExchange: with EMS that is
+                # the session_hash just taken (a MicroPython hash gives one digest)
+                digest = session_hash if session_hash is not None else self.transcript.digest()
+                self._request_key_operation(
+                    "sign_digest", digest, self._on_certificate_verify_signed, name, hash_name
+                )
+            else:
+                self._request_key_operation(
+                    "sign", self.transcript.messages(), self._on_certificate_verify_signed, name, hash_name
+                )
         else:
             self._send_client_finished()
 
@@ -344,6 +356,8 @@ class ClientConnection(Connection):
             ours = self._signature_schemes(CLIENT_ECDSA_SCHEMES)
         else:
             ours = self._signature_schemes()
+        if self.config.sign_digest:
+            ours = [s for s in ours if SIGNATURE_SCHEMES[s][1] == self.suite.prf_hash]
         for s in ours:
             if s in theirs:
                 return s

@@ -37,6 +37,11 @@ class TLSConfig:
         # client: a client.PreparedPremaster the driver filled while waiting, used if
         # the server's key is the one it was made for
         self.prepared_premaster = None
+        # client: the key signs CertificateVerify's digest, taken from the transcript's
+        # running hash (KeyOperationRequest kind "sign_digest"), not the messages, so
+        # no copy of the handshake is kept (the board). Only schemes whose hash is the
+        # suite's PRF hash can be chosen then: SHA-256 for every suite the board offers.
+        self.sign_digest = False
         for k in kw:
             if not hasattr(self, k):
                 raise TypeError("unknown TLSConfig setting %r" % k)

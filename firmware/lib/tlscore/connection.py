@@ -60,8 +60,9 @@ class Transcript:
     # as it passes. The bytes themselves are kept only where CertificateVerify (step
     # 7) needs them (keep): a server checks its client's signature over them, and a
     # client with a certificate hands them to its key to sign (messages(): handed
-    # over, not copied, and not kept after that). So the board never holds a copy of
-    # the server's certificate chain for its Finished.
+    # over, not copied, and not kept after that), unless its key signs a digest
+    # (TLSConfig.sign_digest): that is the session_hash point's digest. So the board
+    # never holds a copy of the server's certificate chain.
     #
     # MicroPython's hashlib cannot copy a state, so one hash runs per digest still to
     # come and each digest() finishes one; where hashes copy (CPython), one suffices.
@@ -389,14 +390,16 @@ class Connection:
         self._hs_out += raw
 
     def _flush_handshake(self):
-        if self._hs_out:
-            data = bytes(self._hs_out)
+        # the pending messages go out as records, written straight into self.out (a
+        # flight with a client certificate is over 1 KB: no copies of it on the board)
+        data = self._hs_out
+        if data:
             self._hs_out = bytearray()
-            self.out += self.records.write(HANDSHAKE, data)
+            self.records.write(HANDSHAKE, data, self.out)
 
     def _write_record(self, content_type, data):
         self._flush_handshake()
-        self.out += self.records.write(content_type, data)
+        self.records.write(content_type, data, self.out)
 
     def _send_alert(self, level, desc):
         self._write_record(ALERT, bytes([level, desc]))
@@ -405,8 +408,9 @@ class Connection:
 
     def _new_transcript(self):
         # the bytes are kept where a CertificateVerify is signed or checked: by a
-        # server, and by a client that has a certificate to send
-        return Transcript(self.backend, not self.is_client or bool(self.config.certificate_chain))
+        # server, and by a client that has a certificate to send and signs messages
+        cfg = self.config
+        return Transcript(self.backend, not self.is_client or bool(cfg.certificate_chain and not cfg.sign_digest))
 
     def _session_hash(self):
         # RFC 7627 session_hash: the transcript through ClientKeyExchange (EMS only)

@@ -57,6 +57,8 @@ class KeyOperationRequest(Event):
     #   (message, substitute46) when the key derives its own substitute.
     # kind "sign": data is the message to sign with `scheme` (e.g. "rsa_pkcs1_sha256",
     #   hash `hash_name`); answer the signature.
+    # kind "sign_digest": data is the `hash_name` digest of the message (a client with
+    #   TLSConfig.sign_digest); answer the signature over the message it digests.
     def __init__(self, op_id, kind, data, scheme=None, hash_name=None):
         self.op_id = op_id
         self.kind = kind

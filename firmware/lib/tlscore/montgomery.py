@@ -128,9 +128,10 @@ def _select(out: ptr8, table, index: int, size: int):
         k += 1
 
 
-# Scratch for the products (2s+1 limbs), shared by every Modulus and grown to the
-# largest: one exponentiation runs at a time, and it holds nothing between products.
-_scratch = bytearray(0)
+# Scratch for the products (2s+1 limbs), shared by every Modulus: one exponentiation
+# runs at a time, and it holds nothing between products. Made at import for 2048-bit
+# moduli (either limb width), while the heap is in one piece; grown for larger ones.
+_scratch = bytearray(516)
 
 
 def _scratch_for(size):

@@ -89,7 +89,12 @@ def digest_info(hash_name, digest):
 
 def encode_signature(backend, hash_name, message, k):
     # EMSA-PKCS1-v1_5-ENCODE (RFC 8017 §9.2): 0x00 || 0x01 || 0xff.. || 0x00 || DigestInfo
-    t = digest_info(hash_name, backend.hash(hash_name, message))
+    return encode_digest(hash_name, backend.hash(hash_name, message), k)
+
+
+def encode_digest(hash_name, digest, k):
+    # EMSA-PKCS1-v1_5-ENCODE from step 2 on, for a message already hashed
+    t = digest_info(hash_name, digest)
     if k < len(t) + 11:
         raise ValueError("intended encoded message length too short")
     return b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t

@@ -230,10 +230,12 @@ class RecordLayer:
             raise TLSError(RECORD_OVERFLOW, "record of %d bytes exceeds the negotiated max_fragment_length" % len(plaintext))
         return content_type, plaintext
 
-    def write(self, content_type, data):
-        # -> wire bytes (a bytearray, which the caller appends to its output: no copy
-        # to bytes); data longer than max_fragment goes out as several records
-        out = bytearray()
+    def write(self, content_type, data, out=None):
+        # -> wire bytes, appended to `out` (the caller's output bytearray: no copy
+        # of the records) or to a new bytearray; data longer than max_fragment goes
+        # out as several records
+        if out is None:
+            out = bytearray()
         n = len(data)
         step = self.max_fragment
         pos = 0

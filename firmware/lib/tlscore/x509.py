@@ -665,26 +665,29 @@ def _parse_san(cert, data, start, end):
 
 def pem_to_der_list(pem):
     # Every "-----BEGIN CERTIFICATE-----" block in order; other PEM blocks are skipped.
-    if not isinstance(pem, str):
-        try:
-            pem = bytes(pem).decode("utf-8")
-        except UnicodeError:
-            raise TLSError(BAD_CERTIFICATE, "PEM is not text") from None
-    begin = "-----BEGIN CERTIFICATE-----"
-    stop = "-----END CERTIFICATE-----"
+    # pem: str or bytes, or lines of it (a file open in binary), decoded a line at a
+    # time: the board never holds a second copy of the whole text.
+    if isinstance(pem, str):
+        pem = pem.encode()
+    if isinstance(pem, (bytes, bytearray, memoryview)):
+        pem = bytes(pem).split(b"\n")
     out = []
-    pos = pem.find(begin)
-    while pos >= 0:
-        body_start = pos + len(begin)
-        body_end = pem.find(stop, body_start)
-        if body_end < 0:
-            raise TLSError(BAD_CERTIFICATE, "PEM certificate without END line")
-        body = "".join(pem[body_start:body_end].split())
-        try:
-            out.append(binascii.a2b_base64(body))
-        except ValueError:
-            raise TLSError(BAD_CERTIFICATE, "bad base64 in PEM certificate") from None
-        pos = pem.find(begin, body_end + len(stop))
+    parts = None  # base64-decoded lines of the block we are in
+    for line in pem:
+        line = line.strip()
+        if parts is None:
+            if line == b"-----BEGIN CERTIFICATE-----":
+                parts = []
+        elif line == b"-----END CERTIFICATE-----":
+            out.append(b"".join(parts))
+            parts = None
+        elif line:
+            try:
+                parts.append(binascii.a2b_base64(line))
+            except ValueError:
+                raise TLSError(BAD_CERTIFICATE, "bad base64 in PEM certificate") from None
+    if parts is not None:
+        raise TLSError(BAD_CERTIFICATE, "PEM certificate without END line")
     return out
 
 
