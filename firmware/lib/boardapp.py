@@ -698,12 +698,17 @@ class Board:
         if self.serial.wait(timeout):
             n = self.serial.read_into(self.rx)
             if n:
+                oom = self.link.rx_out_of_memory
                 for ftype, payload in self.link.receive(self.rx_view[:n], port.ticks_ms()):
                     try:
                         self.on_frame(ftype, payload)
                     except Exception as e:
                         self.error("frame %s" % P.NAMES.get(ftype, ftype), "%s: %s" % (type(e).__name__, e))
                         self.abort_session("error")
+                if self.link.rx_out_of_memory != oom:
+                    # a frame found no room even after a collection (the link takes it
+                    # again when the host resends it): the session's memory goes
+                    self.out_of_memory("link")
         self.flush()  # acknowledge before computing
         if self.keygen is not None:
             try:

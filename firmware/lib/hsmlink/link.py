@@ -35,6 +35,7 @@ class Link:
         self.pings = 0
         self.sent_frames = 0
         self.max_in_flight = 0
+        self.rx_out_of_memory = 0  # frames left for the peer to resend: no heap to take them
         self.reset()
 
     def reset(self):
@@ -46,7 +47,7 @@ class Link:
         self.rx_expected = 0
         self.ack_due = False
         self.control = []  # unsequenced wire frames to send now
-        self.partial = None  # (type, bytearray) of a control payload being joined
+        self.partial = None  # (type, [pieces]) of a control payload being joined
         self.last_progress = None
         self.ping_nonce = 0
         self.ping_sent = None
@@ -60,6 +61,7 @@ class Link:
         c["pings"] = self.pings
         c["sent_frames"] = self.sent_frames
         c["max_in_flight"] = self.max_in_flight
+        c["rx_out_of_memory"] = self.rx_out_of_memory
         return c
 
     @property
@@ -165,42 +167,64 @@ class Link:
 
     def receive(self, data, now=0):
         # -> list of (type, payload) in order; SYNC/HELLO reach the caller, which
-        # decides whether to reset()
+        # decides whether to reset(). Out of memory, nothing is lost: a frame counts as
+        # received (and is acknowledged) only once it is taken, so what could not be
+        # taken, and every frame after it, comes again after the peer's timeout; the
+        # frames taken before are returned. rx_out_of_memory counts such stops.
         out = []
-        for ftype, seq, ack, payload in self.decoder.feed(data):
-            if ftype == P.SYNC or ftype == P.HELLO:
-                out.append((ftype, payload))
-                continue
-            self._on_ack(ack, now)
-            if ftype == P.ACK:
-                continue
-            if ftype == P.PING:
-                self.control.append(encode_frame(P.PONG, 0, self.rx_expected, payload))
-                continue
-            if ftype == P.PONG:
-                if payload:
-                    self._on_pong(payload[0], now)
-                continue
-            if seq != self.rx_expected:
-                if (self.rx_expected - seq) & 255 < 128:
-                    self.duplicates += 1
-                else:
-                    self.out_of_order += 1
-                self.ack_due = True
-                continue
-            self.rx_expected = (self.rx_expected + 1) & 255
-            self.ack_due = True
-            base = ftype & ~MORE
-            if self.partial is not None and self.partial[0] != base:
-                self.partial = None  # a piece went missing across a reset: drop it
-            if ftype & MORE:
-                if self.partial is None:
-                    self.partial = (base, bytearray())
-                self.partial[1].extend(payload)
-                continue
-            if self.partial is not None:
-                self.partial[1].extend(payload)
-                payload = bytes(self.partial[1])
-                self.partial = None
-            out.append((base, payload))
+        try:
+            frames = self.decoder.feed(data)
+        except MemoryError:
+            self.decoder.reset()
+            self.rx_out_of_memory += 1
+            return out
+        for frame in frames:
+            try:
+                self._take(frame, now, out)
+            except MemoryError:
+                self.rx_out_of_memory += 1
+                break
         return out
+
+    def _take(self, frame, now, out):
+        ftype, seq, ack, payload = frame
+        if ftype == P.SYNC or ftype == P.HELLO:
+            out.append((ftype, payload))
+            return
+        self._on_ack(ack, now)
+        if ftype == P.ACK:
+            return
+        if ftype == P.PING:
+            self.control.append(encode_frame(P.PONG, 0, self.rx_expected, payload))
+            return
+        if ftype == P.PONG:
+            if payload:
+                self._on_pong(payload[0], now)
+            return
+        if seq != self.rx_expected:
+            if (self.rx_expected - seq) & 255 < 128:
+                self.duplicates += 1
+            else:
+                self.out_of_order += 1
+            self.ack_due = True
+            return
+        base = ftype & ~MORE
+        if self.partial is not None and self.partial[0] != base:
+            self.partial = None  # a piece went missing across a reset: drop it
+        if ftype & MORE:
+            if self.partial is None:
+                self.partial = (base, [])
+            self.partial[1].append(payload)  # a failed append leaves the list as it was
+        else:
+            pieces = self.partial[1] if self.partial is not None else None
+            if pieces is not None:
+                pieces.append(payload)
+            try:
+                out.append((base, b"".join(pieces) if pieces is not None else payload))
+            except MemoryError:
+                if pieces is not None:
+                    pieces.pop()  # as before this frame, which comes again
+                raise
+            self.partial = None
+        self.rx_expected = (self.rx_expected + 1) & 255
+        self.ack_due = True
