@@ -99,8 +99,27 @@ class Bridge:
                 tap.feed("c2s", data)
         except OSError as e:
             self.log(f"tcp: {e}")
+            self._drain_tcp()
             self._close_tcp()
             self.link.send(P.CLOSE, {"why": str(e)})
+
+    def _drain_tcp(self) -> None:
+        # The server closed while the board was still sending (it refused a client
+        # certificate while the board signed): what it sent first, usually the alert
+        # saying why, still goes to the board, ahead of the CLOSE.
+        assert self.sock is not None
+        self.sock.setblocking(False)
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.tcp_bytes[1] += len(data)
+            for tap in self.taps:
+                tap.feed("s2c", data)
+            self.link.send(P.TLS, data)
 
     # --- frames from the board ----------------------------------------------------------
 
