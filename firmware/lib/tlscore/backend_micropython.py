@@ -11,17 +11,18 @@ import hashlib
 import os
 
 import cryptolib
+from micropython import const
 
 from .ghash import GHash, fill_counters, xor_into
 from .montgomery import Modulus
 
-_MODE_ECB = 1
-_MODE_CBC = 2
+_MODE_ECB = const(1)
+_MODE_CBC = const(2)
 _HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
-_BLOCK = 64  # input block size of SHA-1 and SHA-256
+_BLOCK = const(64)  # input block size of SHA-1 and SHA-256
 _IPAD = b"\x36" * _BLOCK
 _OPAD = b"\x5c" * _BLOCK
-_CHUNK = 1024  # keystream bytes per ECB call; a multiple of 16
+_CHUNK = const(1024)  # keystream bytes per ECB call; a multiple of 16
 
 
 def _ct_equal16(a, b):

@@ -9,6 +9,14 @@
 # and bytes operations; this removes the branches and the data-dependent MAC length
 # that our own code would add, which is as far as Python goes.
 
+try:
+    from micropython import const  # compile-time constants: no global, inlined
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
 from .constants import (
     ALERT,
     APPLICATION_DATA,
@@ -26,7 +34,7 @@ from .errors import TLSError
 from .keyschedule import ct_equal, split_key_block
 
 CONTENT_TYPES = (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA)
-_INITIAL_BUFFER = 256  # first receive buffer of a RecordLayer that was not lent one; grows
+_INITIAL_BUFFER = const(256)  # first receive buffer of a RecordLayer that was not lent one; grows
 
 
 def _header(content_type, length):

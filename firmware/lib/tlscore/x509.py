@@ -10,6 +10,14 @@
 
 import binascii
 
+try:
+    from micropython import const  # compile-time constants: no global, inlined
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
 from .constants import (
     BAD_CERTIFICATE,
     CERTIFICATE_EXPIRED,
@@ -98,23 +106,23 @@ ATTRIBUTE_NAMES = {
 }
 _OID_COMMON_NAME = "2.5.4.3"
 
-# ASN.1 universal tags
-_BOOLEAN = 0x01
-_INTEGER = 0x02
-_BIT_STRING = 0x03
-_OCTET_STRING = 0x04
-_NULL = 0x05
-_OID = 0x06
-_UTF8_STRING = 0x0C
-_PRINTABLE_STRING = 0x13
-_T61_STRING = 0x14
-_IA5_STRING = 0x16
-_UTC_TIME = 0x17
-_GENERALIZED_TIME = 0x18
-_UNIVERSAL_STRING = 0x1C
-_BMP_STRING = 0x1E
-_SEQUENCE = 0x30
-_SET = 0x31
+# ASN.1 universal tags (const: MicroPython inlines them, as the parser uses them often)
+_BOOLEAN = const(0x01)
+_INTEGER = const(0x02)
+_BIT_STRING = const(0x03)
+_OCTET_STRING = const(0x04)
+_NULL = const(0x05)
+_OID = const(0x06)
+_UTF8_STRING = const(0x0C)
+_PRINTABLE_STRING = const(0x13)
+_T61_STRING = const(0x14)
+_IA5_STRING = const(0x16)
+_UTC_TIME = const(0x17)
+_GENERALIZED_TIME = const(0x18)
+_UNIVERSAL_STRING = const(0x1C)
+_BMP_STRING = const(0x1E)
+_SEQUENCE = const(0x30)
+_SET = const(0x31)
 
 
 def _malformed(why):
