@@ -1,7 +1,7 @@
 """Board handshake benchmark (not a test): our firmware on the emulated board against
 MicroPython's own `tls` module (mbedTLS, in C) on the same interpreter, same server.
 
-    python benchmarks/bench_board.py [-n 10] [--client-auth] [--no-heap] [--json F]
+    python benchmarks/bench_board.py [-n 10] [--client-auth [--key-type rsa|ec]] [--no-heap] [--json F]
     (also: hsmtls bench board)
 
 Every client talks to one `openssl s_server -tls1_2 -cipher AES128-GCM-SHA256` with an
@@ -150,20 +150,28 @@ def ours(flash: Path, port: int, n: int, client_auth: bool, heap: str, *, warm: 
             "heap_base": min(bases), "window": window, "rx_dropped": b.rx_dropped, "n": len(hs_ms), **used}
 
 
-def _der_files(pki: DevPKI, d: Path) -> None:
+def _client(pki: DevPKI, key_type: str) -> tuple[Path, Path]:
+    """The client certificate and key every client uses: RSA-2048, or ECDSA P-256."""
+    if key_type == "ec":
+        return pki.client_ec_cert, pki.client_ec_key
+    return pki.client_cert, pki.client_key
+
+
+def _der_files(pki: DevPKI, d: Path, key_type: str = "rsa") -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.x509 import load_pem_x509_certificate
 
+    cert, key_path = _client(pki, key_type)
     (d / "ca.der").write_bytes(load_pem_x509_certificate(pki.ca_cert.read_bytes()).public_bytes(serialization.Encoding.DER))
-    (d / "client.der").write_bytes(load_pem_x509_certificate(pki.client_cert.read_bytes()).public_bytes(serialization.Encoding.DER))
-    key = serialization.load_pem_private_key(pki.client_key.read_bytes(), None)
+    (d / "client.der").write_bytes(load_pem_x509_certificate(cert.read_bytes()).public_bytes(serialization.Encoding.DER))
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
     (d / "client_key.der").write_bytes(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
 
 
-def mbedtls(pki: DevPKI, port: int, n: int, client_auth: bool) -> dict:
+def mbedtls(pki: DevPKI, port: int, n: int, client_auth: bool, key_type: str = "rsa") -> dict:
     with tempfile.TemporaryDirectory() as d:
         dd = Path(d)
-        _der_files(pki, dd)
+        _der_files(pki, dd, key_type)
         (dd / "m.py").write_text(MBEDTLS_SCRIPT)
         out = subprocess.run([micropython_binary(), "m.py", str(port), str(n), "1" if client_auth else "0"],
                              cwd=d, capture_output=True, text=True, timeout=120)
@@ -174,7 +182,7 @@ def mbedtls(pki: DevPKI, port: int, n: int, client_auth: bool) -> dict:
     return {"ok": True, "handshake_ms": statistics.median(times), "gc_peak": int(lines["gcpeak"])}
 
 
-def cpython_ssl(pki: DevPKI, port: int, n: int, client_auth: bool) -> dict:
+def cpython_ssl(pki: DevPKI, port: int, n: int, client_auth: bool, key_type: str = "rsa") -> dict:
     import socket
     import ssl
 
@@ -183,7 +191,8 @@ def cpython_ssl(pki: DevPKI, port: int, n: int, client_auth: bool) -> dict:
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers("AES128-GCM-SHA256")
     if client_auth:
-        ctx.load_cert_chain(str(pki.client_cert), str(pki.client_key))
+        cert, key = _client(pki, key_type)
+        ctx.load_cert_chain(str(cert), str(key))
     times = []
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port))
@@ -215,17 +224,22 @@ def smallest_heap(flash: Path, port: int, client_auth: bool, rom: bool = False) 
     return hi
 
 
-def run(n: int = 10, client_auth: bool = False, echo=print, heap: bool = True, json_path: str | None = None) -> dict:
+def run(n: int = 10, client_auth: bool = False, echo=print, heap: bool = True, json_path: str | None = None,
+        key_type: str = "rsa") -> dict:
+    """key_type: the client key of every client (with client_auth): "rsa" (RSA-2048; the
+    board signs with CRT) or "ec" (ECDSA P-256)."""
     if shutil.which("openssl") is None:
         raise SystemExit("openssl is needed for the benchmark server")
-    res: dict = {"n": n, "client_auth": client_auth}
+    if key_type not in ("rsa", "ec"):
+        raise ValueError("key_type must be rsa or ec")
+    res: dict = {"n": n, "client_auth": client_auth, "key_type": key_type}
     with tempfile.TemporaryDirectory() as d:
         pki = DevPKI(Path(d) / "pki")
-        flash = provision(Path(d) / "flash", pki.ca_cert, pki.client_cert, pki.client_key)
+        flash = provision(Path(d) / "flash", pki.ca_cert, *_client(pki, key_type))
         srv, port = _openssl(pki, client_auth)
         try:
-            res["mbedtls"] = mbedtls(pki, port, n, client_auth)
-            res["cpython_ssl"] = cpython_ssl(pki, port, n, client_auth)
+            res["mbedtls"] = mbedtls(pki, port, n, client_auth, key_type)
+            res["cpython_ssl"] = cpython_ssl(pki, port, n, client_auth, key_type)
             for prof, ring in PROFILES.items():
                 for state in ("cold", "warm"):
                     res[f"ours_{prof}_{state}"] = ours(flash, port, n, client_auth, "256k", warm=state == "warm", ring=ring)
@@ -244,7 +258,8 @@ def run(n: int = 10, client_auth: bool = False, echo=print, heap: bool = True, j
 
 def _report(res: dict, echo) -> None:
     m, c = res["mbedtls"], res["cpython_ssl"]
-    echo(f"client auth: {'yes' if res['client_auth'] else 'no'}; {res['n']} handshakes each; "
+    key = {"rsa": "RSA-2048", "ec": "ECDSA P-256"}[res.get("key_type", "rsa")]
+    echo(f"client auth: {'yes, ' + key + ' client key' if res['client_auth'] else 'no'}; {res['n']} handshakes each; "
          f"openssl s_server, RSA-2048, {SUITE}; medians; handshake = ClientHello to Finished checked")
     if not m.get("ok"):
         echo(f"mbedTLS failed: {m.get('reason')}")
@@ -278,8 +293,9 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--client-auth", action="store_true")
+    ap.add_argument("--key-type", choices=("rsa", "ec"), default="rsa", help="the client key (with --client-auth)")
     ap.add_argument("--no-heap", action="store_true", help="skip the smallest-heap search")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    run(args.n, args.client_auth, heap=not args.no_heap, json_path=args.json)
+    run(args.n, args.client_auth, heap=not args.no_heap, json_path=args.json, key_type=args.key_type)

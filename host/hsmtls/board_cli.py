@@ -374,9 +374,11 @@ def bridge(port, target, pcap) -> None:
 @board.command()
 @click.option("-n", "count", default=10, show_default=True, help="Handshakes per client.")
 @click.option("--client-auth", is_flag=True, help="With a client certificate (CertificateVerify on the board).")
+@click.option("--key-type", type=click.Choice(["rsa", "ec"]), default="rsa", show_default=True,
+              help="The client key with --client-auth: RSA-2048 (CRT on the board) or ECDSA P-256.")
 @click.option("--no-heap", is_flag=True, help="Skip the smallest-heap search.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this file.")
-def bench(count, client_auth, no_heap=False, json_path=None) -> None:
+def bench(count, client_auth, key_type="rsa", no_heap=False, json_path=None) -> None:
     """Benchmark: our firmware vs MicroPython's tls (mbedTLS); smallest heap (benchmarks/bench_board.py)."""
     import importlib.util
 
@@ -388,4 +390,4 @@ def bench(count, client_auth, no_heap=False, json_path=None) -> None:
         _fail(f"{path} not found (the benchmark runs from a source checkout)")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod.run(count, client_auth, echo=click.echo, heap=not no_heap, json_path=json_path)
+    mod.run(count, client_auth, echo=click.echo, heap=not no_heap, json_path=json_path, key_type=key_type)
