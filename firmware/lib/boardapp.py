@@ -408,6 +408,7 @@ class Board:
         self.errors = 0
         self.running = True
         self.keygen = None  # (generator, subject, tests done) while making a key
+        self.idle_pending = False  # idle_work() has more to do
 
     # --- things on the board's flash ---------------------------------------------------
 
@@ -551,11 +552,12 @@ class Board:
         # Between connections: step 4's RSA operation for the server we talked to
         # last, so that the next handshake with it does not wait for it. (On an
         # ESP32 this blocks the loop ~100 ms; the host's window keeps what it sends
-        # meanwhile within the UART ring.)
+        # meanwhile within the UART ring.) -> True while there is more to do: the
+        # loop then only glances at the port before the next piece.
         k = self.last_key
         if k is not None and not (self.premaster.ready and self.premaster.key == k):
             self.premaster.prepare(BACKEND, k[0], k[1])
-            return
+            return True
         # With an ECDSA key: the next CertificateVerify's nonce, R and k^-1, a slice
         # per loop (about 1 ms here, a quarter of the whole). The file's first line
         # says which key it is: an RSA key is not loaded before it has to sign.
@@ -571,6 +573,8 @@ class Board:
         key = self._key
         if key is not None and key.kind == "ec" and not key.ready:
             key.prepare_step(BACKEND)
+            return not key.ready
+        return False
 
     def now(self):
         if self.time is None:
@@ -691,7 +695,7 @@ class Board:
         s = self.session
         # work waiting: only look at the port; frames in flight: wake often enough for
         # the link's timers (a PING after `rto` ms) but do not spin on them
-        if (s is not None and s.unread) or self.keygen is not None:
+        if (s is not None and s.unread) or self.keygen is not None or self.idle_pending:
             timeout = 0
         else:
             timeout = 50 if self.link.idle else 10
@@ -730,7 +734,9 @@ class Board:
                 self.session = None
             self.flush()
         elif self.keygen is None and self.link.idle:
-            self.idle_work()
+            self.idle_pending = self.idle_work()
+            return
+        self.idle_pending = False
 
     def run(self):
         # The trust anchors are read now, while the heap is in one piece: the PEM text
