@@ -160,6 +160,18 @@ TRANSITIONS = {
 }
 
 
+_own_key = None  # (DER, key type) of the last leaf of ours looked at
+
+
+def _own_key_type(der):
+    # the key type of our own leaf, parsed once, not at every handshake: a client
+    # sends the same certificate each time (on the board a parse is about 0.4 ms)
+    global _own_key
+    if _own_key is None or _own_key[0] != der:
+        _own_key = (der, x509.parse_certificate(der).key_type)
+    return _own_key[1]
+
+
 def _is_ip_literal(name):
     return ":" in name or name.replace(".", "").isdigit()
 
@@ -350,7 +362,7 @@ class ClientConnection(Connection):
         # by the key in our own certificate (the leaf we just sent)
         req = self.certificate_request
         theirs = req.supported_signature_algorithms
-        if x509.parse_certificate(self.config.certificate_chain[0]).key_type == "ec":
+        if _own_key_type(self.config.certificate_chain[0]) == "ec":
             if ECDSA_SIGN not in req.certificate_types:
                 raise TLSError(HANDSHAKE_FAILURE, "server does not take ECDSA client certificates (certificate_types)")
             ours = self._signature_schemes(CLIENT_ECDSA_SCHEMES)
