@@ -162,13 +162,13 @@ class Modulus:
         self._n0 = (base - x) % base
         self._n = self._limbs(n)
         self._rr = self._limbs((1 << (2 * bits * s)) % n)
-        self._scratch = lb * (2 * s + 1)
+        self._scratch_size = lb * (2 * s + 1)  # bytes of scratch a product needs
 
     def _limbs(self, x):
         return bytearray(x.to_bytes(self._size, "little"))
 
     def _mul(self, out, a, b):
-        self._mul_fn(out, a, b, self._n, _scratch_for(self._scratch), self._s, self._n0)
+        self._mul_fn(out, a, b, self._n, _scratch_for(self._scratch_size), self._s, self._n0)
 
     def _to_mont(self, x):
         a = self._limbs(x % self.n)
