@@ -138,20 +138,24 @@ class Token:
         label = uri.token
         # SoftHSM2 rewrites a token's files when another process logs in or adds an
         # object; a listing made at that moment can fail or miss the token. Such a
-        # miss is transient: look again briefly before saying it is not there.
-        for attempt in range(5):
+        # miss is transient: look again for up to about 1.4 s (a loaded machine was
+        # seen to miss it for longer than the 0.5 s once allowed) before saying it is
+        # not there.
+        attempts = 8
+        for attempt in range(attempts):
             try:
                 tokens = [
                     t for t in self.lib.get_tokens()
                     if (t.flags & TokenFlag.TOKEN_INITIALIZED) and (label is None or t.label == label)
                 ]
             except p11e.PKCS11Error as e:
-                if attempt == 4:
+                if attempt == attempts - 1:
                     raise TokenError(f"cannot list tokens of {self.module_path}: {describe_error(e)}") from None
                 tokens = []
             if tokens:
                 break
-            time.sleep(0.05 * (attempt + 1))
+            if attempt < attempts - 1:
+                time.sleep(0.05 * (attempt + 1))
         if not tokens:
             where = f"labelled {label!r}" if label else "initialised"
             raise TokenError(
