@@ -347,6 +347,17 @@ class Session:
         if self.done:
             return
         self.done = True
+        try:
+            self._finish(ok, reason)
+        except MemoryError:
+            # not even room to report (a fragmented heap): drop the session's state and
+            # send the shortest RESULT there is, so the host does not wait out its timeout
+            self.conn = None
+            self.handshakes = self.steps = None
+            gc.collect()
+            self.board.link.send(P.RESULT, _RESULT_OUT_OF_MEMORY)
+
+    def _finish(self, ok, reason):
         conn = self.conn
         if conn is not None and not conn.closed:
             conn.close()
@@ -375,6 +386,10 @@ class Session:
         self.result = r
         self.board.link.send(P.RESULT, P.pack(r))
         self.conn = None
+
+
+# RESULT when the board had no memory left to say more (a constant: it needs no heap)
+_RESULT_OUT_OF_MEMORY = b'{"ok":false,"reason":"out of memory (the board could not report more)"}'
 
 
 class Board:
