@@ -350,10 +350,9 @@ class Session:
         try:
             self._finish(ok, reason)
         except MemoryError:
-            # not even room to report (a fragmented heap): drop the session's state and
-            # send the shortest RESULT there is, so the host does not wait out its timeout
+            # not even room to report (a fragmented heap): drop the connection and send
+            # the shortest RESULT there is, so the host does not wait out its timeout
             self.conn = None
-            self.handshakes = self.steps = None
             gc.collect()
             self.board.link.send(P.RESULT, _RESULT_OUT_OF_MEMORY)
 
