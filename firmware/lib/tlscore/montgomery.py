@@ -201,8 +201,7 @@ class Modulus:
         # 4-bit windows over all 8k bits whatever e is, each four squarings and one
         # multiplication by a table entry fetched by _select, so neither the bits of e
         # nor its length steer the work.
-        one = self._limbs(1)
-        self._mul(one, one, self._rr)  # 1 in Montgomery form: R mod n
+        one = self._to_mont(1)  # R mod n
         table = [one, self._to_mont(x)]  # x^0 .. x^15, Montgomery form
         for i in range(2, 16):
             entry = bytearray(self._size)
