@@ -25,9 +25,12 @@ a 260-byte ring, so the host keeps at most 210 bytes in flight) and native USB (
 pty holds the host back; the board asks for a wide window).
 
 What else differs, and is reported rather than hidden: ours crosses the serial link
-(framing, CRC, acks) and the bridge; mbedTLS uses a socket directly. Ours negotiates
-extended_master_secret and secure renegotiation; the unix port's mbedTLS is built
-without EMS, ETM and renegotiation.
+(framing, CRC, acks) and the bridge; mbedTLS uses a socket directly. So mbedTLS is also
+run on the board over the same link and bridge (RUN {"engine": "mbedtls"}: the
+firmware hands MicroPython's `tls` a stream that is the link's TLS stream), over each
+serial profile: the ratio against that row is the TLS client alone, the link's cost
+paid on both sides. Ours negotiates extended_master_secret and secure renegotiation;
+the unix port's mbedTLS is built without EMS, ETM and renegotiation.
 
 Then the smallest -X heapsize at which our handshake still completes: with the modules
 precompiled by mpy-cross and loaded into the heap (a board's filesystem), and with them
@@ -150,6 +153,58 @@ def ours(flash: Path, port: int, n: int, client_auth: bool, heap: str, *, warm: 
             "heap_base": min(bases), "window": window, "rx_dropped": b.rx_dropped, "n": len(hs_ms), **used}
 
 
+def _summary(runs: list[dict], wall: list[float], window: int, rx_dropped: int) -> dict:
+    hs = [r["handshake_us"] / 1000 for r in runs]
+    out = {"ok": True, "handshake_ms": statistics.median(hs), "wall_ms": statistics.median(wall),
+           "window": window, "rx_dropped": rx_dropped, "n": len(hs), "all_ms": [round(x, 3) for x in hs]}
+    if runs and "steps" in runs[0] and runs[0].get("engine") != "mbedtls":
+        out["compute_ms"] = round(statistics.median(sum(ms for _, ms in r["steps"]) for r in runs), 2)
+        out["cached_signatures"] = sum(bool(r.get("cached_signatures")) for r in runs)
+        out["prepared_premaster"] = sum(bool(r.get("prepared_premaster")) for r in runs)
+    return out
+
+
+def link_rounds(flash: Path, port: int, n: int, client_auth: bool, ring: int | None = 260) -> dict:
+    """n rounds on one emulated board over one serial profile, each round one handshake
+    of every kind in turn: mbedTLS on the board (without client auth), ours cold, then
+    ours warm after the idle pause. Interleaved, so that what the machine does meanwhile
+    falls on all of them alike; each round's ours/mbedTLS is a paired ratio."""
+    base = {"server_name": "localhost", "client_auth": client_auth, "suites": [SUITE], "measure_heap": False}
+    kinds = {
+        "mbedtls": {"engine": "mbedtls", "server_name": "localhost"},
+        "cold": dict(base, signature_cache=False, prepare_premaster=False),
+        "warm": base,
+    }
+    if client_auth:
+        del kinds["mbedtls"]  # the board's key is not in a format mbedTLS loads
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
+    walls: dict[str, list[float]] = {k: [] for k in kinds}
+    with EmulatedBoard(flash, heap="256k", rx_ring=ring, mpy=True) as b, HostLink(b.tty) as link:
+        link.connect()
+        br = Bridge(link, ("127.0.0.1", port))
+        time.sleep(IDLE_S)
+        first = br.run_handshake(dict(base), timeout=60)  # the first meeting, which warm remembers
+        if not first.get("ok"):
+            return {k: {"ok": False, "reason": first.get("reason")} for k in kinds}
+        for _ in range(n):
+            for kind, opts in kinds.items():
+                if kind == "warm":
+                    time.sleep(IDLE_S)
+                t = time.perf_counter()
+                r = br.run_handshake(dict(opts), timeout=60)
+                if not r.get("ok"):
+                    return {k: {"ok": False, "reason": f"{kind}: {r.get('reason')}"} for k in kinds}
+                walls[kind].append((time.perf_counter() - t) * 1000)
+                runs[kind].append(r)
+        window = link.link.window
+    out = {k: _summary(runs[k], walls[k], window, b.rx_dropped) for k in kinds}
+    if "mbedtls" in kinds:
+        for k in ("cold", "warm"):
+            pairs = [o["handshake_us"] / m["handshake_us"] for o, m in zip(runs[k], runs["mbedtls"])]
+            out[k]["paired_ratio"] = round(statistics.median(pairs), 2)
+    return out
+
+
 def _client(pki: DevPKI, key_type: str) -> tuple[Path, Path]:
     """The client certificate and key every client uses: RSA-2048, or ECDSA P-256."""
     if key_type == "ec":
@@ -241,8 +296,11 @@ def run(n: int = 10, client_auth: bool = False, echo=print, heap: bool = True, j
             res["mbedtls"] = mbedtls(pki, port, n, client_auth, key_type)
             res["cpython_ssl"] = cpython_ssl(pki, port, n, client_auth, key_type)
             for prof, ring in PROFILES.items():
+                rounds = link_rounds(flash, port, n, client_auth, ring)
+                res[f"mbedtls_{prof}_link"] = rounds.get("mbedtls") or {
+                    "ok": False, "reason": "runs without a client certificate (the board's key is not in a format mbedTLS loads)"}
                 for state in ("cold", "warm"):
-                    res[f"ours_{prof}_{state}"] = ours(flash, port, n, client_auth, "256k", warm=state == "warm", ring=ring)
+                    res[f"ours_{prof}_{state}"] = rounds[state]
             res["ours_heap_probe"] = ours(flash, port, 3, client_auth, "256k", warm=False, measure_heap=True)
             if heap:
                 res["smallest_heap_kib"] = smallest_heap(flash, port, client_auth)
@@ -265,19 +323,31 @@ def _report(res: dict, echo) -> None:
         echo(f"mbedTLS failed: {m.get('reason')}")
         return
     mb = m["handshake_ms"]
+    links = {"uart": "ESP32 UART", "usb": "native USB"}
+    echo("  ratios: against mbedTLS on a direct socket (medians), and against mbedTLS on the board over the same link\n"
+         "  (median of each round's ours/mbedTLS: the rounds interleave mbedTLS, ours cold, ours warm on one board)")
     echo(f"  MicroPython tls (mbedTLS, direct socket)   {mb:7.2f} ms   1.00x")
+    for prof in PROFILES:
+        o = res.get(f"mbedtls_{prof}_link", {})
+        label = f"MicroPython tls on the board, {links[prof]} link"
+        if o.get("ok"):
+            echo(f"  {label:<43}{o['handshake_ms']:7.2f} ms   {o['handshake_ms'] / mb:.2f}x   1.00x   "
+                 f"(window {o['window']} B; host wall {o['wall_ms']:.2f} ms)")
+        elif o:
+            echo(f"  {label}: not measured: {o.get('reason')}")
     echo(f"  CPython ssl (OpenSSL; server + network)    {c['handshake_ms']:7.2f} ms   {c['handshake_ms'] / mb:.2f}x")
     for prof in PROFILES:
         for state in ("cold", "warm"):
             o = res[f"ours_{prof}_{state}"]
-            label = f"ours, {'ESP32 UART' if prof == 'uart' else 'native USB'} link, {state}"
+            label = f"ours, {links[prof]} link, {state}"
             if not o.get("ok"):
                 echo(f"  {label}: failed: {o.get('reason')}")
                 continue
             extra = f"window {o['window']} B; host wall {o['wall_ms']:.2f} ms; board compute {o['compute_ms']:.2f} ms"
             if state == "warm":
                 extra += f"; cached signature {o['cached_signatures']}/{o['n']}, prepared premaster {o['prepared_premaster']}/{o['n']}"
-            echo(f"  {label:<43}{o['handshake_ms']:7.2f} ms   {o['handshake_ms'] / mb:.2f}x   ({extra})")
+            vs_link = f"{o['paired_ratio']:.2f}x" if "paired_ratio" in o else "  -  "
+            echo(f"  {label:<43}{o['handshake_ms']:7.2f} ms   {o['handshake_ms'] / mb:.2f}x   {vs_link}   ({extra})")
     hp = res["ours_heap_probe"]
     if hp.get("ok"):
         echo(f"heap: ours live peak {hp['heap_peak']} B (code and state before the session {hp['heap_base']} B, "

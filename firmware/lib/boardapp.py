@@ -141,6 +141,8 @@ class Session:
         b.link.send(P.OPEN, P.pack({"server_name": opts.get("server_name")}))
 
     def on_opened(self):
+        if self.conn is None or self.done:
+            return
         self.t_hello = self.board.port.ticks_us()
         self._step("ClientHello", self.conn.initiate)
         self._handle(self.conn.next_events())
@@ -647,7 +649,18 @@ class Board:
         elif ftype == P.RUN:
             self.abort_session("a new RUN arrived")
             self.sessions += 1
-            s = Session(self, P.unpack(payload))
+            opts = P.unpack(payload)
+            engine = opts.get("engine", "hsmtls")
+            if engine == "mbedtls":
+                # MicroPython's own tls module over this link: the yardstick
+                import boardmbedtls
+
+                s = boardmbedtls.MbedtlsSession(self, opts)
+            elif engine == "hsmtls":
+                s = Session(self, opts)
+            else:
+                self.error("run", "ValueError: no such engine: %s" % engine)
+                return
             self.session = s
             try:
                 s.start()
@@ -655,7 +668,7 @@ class Board:
                 self.session = None
                 self.error("run", "%s: %s" % (type(e).__name__, e))
         elif ftype == P.OPENED:
-            if self.session is not None and self.session.conn is not None:
+            if self.session is not None:
                 self.session.on_opened()
         elif ftype == P.TLS:
             if self.session is not None:
@@ -744,7 +757,7 @@ class Board:
             except Exception as e:
                 self.error("session", "%s: %s" % (type(e).__name__, e))
                 s.finish(False, "internal error")
-            if s.done:
+            if s.done and self.session is s:  # (a RUN taken meanwhile made a new one)
                 self.session = None
             self.flush()
         elif self.keygen is None and self.link.idle:

@@ -140,6 +140,30 @@ def test_board_client_auth_and_renegotiation_against_openssl(board_tty, servers)
     assert r["client_cert"] is True and r["renegotiations"] == 1
 
 
+@pytest.mark.interop
+@pytest.mark.parametrize("server", ["openssl", "hsmtls"])
+def test_micropython_tls_on_the_board_over_the_link(board_tty, servers, server):
+    # `hsmtls bench board`'s yardstick: the port's own tls module (mbedTLS, in C) with
+    # its records over our link and bridge. Against `hsmtls serve` it is one more real
+    # client of our server (it offers ECDHE_RSA, which our server prefers).
+    port = servers.openssl() if server == "openssl" else servers.hsmtls()
+    r = run(board_tty, port, engine="mbedtls")
+    assert r["ok"], r
+    assert r["engine"] == "mbedtls" and r["handshake_us"] > 0
+    # mbedTLS checks the server as ours does; its reason reaches the host
+    r = run(board_tty, port, engine="mbedtls", server_name="not-this-server")
+    assert not r["ok"] and r["reason"].startswith("mbedtls: "), r
+    assert "CN" in r["reason"] or "name" in r["reason"].lower(), r
+    # a client certificate is not offered that way, and the board says so up front
+    r = run(board_tty, port, engine="mbedtls", client_auth=True)
+    assert not r["ok"] and "without a client certificate" in r["reason"], r
+    r = run(board_tty, port, engine="no-such-engine")
+    assert not r["ok"] and "no such engine" in r["reason"], r
+    # the link and the board are in step afterwards: our engine's next handshake works
+    r = run(board_tty, port)
+    assert r["ok"], r
+
+
 @requires_emulator
 def test_cli_emulate_and_board_handshake(servers, board_pki, tmp_path):
     port = servers.hsmtls(client_auth=True)

@@ -1,0 +1,135 @@
+# MicroPython's own TLS client (its `tls` module: mbedTLS, in C) run on the board over
+# the same serial link and host bridge as ours: RUN {"engine": "mbedtls"}. It is the
+# yardstick that pays the link as ours does (`hsmtls bench board`), so that the ratio
+# measures the TLS client alone; and it shows a port's `tls` working through the bridge.
+# Imported only for such a run: it costs a board that never runs one nothing.
+#
+# mbedTLS wants a blocking stream, so this session's poll() runs the whole handshake in
+# one call. While mbedTLS waits for the server, LinkStream.readinto() runs the link
+# itself: read the port, hand frames to the board (TLS comes back here), acknowledge,
+# send what is queued. No client certificate: the board's key is in our format, not
+# one mbedTLS loads, and a yardstick needs only the plain handshake.
+
+import io
+
+import tls
+from boardapp import Session
+
+from hsmlink import protocol as P
+
+
+class LinkStream(io.IOBase):
+    def __init__(self, session):
+        self.session = session
+
+    def readinto(self, buf):
+        s = self.session
+        while not s.incoming:
+            if s.done:
+                raise OSError(5)  # EIO: the session was ended under mbedTLS
+            if s.eof:
+                return 0
+            s.pump()
+        data = s.incoming[0]
+        n = min(len(buf), len(data))
+        buf[:n] = data[:n]
+        if n == len(data):
+            s.incoming.pop(0)
+        else:
+            s.incoming[0] = data[n:]
+        return n
+
+    def write(self, data):
+        if self.session.done:
+            raise OSError(5)
+        self.session.board.link.send(P.TLS, bytes(data))
+        self.session.board.flush()
+        return len(data)
+
+    def ioctl(self, req, arg):
+        return 0  # close, poll: the link stays; the session sends CLOSE
+
+
+class MbedtlsSession(Session):
+    def start(self):
+        if self.opts.get("client_auth"):
+            raise ValueError("engine mbedtls runs without a client certificate")
+        self.incoming = []  # TLS bytes from the host, not yet read by mbedTLS
+        self.eof = False
+        self.opened = False
+        self.running = False
+        ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+        for a in self.board.anchors():
+            ctx.load_verify_locations(bytes(a.der))
+        self.ctx = ctx
+        self.board.link.send(P.OPEN, P.pack({"server_name": self.opts.get("server_name")}))
+
+    def on_opened(self):
+        self.opened = True
+
+    def on_tls(self, data):
+        if not self.done:
+            self.incoming.append(bytes(data))
+            self.last_activity = self.board.port.ticks_ms()
+
+    def on_close(self, why):
+        self.eof = True
+        if not self.running:
+            self.finish(False, "server closed the TCP connection (%s)" % why)
+
+    def on_app(self, data):
+        pass
+
+    def pump(self):
+        # one turn of the link while mbedTLS waits: what Board.step() does, minus the
+        # session (that is us, inside mbedTLS)
+        b = self.board
+        port = b.port
+        if port.ticks_diff(port.ticks_ms(), self.last_activity) > self.timeout:
+            self.finish(False, "timed out waiting for the server")
+            return
+        if b.serial.wait(10):
+            n = b.serial.read_into(b.rx)
+            if n:
+                for ftype, payload in b.link.receive(b.rx_view[:n], port.ticks_ms()):
+                    b.on_frame(ftype, payload)
+        b.flush()
+
+    def poll(self, now):
+        if self.done or self.running:
+            return
+        if not self.opened:
+            if self.board.port.ticks_diff(now, self.last_activity) > self.timeout:
+                self.finish(False, "timed out waiting for OPENED")
+            return
+        self.running = True
+        port = self.board.port
+        self.last_activity = port.ticks_ms()
+        t = port.ticks_us()
+        try:
+            ss = self.ctx.wrap_socket(LinkStream(self), server_hostname=self.opts.get("server_name"))
+        except Exception as e:  # OSError from the stream, ValueError from verification
+            if not self.done:
+                self.finish(False, "mbedtls: %s" % (" ".join(str(e).split()) or type(e).__name__))
+            return
+        us = port.ticks_diff(port.ticks_us(), t)
+        self.handshakes.append({"us": us, "ms": us // 1000, "engine": "mbedtls"})
+        try:
+            ss.close()  # close_notify
+        except OSError:
+            pass
+        self.finish(True, None)
+
+    def _finish(self, ok, reason):
+        b = self.board
+        b.link.send(P.CLOSE, P.pack({"why": reason or "done"}))
+        r = {"ok": ok and bool(self.handshakes), "reason": reason, "engine": "mbedtls",
+             "handshakes": self.handshakes, "steps": []}
+        if self.handshakes:
+            r["handshake_us"] = self.handshakes[0]["us"]
+            r["handshake_ms"] = self.handshakes[0]["ms"]
+            r["server_subject"] = None
+        r["total_ms"] = b.port.ticks_diff(b.port.ticks_ms(), self.t0)
+        self.result = r
+        b.link.send(P.RESULT, P.pack(r))
+        self.ctx = None
