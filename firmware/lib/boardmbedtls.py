@@ -7,8 +7,9 @@
 # mbedTLS wants a blocking stream, so this session's poll() runs the whole handshake in
 # one call. While mbedTLS waits for the server, LinkStream.readinto() runs the link
 # itself: read the port, hand frames to the board (TLS comes back here), acknowledge,
-# send what is queued. No client certificate: the board's key is in our format, not
-# one mbedTLS loads, and a yardstick needs only the plain handshake.
+# send what is queued. With client_auth it presents the board's certificate and signs
+# with the board's key, handed to mbedTLS as DER (RFC 8017 RSAPrivateKey, RFC 5915
+# ECPrivateKey) built here from the key file: the key still never leaves the board.
 
 import io
 
@@ -16,6 +17,16 @@ import tls
 from boardapp import Session
 
 from hsmlink import protocol as P
+
+
+def private_key_der(key):
+    import derwriter as D
+
+    if key.kind == "ec":
+        point = b"\x04" + key.x.to_bytes(32, "big") + key.y.to_bytes(32, "big")
+        return D.seq(D.integer(1), D.tlv(0x04, key.d.to_bytes(32, "big")),
+                     D.context(0, D.oid("1.2.840.10045.3.1.7")), D.context(1, D.bit_string(point)))
+    return D.seq(D.integer(0), *[D.integer(getattr(key, f)) for f in ("n", "e", "d", "p", "q", "dp", "dq", "qinv")])
 
 
 class LinkStream(io.IOBase):
@@ -52,8 +63,6 @@ class LinkStream(io.IOBase):
 
 class MbedtlsSession(Session):
     def start(self):
-        if self.opts.get("client_auth"):
-            raise ValueError("engine mbedtls runs without a client certificate")
         self.incoming = []  # TLS bytes from the host, not yet read by mbedTLS
         self.eof = False
         self.opened = False
@@ -61,6 +70,8 @@ class MbedtlsSession(Session):
         ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
         for a in self.board.anchors():
             ctx.load_verify_locations(bytes(a.der))
+        if self.opts.get("client_auth"):
+            ctx.load_cert_chain(bytes(self.board.client_chain()[0]), private_key_der(self.board.key()))
         self.ctx = ctx
         self.board.link.send(P.OPEN, P.pack({"server_name": self.opts.get("server_name")}))
 
@@ -113,7 +124,8 @@ class MbedtlsSession(Session):
                 self.finish(False, "mbedtls: %s" % (" ".join(str(e).split()) or type(e).__name__))
             return
         us = port.ticks_diff(port.ticks_us(), t)
-        self.handshakes.append({"us": us, "ms": us // 1000, "engine": "mbedtls"})
+        self.handshakes.append({"us": us, "ms": us // 1000, "engine": "mbedtls",
+                                "client_cert": bool(self.opts.get("client_auth"))})
         try:
             ss.close()  # close_notify
         except OSError:
@@ -129,6 +141,7 @@ class MbedtlsSession(Session):
             r["handshake_us"] = self.handshakes[0]["us"]
             r["handshake_ms"] = self.handshakes[0]["ms"]
             r["server_subject"] = None
+            r["client_cert"] = self.handshakes[0]["client_cert"]
         r["total_ms"] = b.port.ticks_diff(b.port.ticks_ms(), self.t0)
         self.result = r
         b.link.send(P.RESULT, P.pack(r))

@@ -169,3 +169,12 @@ def test_cli_provision_key_type_ec(hil_token, token_server, tmp_path):
         r = run(board.tty, token_server.port, client_auth=True)
     assert r["ok"], r
     assert r["handshakes"][0]["presigned"] is True
+
+
+@pytest.mark.interop
+def test_micropython_tls_on_the_board_signs_with_the_boards_ec_key(ec_board, servers):
+    # `hsmtls bench board --client-auth --key-type ec`'s yardstick: mbedTLS with the
+    # board's P-256 key (RFC 5915 DER made on the board)
+    port = servers.openssl("-cipher", "AES128-GCM-SHA256", client_auth=True)
+    r = run(ec_board.tty, port, engine="mbedtls", client_auth=True)
+    assert r["ok"] and r["client_cert"] is True, r
