@@ -63,6 +63,12 @@ class LinkStream(io.IOBase):
 
 class MbedtlsSession(Session):
     def start(self):
+        for k in ("suites", "renegotiate", "send", "send_bytes", "mfl"):
+            if self.opts.get(k):
+                raise ValueError("engine mbedtls runs the handshake alone: no %s" % k)
+        want = self.opts.get("anchor_sha256")
+        if want and want not in self.board.anchor_fingerprints():
+            raise ValueError("the board's trust anchor is not the CA the host expects")
         self.incoming = []  # TLS bytes from the host, not yet read by mbedTLS
         self.eof = False
         self.opened = False

@@ -281,13 +281,19 @@ def provision(directory, board_name, port, ca_key, ca_cert, subject, days, bits,
 @click.option("--trace", "trace", is_flag=True, help="Print the handshake as the bridge saw it (steps, sizes, decoded plaintext messages) and the board's time per step.")
 @click.option("--trace-out", type=click.Path(), help="Write that trace and the board's result as JSON.")
 @click.option("--pcap", type=click.Path(), help="Write the TLS bytes crossing the bridge as FILE.pcapng (Wireshark).")
-def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, send_text, mfl, timeout, trace, trace_out, pcap) -> None:
+@click.option("--engine", type=click.Choice(["hsmtls", "mbedtls"]), default="hsmtls", show_default=True,
+              help="The board's TLS client: ours, or the port's own tls module (mbedTLS) over the same link "
+                   "(the handshake alone: no --cipher, --renegotiate, --send, --mfl).")
+def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, send_text, mfl, timeout, trace, trace_out, pcap,
+              engine) -> None:
     """Drive one TLS handshake from the board and print the board's result."""
     from .board.bridge import BoardFailure, format_result, handshake_once
     from .board.hostlink import LinkError
 
     host, tcp_port = _target(target)
     opts: dict = {"server_name": server_name or host, "client_auth": client_cert, "renegotiate": renegotiate}
+    if engine != "hsmtls":
+        opts["engine"] = engine
     if ciphers:
         opts["suites"] = list(ciphers)
     if send_text:

@@ -194,6 +194,22 @@ def test_cli_emulate_and_board_handshake(servers, board_pki, tmp_path):
         assert "cipher: TLS_RSA_WITH_AES_128_GCM_SHA256" in out.stdout
         assert "client_certificate: yes" in out.stdout
         assert "heap_peak:" in out.stdout and "steps_ms:" in out.stdout
+        # the port's own tls module over the same link, with the board's key
+        out = subprocess.run(
+            [sys.executable, "-m", "hsmtls", "board", "handshake", "--port", tty, "--to", f"localhost:{port}",
+             "--ca", str(board_pki.ca_cert), "--client-cert", "--engine", "mbedtls"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "result: ok" in out.stdout and "engine: mbedtls" in out.stdout, out.stdout
+        assert "client_hello_to_finished_ms:" in out.stdout
+        # ... which runs the handshake alone, and says so rather than ignoring an option
+        out = subprocess.run(
+            [sys.executable, "-m", "hsmtls", "board", "handshake", "--port", tty, "--to", f"localhost:{port}",
+             "--engine", "mbedtls", "--renegotiate"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert out.returncode != 0 and "no renegotiate" in out.stdout + out.stderr, out.stdout + out.stderr
         # the same with a trace and a capture of what crossed the bridge
         cap = tmp_path / "board.pcapng"
         out = subprocess.run(

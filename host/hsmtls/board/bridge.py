@@ -236,6 +236,10 @@ def format_result(r: dict) -> list[str]:
     lines = [f"result: {'ok' if r.get('ok') else 'FAILED'}"]
     if r.get("reason"):
         lines.append(f"reason: {r['reason']}")
+    if r.get("engine"):
+        lines.append(f"engine: {r['engine']}")
+        if r.get("handshake_us") is not None:
+            lines.append(f"client_hello_to_finished_ms: {r['handshake_us'] / 1000:.2f}")
     if r.get("suite"):
         lines += [
             f"cipher: {r['suite']}",
