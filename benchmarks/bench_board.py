@@ -117,40 +117,24 @@ def _rom_supported() -> bool:
     return "rom" in inspect.signature(EmulatedBoard).parameters
 
 
-def ours(flash: Path, port: int, n: int, client_auth: bool, heap: str, *, warm: bool = True,
-         ring: int | None = 260, measure_heap: bool = False, rom: bool = False) -> dict:
-    """n handshakes on one emulated board; medians. warm: caches on, idle between."""
-    hs_ms, walls, compute, peaks, bases = [], [], [], [], []
-    used = {"cached_signatures": 0, "prepared_premaster": 0}
+def ours(flash: Path, port: int, n: int, client_auth: bool, heap: str, *, measure_heap: bool = False,
+         rom: bool = False) -> dict:
+    """n cold handshakes on one emulated board with `heap` (-X heapsize), over the UART
+    profile: whether they complete (smallest_heap) and their live heap (measure_heap)."""
+    peaks, bases = [], []
     kw = {"rom": True} if rom else {"mpy": True}
     opts = {"server_name": "localhost", "client_auth": client_auth, "suites": [SUITE],
-            "measure_heap": measure_heap}
-    if not warm:
-        opts.update(signature_cache=False, prepare_premaster=False)
-    with EmulatedBoard(flash, heap=heap, rx_ring=ring, **kw) as b, HostLink(b.tty) as link:
+            "measure_heap": measure_heap, "signature_cache": False, "prepare_premaster": False}
+    with EmulatedBoard(flash, heap=heap, **kw) as b, HostLink(b.tty) as link:
         link.connect()
         br = Bridge(link, ("127.0.0.1", port))
-        for i in range(n + (1 if warm else 0)):
-            if warm:
-                time.sleep(IDLE_S)
-            t = time.perf_counter()
+        for _ in range(n):
             r = br.run_handshake(dict(opts), timeout=60)
-            wall = (time.perf_counter() - t) * 1000
             if not r.get("ok"):
                 return {"ok": False, "reason": r.get("reason")}
-            if warm and i == 0:
-                continue  # the first meeting: what warm handshakes then remember
-            walls.append(wall)
-            hs_ms.append(r["handshake_us"] / 1000)
-            compute.append(sum(ms for name, ms in r["steps"]))
             peaks.append(r.get("heap_peak") or 0)
             bases.append(r.get("heap_base") or 0)
-            used["cached_signatures"] += bool(r.get("cached_signatures"))
-            used["prepared_premaster"] += bool(r.get("prepared_premaster"))
-        window = link.link.window
-    return {"ok": True, "handshake_ms": statistics.median(hs_ms), "wall_ms": statistics.median(walls),
-            "compute_ms": round(statistics.median(compute), 2), "heap_peak": max(peaks),
-            "heap_base": min(bases), "window": window, "rx_dropped": b.rx_dropped, "n": len(hs_ms), **used}
+    return {"ok": True, "heap_peak": max(peaks), "heap_base": min(bases), "n": n}
 
 
 def _summary(runs: list[dict], wall: list[float], window: int, rx_dropped: int) -> dict:
@@ -261,7 +245,7 @@ def smallest_heap(flash: Path, port: int, client_auth: bool, rom: bool = False) 
     """Smallest -X heapsize (KiB, to 2 KiB) at which a cold handshake completes."""
     def ok(kib: int) -> bool:
         try:
-            return bool(ours(flash, port, 1, client_auth, f"{kib}k", warm=False, rom=rom).get("ok"))
+            return bool(ours(flash, port, 1, client_auth, f"{kib}k", rom=rom).get("ok"))
         except Exception:
             return False
 
@@ -298,7 +282,7 @@ def run(n: int = 10, client_auth: bool = False, echo=print, heap: bool = True, j
                 res[f"mbedtls_{prof}_link"] = rounds["mbedtls"]
                 for state in ("cold", "warm"):
                     res[f"ours_{prof}_{state}"] = rounds[state]
-            res["ours_heap_probe"] = ours(flash, port, 3, client_auth, "256k", warm=False, measure_heap=True)
+            res["ours_heap_probe"] = ours(flash, port, 3, client_auth, "256k", measure_heap=True)
             if heap:
                 res["smallest_heap_kib"] = smallest_heap(flash, port, client_auth)
                 if _rom_supported():

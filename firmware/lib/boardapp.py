@@ -717,20 +717,15 @@ class Board:
             self.error(where, "out of memory")
             s.finish(False, "out of memory")
 
-    def step(self):
-        port = self.port
-        s = self.session
-        # work waiting: only look at the port; frames in flight: wake often enough for
-        # the link's timers (a PING after `rto` ms) but do not spin on them
-        if (s is not None and s.unread) or self.keygen is not None or self.idle_pending:
-            timeout = 0
-        else:
-            timeout = 50 if self.link.idle else 10
+    def take_frames(self, timeout):
+        # Wait up to timeout ms for the port, hand every frame that arrived to
+        # on_frame(), then acknowledge at once (before any computing). Also what a
+        # session that blocks (boardmbedtls) runs while it waits.
         if self.serial.wait(timeout):
             n = self.serial.read_into(self.rx)
             if n:
                 oom = self.link.rx_out_of_memory
-                for ftype, payload in self.link.receive(self.rx_view[:n], port.ticks_ms()):
+                for ftype, payload in self.link.receive(self.rx_view[:n], self.port.ticks_ms()):
                     try:
                         self.on_frame(ftype, payload)
                     except Exception as e:
@@ -740,7 +735,18 @@ class Board:
                     # a frame found no room even after a collection (the link takes it
                     # again when the host resends it): the session's memory goes
                     self.out_of_memory("link")
-        self.flush()  # acknowledge before computing
+        self.flush()
+
+    def step(self):
+        port = self.port
+        s = self.session
+        # work waiting: only look at the port; frames in flight: wake often enough for
+        # the link's timers (a PING after `rto` ms) but do not spin on them
+        if (s is not None and s.unread) or self.keygen is not None or self.idle_pending:
+            timeout = 0
+        else:
+            timeout = 50 if self.link.idle else 10
+        self.take_frames(timeout)
         if self.keygen is not None:
             try:
                 self.keygen_step()

@@ -98,19 +98,13 @@ class MbedtlsSession(Session):
         pass
 
     def pump(self):
-        # one turn of the link while mbedTLS waits: what Board.step() does, minus the
-        # session (that is us, inside mbedTLS)
-        b = self.board
-        port = b.port
+        # one turn of the link while mbedTLS waits: the frames that arrived go to the
+        # board, which hands TLS and CLOSE back to us (a RUN or SYNC ends this session)
+        port = self.board.port
         if port.ticks_diff(port.ticks_ms(), self.last_activity) > self.timeout:
             self.finish(False, "timed out waiting for the server")
             return
-        if b.serial.wait(10):
-            n = b.serial.read_into(b.rx)
-            if n:
-                for ftype, payload in b.link.receive(b.rx_view[:n], port.ticks_ms()):
-                    b.on_frame(ftype, payload)
-        b.flush()
+        self.board.take_frames(10)
 
     def poll(self, now):
         if self.done or self.running:
