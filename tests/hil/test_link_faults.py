@@ -165,3 +165,46 @@ def test_host_window_follows_the_board_hello(ring, window, servers, flash_dir):
         assert r["handshake_us"] > 0
         assert b.rx_dropped == 0
         assert (link.link.max_in_flight > 260) == (ring is None)
+
+
+@pytest.mark.slow
+@pytest.mark.interop
+def test_micropython_tls_on_the_board_through_faults(servers, flash_dir):
+    # the benchmark's yardstick (MicroPython's tls inside the firmware, blocked in its
+    # own read while the link runs underneath) survives the same faults as ours
+    port = servers.openssl()
+    faults = CASES["everything"]
+    to_board, to_host = Faults(seed=3, **faults), Faults(seed=103, **faults)
+    with EmulatedBoard(flash_dir, heap="256k", to_board=to_board, to_host=to_host) as b:
+        r, board_stats, host_counters = _handshake(b, port, {"engine": "mbedtls", "server_name": "localhost"})
+        assert to_board.counts or to_host.counts, "the seed injected nothing: pick another"
+        assert r["ok"], r
+        b.to_board = b.to_host = None
+        r, _, _ = _handshake(b, port, {"server_name": "localhost"})  # s_server echoes nothing
+        assert r["ok"], (r.get("reason"), r)
+
+
+@pytest.mark.interop
+def test_host_disconnects_while_micropython_tls_waits(servers, flash_dir):
+    # mbedTLS is inside its blocking read when the host goes; the new host's SYNC,
+    # taken by that read's own link turn, ends the session and the board goes on
+    port = servers.openssl()
+    with EmulatedBoard(flash_dir, heap="256k") as b:
+        link = HostLink(b.tty)
+        link.connect()
+        bridge = Bridge(link, ("127.0.0.1", port))
+        bridge.send_time()
+        link.send(P.RUN, {"engine": "mbedtls", "server_name": "localhost"})
+        deadline = time.monotonic() + 10
+        while bridge.tcp_bytes[0] == 0 and time.monotonic() < deadline:
+            bridge.step(0.01)  # until the board's ClientHello has gone out
+        assert bridge.tcp_bytes[0] > 0
+        bridge._close_tcp()
+        link.close()
+        time.sleep(0.2)
+        assert b.alive
+        with HostLink(b.tty) as link2:
+            hello = link2.connect()
+            assert hello["aborted"] == 1
+            r = Bridge(link2, ("127.0.0.1", port)).run_handshake({"server_name": "localhost"}, timeout=30)
+            assert r["ok"], r
