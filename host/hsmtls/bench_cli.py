@@ -62,16 +62,9 @@ def bench_board_cmd(ctx, count, client_auth, key_type, no_heap, json_path) -> No
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this file.")
 def bench_heap32_cmd(wasm_dir, json_path) -> None:
     """The firmware's import cost on a 32-bit MicroPython (webassembly port) vs the 64-bit emulator."""
-    import importlib.util
+    from .board_cli import load_benchmark
 
-    from .board import FIRMWARE
-
-    path = FIRMWARE.parent / "benchmarks" / "heap_32bit.py"
-    spec = importlib.util.spec_from_file_location("heap_32bit", path)
-    if spec is None or spec.loader is None or not path.exists():
-        raise click.ClickException(f"{path} not found (the benchmark runs from a source checkout)")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("heap_32bit.py")
     try:
         mod.run(wasm_dir, echo=click.echo, json_path=json_path)
     except RuntimeError as e:

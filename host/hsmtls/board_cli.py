@@ -386,14 +386,20 @@ def bridge(port, target, pcap) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this file.")
 def bench(count, client_auth, key_type="rsa", no_heap=False, json_path=None) -> None:
     """Benchmark: our firmware vs MicroPython's tls (mbedTLS); smallest heap (benchmarks/bench_board.py)."""
+    mod = load_benchmark("bench_board.py")
+    mod.run(count, client_auth, echo=click.echo, heap=not no_heap, json_path=json_path, key_type=key_type)
+
+
+def load_benchmark(filename: str):
+    """A script of benchmarks/ as a module: the benchmarks run from a source checkout."""
     import importlib.util
 
     from .board import FIRMWARE
 
-    path = FIRMWARE.parent / "benchmarks" / "bench_board.py"
-    spec = importlib.util.spec_from_file_location("bench_board", path)
+    path = FIRMWARE.parent / "benchmarks" / filename
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     if spec is None or spec.loader is None or not path.exists():
         _fail(f"{path} not found (the benchmark runs from a source checkout)")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod.run(count, client_auth, echo=click.echo, heap=not no_heap, json_path=json_path, key_type=key_type)
+    return mod
