@@ -149,3 +149,53 @@ print("kib=%f" % best(lambda: g.digest(b"", kib), 20))
 """
     got = _parse(run_mp(script))
     assert float(got["setup"]) < float(got["kib"]) / 4, got
+
+
+@pytest.mark.micropython
+@requires_micropython
+def test_cold_path_garbage_stays_small():
+    # What a cold handshake's certificate step and premaster encryption leave for the
+    # collector: on a board every KB of garbage brings a collection of the whole heap
+    # nearer (milliseconds on an ESP32). Loose budgets against what they were: 24 KB
+    # to parse a 2048-bit certificate (a dotted string per OID, 5.6 KB to count a
+    # modulus' bytes), 11 KB to encrypt a premaster. Bytes allocated are counted with
+    # the collector off, so this is exact, not a timing.
+    import datetime
+
+    from cryptography import x509 as cx
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = cx.Name([cx.NameAttribute(NameOID.COMMON_NAME, "localhost"), cx.NameAttribute(NameOID.ORGANIZATION_NAME, "t")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (cx.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(cx.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(cx.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True)
+            .add_extension(cx.ExtendedKeyUsage([cx.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(cx.SubjectAlternativeName([cx.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    script = "DER = bytes.fromhex(%r)\n" % cert.public_bytes(serialization.Encoding.DER).hex()
+    script += """
+import gc
+from tlscore import pkcs1, x509
+from tlscore.backend_micropython import BACKEND
+def garbage(f):
+    f()
+    gc.collect(); gc.disable()
+    a = gc.mem_alloc(); f(); b = gc.mem_alloc()
+    gc.enable()
+    return b - a
+c = x509.parse_certificate(DER)
+n, e = c.public_key.n, c.public_key.e
+print("parse=%d" % garbage(lambda: x509.parse_certificate(DER)))
+print("byte_length=%d" % garbage(lambda: pkcs1.byte_length(n)))
+print("encrypt=%d" % garbage(lambda: pkcs1.encrypt(BACKEND, n, e, bytes(48))))
+"""
+    got = {k: int(v) for k, v in _parse(run_mp(script)).items()}
+    print(got)
+    assert got["parse"] < 18_000, got
+    assert got["byte_length"] < 2_500, got
+    assert got["encrypt"] < 8_000, got

@@ -38,7 +38,8 @@ def pub(key):
 
 def test_byte_and_bit_length_match_python():
     rng = random.Random(1)
-    values = [0, 1, 2, 255, 256, 257, (1 << 64) - 1, 1 << 64, (1 << 2048) - 1, 1 << 4095]
+    values = [0, 1, 2, 255, 256, 257, (1 << 64) - 1, 1 << 64, (1 << 2048) - 1, 1 << 4095,
+              (1 << 16384) - 1, 1 << 16384, (1 << 40000) + 7]
     values += [rng.getrandbits(rng.randrange(1, 5000)) for _ in range(200)]
     for v in values:
         assert pkcs1.bit_length(v) == v.bit_length()

@@ -1040,3 +1040,46 @@ def test_signature_cache_reuses_parsed_certificates(pki, monkeypatch):
     # only the last `parsed` are kept
     assert len(cache._parsed) == 2
     assert X.SignatureCache(parsed=0).parse(D(pki.leaf)).der == D(pki.leaf)
+
+
+# ---------------------------------------------------------------------------------------
+# OIDs compared as DER (no dotted string on the board's hot path)
+
+
+def test_der_oid_constants_are_the_dotted_oids():
+    import derwriter
+
+    for dotted, der in (
+        (X.OID_RSA_ENCRYPTION, X.OID_RSA_ENCRYPTION_DER),
+        (X.OID_EC_PUBLIC_KEY, X.OID_EC_PUBLIC_KEY_DER),
+        ("1.2.840.10045.3.1.7", X.OID_PRIME256V1_DER),
+    ):
+        assert derwriter.oid(dotted)[2:] == der
+    for ce in X.CE_KNOWN:
+        assert derwriter.oid("2.5.29.%d" % ce)[2:] == X.ID_CE_DER + bytes([ce])
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"", "empty OID"),
+    (b"\x2a\x86", "truncated OID"),
+    (b"\x80\x01", "non-minimal OID"),
+    (b"\x2a\x80\x01", "non-minimal OID"),
+])
+def test_bad_oid_encodings(content, why):
+    for check in (X._check_oid, X._oid_str):
+        with pytest.raises(TLSError) as info:
+            check(content, 0, len(content))
+        assert info.value.reason == "malformed certificate: " + why
+    X._check_oid(b"\x2a\x86\x80\x01", 0, 4)  # 0x80 inside an arc is fine
+
+
+@pytest.mark.parametrize("dotted", ["2.5.29.19", "1.3.6.1.4.1.55555.1"])
+def test_duplicate_extension_refused(dotted):
+    import derwriter as D
+
+    ext = D.seq(D.oid(dotted), D.tlv(0x04, D.seq()))
+    data = D.seq(ext, ext)
+    cert = SimpleNamespace(unknown_critical=[])
+    with pytest.raises(TLSError) as info:
+        X._parse_extensions(cert, data, 0, len(data))
+    assert info.value.reason == "malformed certificate: duplicate extension " + dotted

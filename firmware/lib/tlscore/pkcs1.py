@@ -11,15 +11,22 @@ from .keyschedule import ct_equal as equal
 
 
 def byte_length(n):
-    # MicroPython has no int.bit_length, so count bytes by shifting.
+    # MicroPython has no int.bit_length, so count bytes by shifting: a binary search
+    # (1024 bytes, 512, ... 1), whose shifted values add up to about n's own size. Going
+    # 8 bytes at a time made a 2048-bit n leave 5.6 KB of shrinking copies behind, and
+    # the board counts a modulus at every certificate, encryption and verification.
     k = 0
-    while n >= 0x10000000000000000:
-        n >>= 64
-        k += 8
-    while n > 0:
-        n >>= 8
-        k += 1
-    return k
+    while n >> 16384:  # beyond 2048 bytes: no key here, but be right anyway
+        n >>= 16384
+        k += 2048
+    step = 1024
+    while step:
+        m = n >> (8 * step)
+        if m:
+            n = m
+            k += step
+        step >>= 1
+    return k + 1 if n > 0 else k
 
 
 def bit_length(n):
@@ -52,14 +59,19 @@ def encrypt(backend, n, e, message):
     k = byte_length(n)
     if len(message) > k - 11:
         raise ValueError("message too long")
-    ps_len = k - len(message) - 3
-    ps = bytearray()
-    while len(ps) < ps_len:
-        for b in backend.random(ps_len - len(ps)):
+    # EM is built in one buffer, PS drawn straight into it: on the board every
+    # intermediate k-byte object is garbage that brings the next collection closer
+    end = k - len(message) - 1  # where PS ends
+    em = bytearray(k)
+    em[1] = 2
+    i = 2
+    while i < end:
+        for b in backend.random(end - i):
             if b:
-                ps.append(b)
-    em = b"\x00\x02" + bytes(ps) + b"\x00" + bytes(message)
-    return int_to_bytes(_modexp(backend)(bytes_to_int(em), e, n), k)
+                em[i] = b
+                i += 1
+    em[end + 1 :] = message
+    return int_to_bytes(_modexp(backend)(int.from_bytes(em, "big"), e, n), k)
 
 
 def _modexp(backend):
@@ -97,7 +109,12 @@ def encode_digest(hash_name, digest, k):
     t = digest_info(hash_name, digest)
     if k < len(t) + 11:
         raise ValueError("intended encoded message length too short")
-    return b"\x00\x01" + b"\xff" * (k - len(t) - 3) + b"\x00" + t
+    em = bytearray(b"\xff" * k)  # one buffer (and its pattern), not four joined
+    em[0] = 0
+    em[1] = 1
+    em[k - len(t) - 1] = 0
+    em[k - len(t) :] = t
+    return em
 
 
 def _rsavp1(backend, n, e, signature):

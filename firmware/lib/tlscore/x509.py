@@ -56,17 +56,25 @@ EKU_ANY = "2.5.29.37.0"
 
 OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
 OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"  # RFC 5480 §2.1.1
-OID_PRIME256V1 = "1.2.840.10045.3.1.7"  # secp256r1, RFC 5480 §2.1.1.1
 # P-256's field prime and b (SEC 2 §2.4.2), to check a key is a point on the curve
 # (here rather than through tlscore.p256, which a board with an RSA key never loads)
 _P256_P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
 _P256_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
-OID_BASIC_CONSTRAINTS = "2.5.29.19"
-OID_KEY_USAGE = "2.5.29.15"
-OID_EXT_KEY_USAGE = "2.5.29.37"
-OID_SUBJECT_ALT_NAME = "2.5.29.17"
-OID_SUBJECT_KEY_IDENTIFIER = "2.5.29.14"
-OID_AUTHORITY_KEY_IDENTIFIER = "2.5.29.35"
+# OIDs the parser only compares, as DER content octets: a dotted string would cost the
+# board about 1 KB of garbage each (test_x509 checks each against its dotted form)
+OID_RSA_ENCRYPTION_DER = b"\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01"
+OID_EC_PUBLIC_KEY_DER = b"\x2a\x86\x48\xce\x3d\x02\x01"
+OID_PRIME256V1_DER = b"\x2a\x86\x48\xce\x3d\x03\x01\x07"  # secp256r1, RFC 5480 §2.1.1.1
+# Certificate extensions (RFC 5280 §4.2) are id-ce (2.5.29), DER 55 1D nn: told apart by nn.
+ID_CE_DER = b"\x55\x1d"
+_CE_BASIC_CONSTRAINTS = const(19)
+_CE_KEY_USAGE = const(15)
+_CE_EXT_KEY_USAGE = const(37)
+_CE_SUBJECT_ALT_NAME = const(17)
+# The only extensions whose meaning we enforce (the key identifiers, 14 and 35, carry no
+# policy, so understanding them is trivial); any other marked critical makes a
+# certificate unusable.
+CE_KNOWN = (19, 15, 37, 17, 14, 35)
 
 SIGNATURE_HASHES = {
     "1.2.840.113549.1.1.5": "sha1",  # sha1WithRSAEncryption
@@ -84,16 +92,6 @@ KEY_TYPES = {
     "1.3.101.113": "ed448",
 }
 
-# The only extensions whose meaning we enforce (key identifiers carry no policy, so
-# understanding them is trivial); any other marked critical makes a certificate unusable.
-_KNOWN_EXTENSIONS = (
-    OID_BASIC_CONSTRAINTS,
-    OID_KEY_USAGE,
-    OID_EXT_KEY_USAGE,
-    OID_SUBJECT_ALT_NAME,
-    OID_SUBJECT_KEY_IDENTIFIER,
-    OID_AUTHORITY_KEY_IDENTIFIER,
-)
 
 ATTRIBUTE_NAMES = {
     "2.5.4.3": "CN",
@@ -177,21 +175,28 @@ def _children(data, start, end):
     return items
 
 
-def _oid_str(data, start, end):
+def _check_oid(data, start, end):
+    # An OID's encoding checked (X.690 §8.19) without decoding it: most OIDs are only
+    # compared (as DER, _is_oid), and a dotted string costs the board ~1 KB of garbage.
     if start >= end:
         raise _malformed("empty OID")
+    if data[end - 1] & 0x80:
+        raise _malformed("truncated OID")
+    for i in range(start, end):
+        if data[i] == 0x80 and (i == start or not data[i - 1] & 0x80):
+            raise _malformed("non-minimal OID")
+
+
+def _oid_str(data, start, end):
+    _check_oid(data, start, end)
     arcs = []
     v = 0
     for i in range(start, end):
         b = data[i]
-        if v == 0 and b == 0x80:
-            raise _malformed("non-minimal OID")
         v = (v << 7) | (b & 0x7F)
         if not b & 0x80:
             arcs.append(v)
             v = 0
-    if data[end - 1] & 0x80:
-        raise _malformed("truncated OID")
     first = arcs[0]
     if first < 40:
         head = "0." + str(first)
@@ -205,6 +210,23 @@ def _oid_str(data, start, end):
 def _read_oid(data, pos, end):
     start, stop = _expect(data, pos, end, _OID, "OID")
     return _oid_str(data, start, stop), stop
+
+
+def _read_oid_der(data, pos, end):
+    # -> (start, stop) of a checked OID's content octets, for _is_oid
+    start, stop = _expect(data, pos, end, _OID, "OID")
+    _check_oid(data, start, stop)
+    return start, stop
+
+
+def _is_oid(data, start, stop, der):
+    # whether the OID at data[start:stop] is `der` (content octets), without a copy
+    if stop - start != len(der):
+        return False
+    for i in range(len(der)):
+        if data[start + i] != der[i]:
+            return False
+    return True
 
 
 def _int_value(data, start, end, unsigned):
@@ -345,9 +367,9 @@ def _escape(value):
     return "".join(out)
 
 
-def name_rdns(name_der):
+def name_rdns(name_der, decode=True):
     # [[(oid, value), ...] for each RelativeDistinguishedName], in DER order: the most
-    # general attribute (C, O) usually comes first.
+    # general attribute (C, O) usually comes first. decode=False only checks the Name.
     data = name_der
     start, end = _expect(data, 0, len(data), _SEQUENCE, "Name")
     rdns = []
@@ -358,11 +380,16 @@ def name_rdns(name_der):
         for t2, s2, e2 in _children(data, s, e):
             if t2 != _SEQUENCE:
                 raise _malformed("expected AttributeTypeAndValue")
-            oid, pos = _read_oid(data, s2, e2)
+            if decode:
+                oid, pos = _read_oid(data, s2, e2)
+            else:
+                pos = _read_oid_der(data, s2, e2)[1]
             vt, vs, ve = _read_tlv(data, pos, e2)
             if ve != e2:
                 raise _malformed("trailing data in AttributeTypeAndValue")
-            rdn.append((oid, _string_value(data, vt, vs, ve)))
+            value = _string_value(data, vt, vs, ve)
+            if decode:
+                rdn.append((oid, value))
         rdns.append(rdn)
     return rdns
 
@@ -517,8 +544,8 @@ def _parse_tbs(cert, data, pos, end, outer_alg):
         raise _malformed("expected subject")
     cert.subject = data[_tlv_start(items, i + 4, pos) : e]
     # Decode both names now so a bad one fails here, not inside an error message later.
-    name_rdns(cert.issuer)
-    name_rdns(cert.subject)
+    name_rdns(cert.issuer, False)
+    name_rdns(cert.subject, False)
     t, s, e = items[i + 5]
     if t != _SEQUENCE:
         raise _malformed("expected subjectPublicKeyInfo")
@@ -545,14 +572,17 @@ def _tlv_start(items, k, pos):
 def _parse_spki(cert, data, start, end):
     # SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
     s, e = _expect(data, start, end, _SEQUENCE, "key algorithm")
-    oid = _algorithm(data, s, e)
+    os_, oe = _read_oid_der(data, s, e)
     ks, ke = _expect(data, e, end, _BIT_STRING, "subjectPublicKey")
-    cert.key_type = KEY_TYPES.get(oid, oid)
-    if oid == OID_EC_PUBLIC_KEY:
-        _parse_ec_key(cert, data, s, e, ks, ke)
+    if _is_oid(data, os_, oe, OID_EC_PUBLIC_KEY_DER):
+        cert.key_type = "ec"
+        _parse_ec_key(cert, data, oe, e, ks, ke)
         return
-    if oid != OID_RSA_ENCRYPTION:
+    if not _is_oid(data, os_, oe, OID_RSA_ENCRYPTION_DER):
+        oid = _oid_str(data, os_, oe)
+        cert.key_type = KEY_TYPES.get(oid, oid)
         return
+    cert.key_type = "rsa"
     # RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
     s, e = _expect(data, _bit_string(data, ks, ke), ke, _SEQUENCE, "RSAPublicKey")
     ns, ne = _expect(data, s, e, _INTEGER, "modulus")
@@ -564,17 +594,20 @@ def _parse_spki(cert, data, start, end):
     cert.public_key = RSAPublicKey(n, exp)
 
 
-def _parse_ec_key(cert, data, s, e, ks, ke):
-    # AlgorithmIdentifier parameters: ECParameters ::= CHOICE { namedCurve OID, ... }
-    # (RFC 5480 §2.1.1); the key is an ECPoint in the BIT STRING. Other curves and
-    # compressed points leave public_key None (unsupported, not malformed).
-    _, pos = _read_oid(data, s, e)
+def _parse_ec_key(cert, data, pos, e, ks, ke):
+    # The AlgorithmIdentifier's parameters (from pos): ECParameters ::= CHOICE {
+    # namedCurve OID, ... } (RFC 5480 §2.1.1); the key is an ECPoint in the BIT STRING.
+    # Other curves and compressed points leave public_key None (unsupported, not
+    # malformed).
     if pos >= e:
         raise _malformed("EC key without parameters")
     t, cs, ce = _read_tlv(data, pos, e)
     if ce != e:
         raise _malformed("trailing data in EC key algorithm")
-    if t != _OID or _oid_str(data, cs, ce) != OID_PRIME256V1:
+    if t != _OID:
+        return
+    _check_oid(data, cs, ce)
+    if not _is_oid(data, cs, ce, OID_PRIME256V1_DER):
         return
     start = _bit_string(data, ks, ke)
     if ke - start != 65 or data[start] != 4:
@@ -594,9 +627,13 @@ def _parse_extensions(cert, data, start, end):
         # Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
         if t != _SEQUENCE:
             raise _malformed("expected Extension")
-        oid, pos = _read_oid(data, xs, xe)
+        os_, pos = _read_oid_der(data, xs, xe)
+        # id-ce by its last octet (no dotted string), anything else by its DER
+        is_ce = pos - os_ == 3 and data[os_] == ID_CE_DER[0] and data[os_ + 1] == ID_CE_DER[1]
+        ce = data[os_ + 2] if is_ce else -1
+        oid = ce if is_ce else data[os_:pos]
         if oid in seen:
-            raise _malformed("duplicate extension " + oid)
+            raise _malformed("duplicate extension " + _oid_str(data, os_, pos))
         seen.append(oid)
         critical = False
         tag, vs, ve = _read_tlv(data, pos, xe)
@@ -607,11 +644,11 @@ def _parse_extensions(cert, data, start, end):
             tag, vs, ve = _read_tlv(data, ve, xe)
         if tag != _OCTET_STRING or ve != xe:
             raise _malformed("expected extnValue")
-        if oid == OID_BASIC_CONSTRAINTS:
+        if ce == _CE_BASIC_CONSTRAINTS:
             _parse_basic_constraints(cert, data, vs, ve)
-        elif oid == OID_KEY_USAGE:
+        elif ce == _CE_KEY_USAGE:
             _parse_key_usage(cert, data, vs, ve)
-        elif oid == OID_EXT_KEY_USAGE:
+        elif ce == _CE_EXT_KEY_USAGE:
             bs, be = _expect(data, vs, ve, _SEQUENCE, "ExtKeyUsageSyntax")
             eku = []
             for ot, os_, oe in _children(data, bs, be):
@@ -619,10 +656,10 @@ def _parse_extensions(cert, data, start, end):
                     raise _malformed("expected KeyPurposeId")
                 eku.append(_oid_str(data, os_, oe))
             cert.extended_key_usage = eku
-        elif oid == OID_SUBJECT_ALT_NAME:
+        elif ce == _CE_SUBJECT_ALT_NAME:
             _parse_san(cert, data, vs, ve)
-        elif critical and oid not in _KNOWN_EXTENSIONS:
-            cert.unknown_critical.append(oid)
+        elif critical and ce not in CE_KNOWN:
+            cert.unknown_critical.append(_oid_str(data, os_, pos))
 
 
 def _parse_basic_constraints(cert, data, start, end):
