@@ -400,7 +400,6 @@ class Board:
         # board -> host: the host reads promptly and has memory, so a wider window
         self.link = Link(window=1024, rto=150, ticks_diff=port.ticks_diff)
         self.rx = bytearray(getattr(port, "RX_CHUNK", 256))
-        self.rx_view = memoryview(self.rx)
         # every session's TLS record buffer (the "allocated once and reused"):
         # one record of max_fragment_length plaintext with the largest CBC overhead (IV,
         # MAC, 256 bytes of padding) and one link frame besides (more grows the
@@ -649,24 +648,26 @@ class Board:
         elif ftype == P.RUN:
             self.abort_session("a new RUN arrived")
             self.sessions += 1
-            opts = P.unpack(payload)
-            engine = opts.get("engine", "hsmtls")
-            if engine == "mbedtls":
-                # MicroPython's own tls module over this link: the yardstick
-                import boardmbedtls
-
-                s = boardmbedtls.MbedtlsSession(self, opts)
-            elif engine == "hsmtls":
-                s = Session(self, opts)
-            else:
-                self.error("run", "ValueError: no such engine: %s" % engine)
-                return
-            self.session = s
             try:
+                opts = P.unpack(payload)
+                engine = opts.get("engine", "hsmtls")
+                if engine == "mbedtls":
+                    # MicroPython's own tls module over this link: the yardstick
+                    import boardmbedtls
+
+                    s = boardmbedtls.MbedtlsSession(self, opts)
+                elif engine == "hsmtls":
+                    s = Session(self, opts)
+                else:
+                    raise ValueError("no such engine: %s" % engine)
+                self.session = s
                 s.start()
             except Exception as e:
+                # refused at once, with why: out of memory too (a heap too small or in
+                # pieces), which the host would otherwise wait out as a missing RESULT
                 self.session = None
-                self.error("run", "%s: %s" % (type(e).__name__, e))
+                gc.collect()
+                self.error("run", "out of memory" if isinstance(e, MemoryError) else "%s: %s" % (type(e).__name__, e))
         elif ftype == P.OPENED:
             if self.session is not None:
                 self.session.on_opened()
@@ -725,7 +726,7 @@ class Board:
             n = self.serial.read_into(self.rx)
             if n:
                 oom = self.link.rx_out_of_memory
-                for ftype, payload in self.link.receive(self.rx_view[:n], self.port.ticks_ms()):
+                for ftype, payload in self.link.receive(self.rx, self.port.ticks_ms(), n):
                     try:
                         self.on_frame(ftype, payload)
                     except Exception as e:

@@ -93,8 +93,9 @@ def test_handshake_with_the_firmware_in_rom(image, flash_dir, servers):
 
 def test_out_of_memory_ends_the_session_with_a_result(image, flash_dir, servers):
     # Too little heap for a handshake (106 KiB from ROM; 118-120 KiB is the smallest
-    # that completes): whichever allocation fails, engine or board, the host gets a
-    # RESULT saying so at once, not a 30 s wait for one that never comes.
+    # that completes): whichever allocation fails, engine or board, at RUN or later,
+    # the host hears "out of memory" at once, not a 30 s wait for a RESULT that never
+    # comes.
     port = servers.openssl()
     with EmulatedBoard(flash_dir, heap="106k", rom=True) as b:
         t = time.monotonic()

@@ -13,7 +13,7 @@
 # APP are byte streams and are delivered piece by piece.
 
 from . import protocol as P
-from .framing import MAX_PAYLOAD, Decoder, encode_frame
+from .framing import MAX_PAYLOAD, Decoder, encode_frame, encode_frame_into, wire_length
 
 MORE = 0x80
 STREAMS = (P.TLS, P.APP)
@@ -91,6 +91,7 @@ class Link:
         self.control.append(encode_frame(ftype, 0, self.rx_expected, payload))
 
     def output(self, now):
+        # -> the bytes to write now (a bytearray: each frame is encoded straight into it)
         if not (self.control or self.queue or self.unacked or self.ack_due):
             return b""
         out = bytearray()
@@ -106,32 +107,32 @@ class Link:
                 self._ping(out, now)  # the PING or its PONG was lost: ask again
         while self.queue:
             ftype, payload = self.queue[0]
-            wire = encode_frame(ftype, self.tx_seq, self.rx_expected, payload)
-            if self.unacked and self.in_flight + len(wire) > self.window:
+            wire = wire_length(len(payload))
+            if self.unacked and self.in_flight + wire > self.window:
                 break
             if self.ping_sent is not None:
                 break  # wait for the PONG before adding to an unknown backlog
             self.queue.pop(0)
             if not self.unacked:
                 self.last_progress = now
-            self.unacked.append([self.tx_seq, ftype, payload, len(wire)])
-            self.in_flight += len(wire)
+            self.unacked.append([self.tx_seq, ftype, payload, wire])
+            self.in_flight += wire
             if self.in_flight > self.max_in_flight:
                 self.max_in_flight = self.in_flight
+            encode_frame_into(out, ftype, self.tx_seq, self.rx_expected, payload)
             self.tx_seq = (self.tx_seq + 1) & 255
             self.sent_frames += 1
-            out += wire
             carried_ack = True
         if self.ack_due and not carried_ack:
-            out += encode_frame(P.ACK, 0, self.rx_expected)
+            encode_frame_into(out, P.ACK, 0, self.rx_expected)
         self.ack_due = False
-        return bytes(out)
+        return out
 
     def _ping(self, out, now):
         self.pings += 1
         self.ping_nonce = (self.ping_nonce + 1) & 255
         self.ping_sent = now
-        out += encode_frame(P.PING, 0, self.rx_expected, bytes([self.ping_nonce]))
+        encode_frame_into(out, P.PING, 0, self.rx_expected, bytes([self.ping_nonce]))
 
     def _on_ack(self, ack, now):
         if not self.unacked:
@@ -165,15 +166,15 @@ class Link:
 
     # --- receiving -------------------------------------------------------------------
 
-    def receive(self, data, now=0):
-        # -> list of (type, payload) in order; SYNC/HELLO reach the caller, which
+    def receive(self, data, now=0, n=None):
+        # data[:n] -> list of (type, payload) in order; SYNC/HELLO reach the caller, which
         # decides whether to reset(). Out of memory, nothing is lost: a frame counts as
         # received (and is acknowledged) only once it is taken, so what could not be
         # taken, and every frame after it, comes again after the peer's timeout; the
         # frames taken before are returned. rx_out_of_memory counts such stops.
         out = []
         try:
-            frames = self.decoder.feed(data)
+            frames = self.decoder.feed(data, n)
         except MemoryError:
             self.decoder.reset()
             self.rx_out_of_memory += 1
