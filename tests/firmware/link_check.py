@@ -6,7 +6,14 @@
 import random
 
 from hsmlink import protocol as P
-from hsmlink.framing import Decoder, cobs_decode, cobs_encode, encode_frame
+from hsmlink.framing import (
+    MAX_PAYLOAD,
+    Decoder,
+    cobs_decode,
+    cobs_encode,
+    encode_frame,
+    wire_length,
+)
 from hsmlink.link import Link
 
 random.seed(5)
@@ -38,6 +45,17 @@ print("first=%d,%d,%d,%s" % (out[0][0], out[0][1], out[0][2], out[0][3].decode()
 c = dec.counters()
 print("dropped=%d" % (c["bad_crc"] + c["bad_cobs"] + c["oversized"] + c["runts"]))
 print("oversized=%d" % c["oversized"])
+
+# the link's window counts wire_length() for a frame it has not encoded yet
+same = True
+for n in list(range(0, 12)) + [99, MAX_PAYLOAD - 1, MAX_PAYLOAD]:
+    for zeros in (False, True):
+        pl = bytes(n) if zeros else rbytes(n)
+        same = same and len(encode_frame(P.TLS, n & 255, 255, pl)) == wire_length(n)
+print("wire_length_ok=%d" % same)
+# a read buffer is decoded up to n: what lies beyond (an earlier, longer read) is not
+buf = bytearray(f + f[:6] + b"\x00")
+print("feed_n=%d" % len(Decoder().feed(buf, len(f))))
 
 
 def lossy(data, p):

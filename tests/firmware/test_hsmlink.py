@@ -21,6 +21,8 @@ EXPECTED = {
     "first": "20,3,4,hello",
     "dropped": "4",
     "oversized": "1",
+    "wire_length_ok": "1",
+    "feed_n": "1",
     "a_to_b_ok": "1",
     "b_to_a_ok": "1",
     "max_in_flight_ok": "1",
