@@ -140,8 +140,12 @@ def flash(board_name, port, image, erase) -> None:
 @click.option("--port", help="Serial port of the board (not for the emulator).")
 @click.option("--flash", "flash_dir", type=click.Path(file_okay=False), default="hsmtls-board-flash", show_default=True,
               help="Emulator only: the flash directory to deploy into.")
-def deploy(board_name, port, flash_dir) -> None:
-    """Compile firmware/ with mpy-cross, copy what changed with mpremote, verify by hash.
+@click.option("--romfs", is_flag=True,
+              help="The modules as one image into the board's ROMFS partition (MicroPython built with ROMFS): "
+                   "executed in place, their code takes no heap. main.py still goes to the filesystem.")
+def deploy(board_name, port, flash_dir, romfs=False) -> None:
+    """Compile firmware/ with mpy-cross, copy what changed with mpremote, verify by hash,
+    then import it on the board and say what its code takes of the heap.
 
     The emulator's firmware leaves link mode by ending, so for --board emulator a
     MicroPython REPL is started in the --flash directory and mpremote deploys into it
@@ -160,6 +164,9 @@ def deploy(board_name, port, flash_dir) -> None:
             if b.emulated:
                 from .board.emulator import EmulatedBoard
 
+                if romfs:
+                    _fail("the emulator's ROMFS is a mapped image, not a partition to write: "
+                          "hsmtls board emulate --rom runs the firmware from one")
                 with EmulatedBoard(flash_dir, repl=True, rx_ring=None) as emu:
                     res = do_deploy(b, emu.tty, Path(build_dir), None, log)
                 where = f"emulator flash {flash_dir}"
@@ -167,7 +174,7 @@ def deploy(board_name, port, flash_dir) -> None:
                 if not port:
                     _fail("--port is required for a real board (hsmtls board list)")
                 mpy = _leave_link_mode(port, b.baud)
-                res = do_deploy(b, port, Path(build_dir), mpy, log)
+                res = do_deploy(b, port, Path(build_dir), mpy, log, romfs=romfs)
                 where = port
     except (ToolError, RuntimeError, OSError) as e:
         _fail(str(e))

