@@ -121,11 +121,16 @@ class MbedtlsSession(Session):
             ss = self.ctx.wrap_socket(LinkStream(self), server_hostname=self.opts.get("server_name"))
         except Exception as e:  # OSError from the stream, ValueError from verification
             if not self.done:
-                self.finish(False, "mbedtls: %s" % (" ".join(str(e).split()) or type(e).__name__))
+                why = "mbedtls: %s" % (" ".join(str(e).split()) or type(e).__name__)
+                if self.eof:
+                    why = "server closed the TCP connection (%s)" % why
+                self.finish(False, why)
             return
         us = port.ticks_diff(port.ticks_us(), t)
+        # mbedTLS sends the certificate only when the server asks, and does not say
+        # whether it did: what is known is that it had one
         self.handshakes.append({"us": us, "ms": us // 1000, "engine": "mbedtls",
-                                "client_cert": bool(self.opts.get("client_auth"))})
+                                "client_cert_loaded": bool(self.opts.get("client_auth"))})
         try:
             ss.close()  # close_notify
         except OSError:
@@ -141,7 +146,7 @@ class MbedtlsSession(Session):
             r["handshake_us"] = self.handshakes[0]["us"]
             r["handshake_ms"] = self.handshakes[0]["ms"]
             r["server_subject"] = None
-            r["client_cert"] = self.handshakes[0]["client_cert"]
+            r["client_cert_loaded"] = self.handshakes[0]["client_cert_loaded"]
         r["total_ms"] = b.port.ticks_diff(b.port.ticks_ms(), self.t0)
         self.result = r
         b.link.send(P.RESULT, P.pack(r))

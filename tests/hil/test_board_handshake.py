@@ -167,7 +167,7 @@ def test_micropython_tls_on_the_board_signs_with_the_boards_key(board_tty, serve
     # its key as DER made on the board; the server insists on a certificate
     port = servers.openssl("-cipher", "AES128-GCM-SHA256", client_auth=True)
     r = run(board_tty, port, engine="mbedtls", client_auth=True)
-    assert r["ok"] and r["client_cert"] is True, r
+    assert r["ok"] and r["client_cert_loaded"] is True, r
     r = run(board_tty, port, engine="mbedtls")
     assert not r["ok"] and r["reason"].startswith("mbedtls: "), r
 
@@ -203,6 +203,7 @@ def test_cli_emulate_and_board_handshake(servers, board_pki, tmp_path):
         assert out.returncode == 0, out.stdout + out.stderr
         assert "result: ok" in out.stdout and "engine: mbedtls" in out.stdout, out.stdout
         assert "client_hello_to_finished_ms:" in out.stdout
+        assert "client_certificate: loaded" in out.stdout
         # ... which runs the handshake alone, and says so rather than ignoring an option
         out = subprocess.run(
             [sys.executable, "-m", "hsmtls", "board", "handshake", "--port", tty, "--to", f"localhost:{port}",

@@ -240,6 +240,8 @@ def format_result(r: dict) -> list[str]:
         lines.append(f"engine: {r['engine']}")
         if r.get("handshake_us") is not None:
             lines.append(f"client_hello_to_finished_ms: {r['handshake_us'] / 1000:.2f}")
+        if r.get("client_cert_loaded"):
+            lines.append("client_certificate: loaded (sent if the server asked)")
     if r.get("suite"):
         lines += [
             f"cipher: {r['suite']}",
