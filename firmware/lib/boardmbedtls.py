@@ -121,10 +121,10 @@ class MbedtlsSession(Session):
             ss = self.ctx.wrap_socket(LinkStream(self), server_hostname=self.opts.get("server_name"))
         except Exception as e:  # OSError from the stream, ValueError from verification
             if not self.done:
-                why = "mbedtls: %s" % (" ".join(str(e).split()) or type(e).__name__)
-                if self.eof:
-                    why = "server closed the TCP connection (%s)" % why
-                self.finish(False, why)
+                why = " ".join(str(e).split()) or type(e).__name__
+                if self.eof and "CONN_EOF" in why:  # our stream's end, not mbedTLS's own finding
+                    why = "the server closed the TCP connection (%s)" % why
+                self.finish(False, "mbedtls: " + why)
             return
         us = port.ticks_diff(port.ticks_us(), t)
         # mbedTLS sends the certificate only when the server asks, and does not say

@@ -172,6 +172,33 @@ def test_micropython_tls_on_the_board_signs_with_the_boards_key(board_tty, serve
     assert not r["ok"] and r["reason"].startswith("mbedtls: "), r
 
 
+def test_micropython_tls_on_the_board_when_the_server_hangs_up(board_tty, servers):
+    # a "server" that reads the ClientHello and closes: mbedTLS meets the end of our
+    # stream, and the board says the server closed, then serves the next run
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def hang_up():
+        c, _ = srv.accept()
+        c.recv(4096)
+        c.close()
+
+    t = threading.Thread(target=hang_up, daemon=True)
+    t.start()
+    try:
+        r = run(board_tty, srv.getsockname()[1], engine="mbedtls")
+    finally:
+        t.join(10)
+        srv.close()
+    assert not r["ok"] and r["reason"].startswith("mbedtls: the server closed the TCP connection"), r
+    r = run(board_tty, servers.openssl(), engine="mbedtls")
+    assert r["ok"], r
+
+
 @requires_emulator
 def test_cli_emulate_and_board_handshake(servers, board_pki, tmp_path):
     port = servers.hsmtls(client_auth=True)
