@@ -139,7 +139,7 @@ def unix64_rom(mpy: Path, script: Path) -> dict:
     return _parse(p.stdout) | {"interpreter": "unix port, x86-64, from ROMFS"}
 
 
-def _wasm_package(wasm_dir: Path | None, work: Path) -> Path:
+def _wasm_package(wasm_dir: Path | None) -> Path:
     if wasm_dir is not None:
         return wasm_dir
     cache = Path(tempfile.gettempdir()) / "hsmtls-mp-wasm"
@@ -177,7 +177,7 @@ def run(wasm_dir: Path | None = None, echo=print, json_path: str | None = None) 
         script = work / "measure.py"
         script.write_text("MODULES = %r\n" % (MODULES,) + MEASURE)
         res = {"unix64": unix64(mpy, script), "unix64_rom": unix64_rom(mpy, script),
-               "wasm32": wasm32(mpy, script, _wasm_package(wasm_dir, work), work)}
+               "wasm32": wasm32(mpy, script, _wasm_package(wasm_dir), work)}
     a, rom, b = res["unix64"], res["unix64_rom"], res["wasm32"]
     res["ratio"] = round(b["import_bytes"] / a["import_bytes"], 3)
     # ROMFS keeps the bytecode and constants out of the heap; what that saves on 64 bits

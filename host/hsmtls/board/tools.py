@@ -252,7 +252,8 @@ def import_check(out: str, romfs: bool) -> tuple[str, str | None]:
                         f"importing it){'' if romfs else ': ' + fix}")
     m = re.search(r"IMPORTED (-?\d+) (\d+) (\S+)", out)
     if not m:
-        raise ToolError(f"the deployed firmware does not import: {out.strip().splitlines()[-1:] or out[:200]}")
+        last = out.strip().splitlines()
+        raise ToolError(f"the deployed firmware does not import: {last[-1] if last else 'the board printed nothing'}")
     used, free, where = int(m.group(1)), int(m.group(2)), m.group(3)
     line = f"firmware code imported from {where}: {used // 1024} KB of heap, {free // 1024} KB left"
     warn = None
