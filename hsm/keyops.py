@@ -169,6 +169,12 @@ class TokenKey:
         with self.pool.session() as w:
             return bytes(self._private(w).sign(bytes(data), mechanism=mech, mechanism_param=param))
 
+    def public_key(self) -> Any:
+        """The key's public half, as a `cryptography` RSA public key (for certificates)."""
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        return rsa.RSAPublicNumbers(self.e, self.n).public_key()
+
     def close(self) -> None:
         self.pool.close()
 

@@ -276,7 +276,7 @@ def sign_in_token(builder: x509.CertificateBuilder, ca_key: TokenKey) -> x509.Ce
 
 def _check_token_signature(ca_key: TokenKey, signature: bytes, tbs: bytes) -> None:
     # the token's signature must verify with the CA's public key before we hand it out
-    rsa.RSAPublicNumbers(ca_key.e, ca_key.n).public_key().verify(
+    ca_key.public_key().verify(
         signature, tbs, padding.PKCS1v15(), hashes.SHA256()
     )
 
@@ -333,7 +333,7 @@ def parse_sans(values: tuple[str, ...] | list[str]) -> list[x509.GeneralName]:
 def ca_init(ca_key: TokenKey, subject: str, days: int = 3650) -> x509.Certificate:
     now = datetime.datetime.now(UTC)
     name = parse_subject(subject)
-    pub = rsa.RSAPublicNumbers(ca_key.e, ca_key.n).public_key()
+    pub = ca_key.public_key()
     b = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -347,6 +347,18 @@ def ca_init(ca_key: TokenKey, subject: str, days: int = 3650) -> x509.Certificat
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
     )
     return sign_in_token(b, ca_key)
+
+
+LOCALHOST_SUBJECT = "CN=localhost,O=hsmtls"
+LOCALHOST_SANS = ("DNS:localhost", "IP:127.0.0.1")
+
+
+def issue_localhost_server(ca_key: TokenKey, ca_cert: x509.Certificate, public_key: rsa.RSAPublicKey,
+                           days: int) -> x509.Certificate:
+    """A server certificate for this machine (CN=localhost; DNS:localhost, IP:127.0.0.1),
+    signed by the CA key in the token: what the demo, the benchmarks and the tests serve."""
+    return ca_issue(ca_key, ca_cert, "server", public_key, parse_subject(LOCALHOST_SUBJECT),
+                    parse_sans(LOCALHOST_SANS), days)
 
 
 def ca_issue(

@@ -77,17 +77,14 @@ class BenchSetup:
     """Throwaway token with server and CA keys, token-signed certs, and a PEM twin."""
 
     def __init__(self, directory: Path) -> None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives.asymmetric import rsa
 
         from . import devpki
         from .hsm.keyops import TokenKey
         from .hsm.provision import (
             ca_init,
-            ca_issue,
             init_token,
+            issue_localhost_server,
             keygen,
-            parse_sans,
             write_softhsm_conf,
         )
 
@@ -105,15 +102,12 @@ class BenchSetup:
         ca = ca_init(ca_key, "CN=bench CA")
         self.ca_pem = directory / "ca.pem"
         devpki.write_cert(self.ca_pem, ca)
-        pub = rsa.RSAPublicNumbers(server_key.e, server_key.n).public_key()
-        name = x509.Name.from_rfc4514_string("CN=localhost")
-        sans = parse_sans(["DNS:localhost,IP:127.0.0.1"])
         self.token_cert = devpki.write_cert(directory / "server-token.pem",
-                                            ca_issue(ca_key, ca, "server", pub, name, sans, 30))
+                                            issue_localhost_server(ca_key, ca, server_key.public_key(), 30))
         pem_key = devpki.new_key()
         self.pem_key = devpki.write_key(directory / "server.key", pem_key)
         self.pem_cert = devpki.write_cert(directory / "server-pem.pem",
-                                          ca_issue(ca_key, ca, "server", pem_key.public_key(), name, sans, 30))
+                                          issue_localhost_server(ca_key, ca, pem_key.public_key(), 30))
         server_key.close()
         ca_key.close()
 

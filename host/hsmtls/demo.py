@@ -153,7 +153,6 @@ def run_demo(echo: Callable[[str], None] = print, board: str = "emulator", port:
 
 def _run(d: Demo, tmp: Path, board: str, port: str | None, trace_out: str | None, heap: str) -> None:
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
 
     from .board.boards import get_board
     from .board.bridge import BoardFailure, Bridge, format_result
@@ -161,7 +160,7 @@ def _run(d: Demo, tmp: Path, board: str, port: str | None, trace_out: str | None
     from .board.hostlink import HostLink, LinkError
     from .board.provisioning import ProvisionError, provision_board
     from .hsm.keyops import TokenKey
-    from .hsm.provision import ca_init, ca_issue, init_token, keygen, parse_sans, parse_subject
+    from .hsm.provision import ca_init, init_token, issue_localhost_server, keygen
     from .hsm.token import TokenError
     from .server import BackgroundServer, TLSServer
     from .tlsconfig import server_config
@@ -192,9 +191,7 @@ def _run(d: Demo, tmp: Path, board: str, port: str | None, trace_out: str | None
             t = time.perf_counter()
             server_key = TokenKey(uri % "server", pin=tok["pin"], pool_size=2)
             stack.callback(server_key.close)
-            pub = rsa.RSAPublicNumbers(server_key.e, server_key.n).public_key()
-            cert = ca_issue(ca_key, ca_cert, "server", pub, parse_subject("CN=localhost,O=hsmtls"),
-                            parse_sans(["DNS:localhost", "IP:127.0.0.1"]), 1)
+            cert = issue_localhost_server(ca_key, ca_cert, server_key.public_key(), 1)
             (tmp / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
             d.stage("token", "server certificate CN=localhost signed by the CA key in the token", t)
         except TokenError as e:

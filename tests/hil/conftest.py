@@ -146,16 +146,13 @@ class HilToken:
 
     def __init__(self, directory: Path) -> None:
         from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
 
         from hsmtls.hsm.keyops import TokenKey
         from hsmtls.hsm.provision import (
             ca_init,
-            ca_issue,
             init_token,
+            issue_localhost_server,
             keygen,
-            parse_sans,
-            parse_subject,
         )
 
         self.dir = directory
@@ -171,8 +168,7 @@ class HilToken:
         (directory / "ca.pem").write_bytes(self.ca_cert.public_bytes(pem))
         (directory / "rogue-ca.pem").write_bytes(self.rogue_cert.public_bytes(pem))
         srv = self.keys["server"]
-        cert = ca_issue(self.keys["ca"], self.ca_cert, "server", rsa.RSAPublicNumbers(srv.e, srv.n).public_key(),
-                        parse_subject("CN=localhost,O=hsmtls"), parse_sans(["DNS:localhost", "IP:127.0.0.1"]), 30)
+        cert = issue_localhost_server(self.keys["ca"], self.ca_cert, srv.public_key(), 30)
         (directory / "server.pem").write_bytes(cert.public_bytes(pem))
 
     def uri(self, name: str) -> str:
