@@ -206,9 +206,12 @@ def _leave_link_mode(port: str, baud: int) -> int | None:
 @click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="The CA certificate (PEM): the board's trust anchor.")
 @click.option("--subject", help="Device certificate subject, e.g. 'CN=board 7,O=acme' (default: a random CN).")
 @click.option("--days", default=365, show_default=True, help="Device certificate validity.")
-@click.option("--bits", default=2048, show_default=True, type=click.Choice(["1024", "2048", "3072"]), help="RSA key size made on the board.")
-@click.option("--key-type", "key_type", default="rsa", show_default=True, type=click.Choice(["rsa", "ec"]),
-              help="Key made on the board: RSA (--bits), or ECDSA P-256 (ec: CertificateVerify in ~0.1 ms with a nonce made while idle).")
+@click.option("--bits", type=click.Choice(["1024", "2048", "3072"]),
+              help="RSA key size made on the board (implies --key-type rsa; default 2048).")
+@click.option("--key-type", "key_type", type=click.Choice(["ec", "rsa"]),
+              help="Key made on the board: ec, ECDSA P-256 (the default: made in milliseconds, CertificateVerify in "
+                   "~0.1 ms with a nonce made while idle), or rsa (--bits; Miller-Rabin on the board takes minutes on "
+                   "an ESP32, each signature ~20 ms here).")
 @click.option("--module", help="PKCS#11 module (default: SoftHSM2).")
 @click.option("--pin-file", type=click.Path(exists=True, dir_okay=False), help="Token PIN file (else HSMTLS_PIN or a prompt).")
 @click.option("--flash", "flash_dir", type=click.Path(file_okay=False), help="Emulator without --port: its flash directory (it is started for the command).")
@@ -218,8 +221,8 @@ def _leave_link_mode(port: str, baud: int) -> int | None:
 def provision(directory, board_name, port, ca_key, ca_cert, subject, days, bits, key_type, module, pin_file, flash_dir, ca, cert, key) -> None:
     """Give the board its identity: key made on the board, CSR, certificate from the token CA.
 
-    The board generates its key pair (RSA, or ECDSA P-256 with --key-type ec), sends a CSR over the link, the CA key in the
-    token signs the device certificate, and the certificate and trust anchor
+    The board generates its key pair (ECDSA P-256, or RSA with --key-type rsa), sends a CSR over the link, the CA key in
+    the token signs the device certificate, and the certificate and trust anchor
     (--ca-cert) are written to the board's flash; the private key never leaves it.
 
     With a DIRECTORY argument instead: write existing files (--ca, --cert, --key) into
@@ -238,6 +241,10 @@ def provision(directory, board_name, port, ca_key, ca_cert, subject, days, bits,
         return
     if not ca_key or not ca_cert:
         _fail("--ca-key pkcs11:... and --ca-cert CA.pem are required (or give a DIRECTORY)")
+    if key_type == "ec" and bits:
+        _fail("--bits is the size of an RSA key: use it with --key-type rsa (an ec key is P-256)")
+    key_type = key_type or ("rsa" if bits else "ec")
+    bits = bits or 2048
     from contextlib import ExitStack
 
     from .board.hostlink import HostLink, LinkError
@@ -260,7 +267,8 @@ def provision(directory, board_name, port, ca_key, ca_cert, subject, days, bits,
             stack.callback(tk.close)
             link = stack.enter_context(HostLink(port, b.baud))
             link.connect(10.0)
-            click.echo("the board is generating its key pair (seconds on the emulator, minutes on an ESP32)...")
+            click.echo("the board is generating its ECDSA P-256 key pair..." if key_type == "ec" else
+                       f"the board is generating its RSA-{bits} key pair (seconds on the emulator, minutes on an ESP32)...")
             with open(ca_cert, "rb") as f:
                 ca_pem = f.read()
             p = provision_board(link, tk, ca_pem, subject, days, int(bits), log=lambda s: click.echo(f"board: {s}"),

@@ -237,11 +237,13 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotia
 @click.option("--board", default="emulator", show_default=True, help="Board (boards/*.toml); a real one needs --port.")
 @click.option("--port", help="Serial port of a real board running the firmware.")
 @click.option("--trace-out", help="Also write the server's trace as .json, .svg or .html.")
-def demo(board: str, port: str | None, trace_out: str | None) -> None:
+@click.option("--key-type", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True,
+              help="The key the board makes for itself: ECDSA P-256, or RSA-2048 (signed with CRT on the board).")
+def demo(board: str, port: str | None, trace_out: str | None, key_type: str) -> None:
     """Run the handshake end to end on this machine (throwaway token, nothing configured)."""
     from .demo import run_demo
 
-    sys.exit(run_demo(click.echo, board=board, port=port, trace_out=trace_out))
+    sys.exit(run_demo(click.echo, board=board, port=port, trace_out=trace_out, key_type=key_type))
 
 
 from .board_cli import board, bridge  # noqa: E402

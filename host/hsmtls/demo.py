@@ -138,11 +138,11 @@ def throwaway_token(directory: Path) -> Iterator[dict]:
 
 
 def run_demo(echo: Callable[[str], None] = print, board: str = "emulator", port: str | None = None,
-             trace_out: str | None = None, heap: str = "256k") -> int:
+             trace_out: str | None = None, heap: str = "256k", key_type: str = "ec") -> int:
     d = Demo(echo)
     try:
         with tempfile.TemporaryDirectory(prefix="hsmtls-demo-") as tmp:
-            _run(d, Path(tmp), board, port, trace_out, heap)
+            _run(d, Path(tmp), board, port, trace_out, heap, key_type)
     except DemoFailure as e:
         echo(f"FAILED: {e}")
         d.failures += 1
@@ -151,7 +151,7 @@ def run_demo(echo: Callable[[str], None] = print, board: str = "emulator", port:
     return 1 if d.failures else 0
 
 
-def _run(d: Demo, tmp: Path, board: str, port: str | None, trace_out: str | None, heap: str) -> None:
+def _run(d: Demo, tmp: Path, board: str, port: str | None, trace_out: str | None, heap: str, key_type: str) -> None:
     from cryptography.hazmat.primitives import serialization
 
     from .board.boards import get_board
@@ -222,9 +222,12 @@ def _run(d: Demo, tmp: Path, board: str, port: str | None, trace_out: str | None
             raise DemoFailure(f"board: {e}") from None
         d.stage("board", f"link up: {info.get('board')} {info.get('impl')}, heap {info.get('heap')} bytes", t)
         t = time.perf_counter()
-        echo("[board] generating its RSA-2048 key pair on the board (Miller-Rabin; seconds here, minutes on an ESP32)")
+        if key_type == "ec":
+            echo("[board] generating its ECDSA P-256 key pair on the board")
+        else:
+            echo("[board] generating its RSA-2048 key pair on the board (Miller-Rabin; seconds here, minutes on an ESP32)")
         try:
-            prov = provision_board(link, ca_key, ca_pem, log=lambda s: echo(f"[board] {s}"))
+            prov = provision_board(link, ca_key, ca_pem, log=lambda s: echo(f"[board] {s}"), key_type=key_type)
         except (ProvisionError, LinkError) as e:
             raise DemoFailure(f"provisioning: {e}") from None
         for stage, secs in prov.timings.items():

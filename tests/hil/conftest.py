@@ -222,7 +222,8 @@ def provisioned_board(hil_token, board_port, tmp_path_factory):
 
         with HostLink(port) as link:
             link.connect(10)
-            prov = provision_board(link, hil_token.keys["ca"], (hil_token.dir / "ca.pem").read_bytes())
+            prov = provision_board(link, hil_token.keys["ca"], (hil_token.dir / "ca.pem").read_bytes(),
+                                  key_type="rsa")
         yield ProvisionedBoard(port, None, prov)
         return
     if MICROPYTHON is None:

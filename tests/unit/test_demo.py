@@ -25,14 +25,15 @@ def test_board_steps_split_into_rounds():
 @pytest.mark.micropython
 @pytest.mark.skipif(shutil.which("micropython") is None and not os.environ.get("MICROPYTHON"),
                     reason="MicroPython unix port not installed")
-def test_hsmtls_demo_end_to_end(tmp_path):
+@pytest.mark.parametrize("args,key", [([], "ECDSA P-256"), (["--key-type", "rsa"], "RSA-2048")], ids=["default", "rsa"])
+def test_hsmtls_demo_end_to_end(tmp_path, args, key):
     from hsmtls.hsm.token import SOFTHSM_MODULES
 
     if not any(os.path.exists(m) for m in SOFTHSM_MODULES):
         pytest.skip("SoftHSM2 not installed")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOFTHSM", "HSMTLS"))}
     env["HOME"] = str(tmp_path)  # nothing configured: no ~/.config, no token
-    proc = subprocess.run([sys.executable, "-m", "hsmtls", "demo"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "hsmtls", "demo", *args], capture_output=True, text=True,
                           cwd=tmp_path, env=env, timeout=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
@@ -42,5 +43,7 @@ def test_hsmtls_demo_end_to_end(tmp_path):
         assert re.search(rf"step +\d+ +{who}", out), who
     assert "decrypts the premaster (PKCS#11)" in out
     assert "renegotiation #1" in out
+    assert f"generating its {key} key pair on the board" in out
+    assert re.search(r"step +5 +board +signs CertificateVerify", out)
     assert "demo: all steps passed" in out
     assert list(tmp_path.iterdir()) == []  # cleaned up: nothing left behind
