@@ -82,6 +82,7 @@ class Session:
         self.cache_hits = board.signature_cache.hits
         self.premaster_used = board.premaster.used
         self.presigned = None
+        self.nonce_key = None  # an ECDSA key whose next nonce poll() makes while we wait
         # gc.collect() at every step makes the figure exact and costs a few ms each
         self.measure_heap = opts.get("measure_heap", True)
         self.timeout = opts.get("timeout_ms", SESSION_TIMEOUT_MS)
@@ -108,6 +109,7 @@ class Session:
         chain = []
         if opts.get("client_auth"):
             chain = b.client_chain()
+            self._make_nonce_meanwhile()
         cfg = TLSConfig(
             cipher_suites=offer,
             trust_anchors=b.anchors(),
@@ -183,6 +185,11 @@ class Session:
             self.expect_key = None
             self._step("prepare ClientKeyExchange", lambda: self.board.premaster.prepare(BACKEND, n, e))
             return
+        if self.waiting_work():
+            key = self.nonce_key
+            if self._step("prepare CertificateVerify", lambda: key.prepare_step(BACKEND)):
+                self.nonce_key = None
+            return
         if self.unread and self.conn is not None:
             self.last_activity = now
             self._run_engine()
@@ -191,6 +198,20 @@ class Session:
             self.last_activity = now  # the link took the last slice: on to the next
         elif self.board.port.ticks_diff(now, self.last_activity) > self.timeout:
             self.finish(False, "timed out in state %s" % (self.conn.state if self.conn else "-"))
+
+    def _make_nonce_meanwhile(self):
+        # the next CertificateVerify's nonce, if idle time has not made it yet: a slice
+        # at a time while the server's flight is on its way (an RSA key is not loaded
+        # before it signs, and has nothing to make ahead)
+        key = self.board._key
+        if key is not None and key.kind == "ec" and not key.ready:
+            self.nonce_key = key
+
+    def waiting_work(self):
+        # True while we wait for the server (its TCP connection, then its flight) with
+        # nothing unread and the nonce for our signature still to make (Board.step then
+        # does not sleep)
+        return self.nonce_key is not None and not self.unread and self.conn is not None and not self.done
 
     # --- engine -----------------------------------------------------------------------
 
@@ -232,6 +253,7 @@ class Session:
             # to the server first: it decrypts the premaster while we sign
             self._push()
             self.board.flush()
+            self.nonce_key = None  # what is not made yet, sign makes now
             port = self.board.port
             t = port.ticks_us()
             try:
@@ -251,6 +273,7 @@ class Session:
             self._heap()
             self._handle(more)
         elif isinstance(ev, HandshakeComplete):
+            self.nonce_key = None  # not asked for a certificate: idle time goes on with it
             hs = {
                 "suite": ev.cipher_suite,
                 "ems": ev.extended_master_secret,
@@ -303,6 +326,8 @@ class Session:
             return
         if opts.get("renegotiate") and not self.renegotiated_by_us:
             self.renegotiated_by_us = True
+            if opts.get("client_auth"):
+                self._make_nonce_meanwhile()
             conn.renegotiate()
             return
         if not self.sent_app:
@@ -743,7 +768,8 @@ class Board:
         s = self.session
         # work waiting: only look at the port; frames in flight: wake often enough for
         # the link's timers (a PING after `rto` ms) but do not spin on them
-        if (s is not None and s.unread) or self.keygen is not None or self.idle_pending:
+        if (s is not None and (s.unread or s.waiting_work())) or self.keygen is not None \
+                or self.idle_pending:
             timeout = 0
         else:
             timeout = 50 if self.link.idle else 10

@@ -1,7 +1,8 @@
 # The board's own ECDSA P-256 key, for CertificateVerify (boardkey.load() returns one
 # for a key file with a `type=ec` line: `type`, `curve`, then d, x, y in hex). The
 # message-independent half of a signature (tlscore.p256.presign: the nonce, R = k*G,
-# k^-1) is made ahead, a slice per call of prepare_step() while the board is idle, and
+# k^-1) is made ahead, a slice per call of prepare_step() while the board is idle or a
+# session waits for its server, and
 # the signature itself is then three multiplications. A prepared pair is dropped as it
 # is taken, so it signs once; with none ready, sign() makes one on the spot. Nonces
 # are HMAC_DRBG(d, fresh os.urandom, this boot's number, a count): the boot number
