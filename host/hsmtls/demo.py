@@ -37,6 +37,7 @@ BOARD_STEPS = {
     "CertificateRequest": (2, "reads CertificateRequest"),
     "prepare ClientKeyExchange": (4, "encrypts a premaster to the key this server had (while it answers)"),
     "ServerHelloDone": (4, "encrypts the premaster, derives keys, sends its flight"),
+    "prepare CertificateVerify": (5, "makes its signature's nonce while it waits (R = kG, k^-1)"),
     "sign CertificateVerify": (5, "signs CertificateVerify with its own key"),
     "ChangeCipherSpec": (9, "reads ChangeCipherSpec"),
     "Finished": (9, "verifies the server's Finished"),
@@ -110,14 +111,15 @@ def board_step_lines(result: dict) -> list[str]:
     """The board's compute time per classic step, per round, from its RESULT."""
     lines: list[str] = []
     rnd = 0
-    seen_server_hello = False
+    finished = False
     for name, ms in result.get("steps") or []:
-        # a renegotiation's ClientHello is built inside the previous step; its
-        # ServerHello is the first thing the board times in the new round
-        if rnd == 0 or (name == "ServerHello" and seen_server_hello):
+        # a round ends with the server's Finished: what the board times next (the
+        # nonce it makes while waiting, a HelloRequest, the ServerHello; the
+        # renegotiation's ClientHello is built inside the previous step) is the next
+        if rnd == 0 or finished:
             rnd += 1
             lines.append(f"  board, {'handshake' if rnd == 1 else f'renegotiation #{rnd - 1} (step 11)'}:")
-        seen_server_hello = seen_server_hello or name == "ServerHello"
+        finished = name == "Finished"
         step, what = BOARD_STEPS.get(name, (0, name))
         label = f"{step:>2}" if step else " -"
         lines.append(f"    step {label}  board  {what:<58} {ms} ms")

@@ -22,6 +22,21 @@ def test_board_steps_split_into_rounds():
     assert any("step  5  board  signs CertificateVerify" in x and x.endswith("90 ms") for x in lines)
 
 
+def test_board_steps_what_comes_after_finished_opens_the_next_round():
+    # the nonce the board makes while a renegotiation's server answers belongs to the
+    # renegotiation, as a HelloRequest does; before the first ClientHello, to the first
+    r = {"steps": [["prepare CertificateVerify", 1], ["ClientHello", 1], ["ServerHello", 0], ["Finished", 0],
+                   ["prepare CertificateVerify", 4], ["ServerHello", 0], ["Finished", 0],
+                   ["HelloRequest", 0], ["ServerHello", 0]]}
+    lines = board_step_lines(r)
+    heads = [i for i, x in enumerate(lines) if x.startswith("  board, ")]
+    assert [lines[i] for i in heads] == ["  board, handshake:", "  board, renegotiation #1 (step 11):",
+                                         "  board, renegotiation #2 (step 11):"]
+    assert "step  5  board  makes its signature's nonce" in lines[1]
+    assert "makes its signature's nonce" in lines[heads[1] + 1] and lines[heads[1] + 1].endswith("4 ms")
+    assert "handles HelloRequest" in lines[heads[2] + 1]
+
+
 @pytest.mark.micropython
 @pytest.mark.skipif(shutil.which("micropython") is None and not os.environ.get("MICROPYTHON"),
                     reason="MicroPython unix port not installed")
