@@ -418,6 +418,11 @@ class Session:
 _RESULT_OUT_OF_MEMORY = b'{"ok":false,"reason":"out of memory (the board could not report more)"}'
 
 
+def _missing(name):
+    return ValueError("%s is missing on the board's flash (hsmtls board provision; an emulated board: "
+                      "hsmtls board emulate --ca/--cert/--key)" % name)
+
+
 class Board:
     def __init__(self, port):
         self.port = port
@@ -457,7 +462,7 @@ class Board:
             with open(self.port.flash_path(name), "rb") as f:
                 return f.read()
         except OSError:
-            raise ValueError("%s is missing on the board's flash (hsmtls board provision)" % name) from None
+            raise _missing(name) from None
 
     def _write(self, name, data):
         import os
@@ -551,7 +556,7 @@ class Board:
         try:
             f = open(self.port.flash_path(name), "rb")
         except OSError:
-            raise ValueError("%s is missing on the board's flash (hsmtls board provision)" % name) from None
+            raise _missing(name) from None
         with f:
             return x509.pem_to_der_list(f)
 

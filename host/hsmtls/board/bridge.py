@@ -263,10 +263,11 @@ def format_result(r: dict) -> list[str]:
     steps = r.get("steps") or []
     if steps:
         lines.append("steps_ms: " + ", ".join(f"{n}={ms}" for n, ms in steps))
-    lines.append(
-        f"heap_peak: {r.get('heap_peak')} bytes live of {r.get('heap_total')}"
-        f" (before the session: {r.get('heap_base')})"
-    )
+    if r.get("heap_peak") is not None:
+        lines.append(
+            f"heap_peak: {r.get('heap_peak')} bytes live of {r.get('heap_total')}"
+            f" (before the session: {r.get('heap_base')})"
+        )
     if r.get("received"):
         lines.append(f"received: {r['received']}")
     return lines
