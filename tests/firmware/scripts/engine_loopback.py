@@ -55,6 +55,9 @@ def pump(conn, k, events, sink):
             pump(conn, k, conn.key_operation_result(ev.op_id, answer(k, ev)), sink)
 
 
+# --- the loopback (engine_fuzz.py reuses what is above this line) ---
+
+
 def run(suite, etm):
     now = lambda: NOW  # noqa: E731
     cc = TLSConfig(cipher_suites=[suite], trust_anchors=anchors, server_name="localhost",
