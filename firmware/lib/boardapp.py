@@ -21,7 +21,7 @@ from tlscore import suites, x509
 from tlscore.backend_micropython import BACKEND
 from tlscore.client import CLIENT_HELLO_SENT, ClientConnection, PreparedPremaster
 from tlscore.config import TLSConfig
-from tlscore.constants import HANDSHAKE_NAMES
+from tlscore.constants import HANDSHAKE_NAMES, alert_name
 from tlscore.events import (
     ApplicationData,
     ConnectionClosed,
@@ -315,9 +315,10 @@ class Session:
         elif isinstance(ev, ConnectionClosed):
             if ev.clean:
                 self.finish(bool(self.handshakes), "server closed the TLS connection")
+            elif ev.local:
+                self.finish(False, "board sent alert %s: %s" % (alert_name(ev.alert), ev.reason))
             else:
-                who = "board sent" if ev.local else "server sent"
-                self.finish(False, "%s alert %s: %s" % (who, ev.alert, ev.reason))
+                self.finish(False, "server sent alert %s" % alert_name(ev.alert))
 
     def _next_action(self):
         conn = self.conn
