@@ -120,6 +120,7 @@ def flash(board_name, port, image, erase) -> None:
         return
     if not port or not image:
         _fail("--port and --image are required for a real board (hsmtls board list shows ports)")
+    _port_exists(port)
     try:
         runs = esptool_argv(b, port, image, erase, tool("esptool", "esptool"))
         with click.progressbar(length=100, label=f"flashing {b.title} at {hex(b.flash_offset)}") as bar:
@@ -173,6 +174,7 @@ def deploy(board_name, port, flash_dir, romfs=False) -> None:
             else:
                 if not port:
                     _fail("--port is required for a real board (hsmtls board list)")
+                _port_exists(port)
                 mpy = _leave_link_mode(port, b.baud)
                 res = do_deploy(b, port, Path(build_dir), mpy, log, romfs=romfs)
                 where = port
@@ -180,6 +182,15 @@ def deploy(board_name, port, flash_dir, romfs=False) -> None:
         _fail(str(e))
     copied = sum(1 for v in res.values() if v == "copied")
     click.echo(f"deployed to {where}: {copied} copied, {len(res) - copied} unchanged, all verified by SHA-256")
+
+
+def _port_exists(port: str) -> None:
+    """A device path that is not there fails here, with what to do, not later as a tool's
+    guess ("it may be in use by another program")."""
+    import os
+
+    if port.startswith("/dev/") and not os.path.exists(port):
+        _fail(f"no serial port {port}: is the board plugged in? (hsmtls board list shows the boards attached)")
 
 
 def _leave_link_mode(port: str, baud: int) -> int | None:

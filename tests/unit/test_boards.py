@@ -106,6 +106,27 @@ def test_esptool_errors_are_one_line_with_the_fix():
     assert "has ESP32-S3, not esp32" in explain_esptool(wrong, b, "/dev/ttyUSB0")
     busy = "could not open port /dev/ttyUSB0: [Errno 16] Device or resource busy: '/dev/ttyUSB0'"
     assert "is busy" in explain_esptool(busy, b, "/dev/ttyUSB0")
+    # esptool 5 on a port that is not there (its own words name both causes)
+    missing = ("ERROR: A fatal error occurred: Could not open /dev/ttyUSB0, the port is busy or doesn't exist.\n"
+               "([Errno 2] could not open port /dev/ttyUSB0: [Errno 2] No such file or directory: '/dev/ttyUSB0')")
+    assert "is the board plugged in" in explain_esptool(missing, b, "/dev/ttyUSB0")
+    busy5 = ("ERROR: A fatal error occurred: Could not open /dev/ttyUSB0, the port is busy or doesn't exist.\n"
+             "([Errno 16] could not open port /dev/ttyUSB0: [Errno 16] Device or resource busy: '/dev/ttyUSB0')")
+    assert "is busy" in explain_esptool(busy5, b, "/dev/ttyUSB0")
+
+
+@pytest.mark.parametrize("command", [["flash", "--image", "{image}"], ["deploy"]])
+def test_a_port_that_is_not_there_is_named_before_any_tool_runs(command, tmp_path):
+    from click.testing import CliRunner
+
+    from hsmtls.board_cli import board
+
+    image = tmp_path / "fw.bin"
+    image.write_bytes(b"\0")
+    args = [a.format(image=image) for a in command] + ["--board", "esp32-devkitc", "--port", "/dev/ttyNOPE9"]
+    r = CliRunner().invoke(board, args)
+    assert r.exit_code == 1
+    assert "no serial port /dev/ttyNOPE9: is the board plugged in?" in r.output
 
 
 @pytest.mark.parametrize("name,march", [("esp32-devkitc", "-march=xtensawin"), ("esp32s3-devkitc-1", "-march=xtensawin"),

@@ -65,11 +65,14 @@ def explain_esptool(output: str, board: BoardDef, port: str) -> str:
     if m or "Wrong --chip" in output or "Unexpected chip" in output:
         found = m.group(1) if m else "another chip"
         return f"{port} has {found}, not {board.chip}: pick the --board for that chip (hsmtls board list)"
+    # (esptool 5 says "the port is busy or doesn't exist" for both: the errno decides)
+    if re.search(r"No such file or directory", output, re.I):
+        return f"cannot open {port}: is the board plugged in? (hsmtls board list)"
     if re.search(r"Resource busy|Device or resource busy|could not exclusively lock|port is busy", output, re.I):
         return f"{port} is busy: close the program using it (a serial monitor, `hsmtls bridge`, mpremote) and retry"
     if "Permission denied" in output:
         return f"no permission to open {port}: add yourself to the dialout group (sudo usermod -aG dialout $USER)"
-    if re.search(r"No such file or directory|could not open port", output, re.I):
+    if re.search(r"could not open port", output, re.I):
         return f"cannot open {port}: is the board plugged in? (hsmtls board list)"
     if "Failed to connect" in output:
         return f"no bootloader answer on {port}: hold BOOT, press RESET, and retry"
