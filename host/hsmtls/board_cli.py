@@ -144,7 +144,10 @@ def flash(board_name, port, image, erase) -> None:
 @click.option("--romfs", is_flag=True,
               help="The modules as one image into the board's ROMFS partition (MicroPython built with ROMFS): "
                    "executed in place, their code takes no heap. main.py still goes to the filesystem.")
-def deploy(board_name, port, flash_dir, romfs=False) -> None:
+@click.option("--frozen", is_flag=True,
+              help="The board's MicroPython image has the modules frozen in (built with "
+                   "FROZEN_MANIFEST=firmware/manifest.py): copy main.py only and check the code is the image's.")
+def deploy(board_name, port, flash_dir, romfs=False, frozen=False) -> None:
     """Compile firmware/ with mpy-cross, copy what changed with mpremote, verify by hash,
     then import it on the board and say what its code takes of the heap.
 
@@ -160,9 +163,14 @@ def deploy(board_name, port, flash_dir, romfs=False) -> None:
 
     b = _board_def(board_name)
     log = click.echo
+    if romfs and frozen:
+        _fail("--romfs or --frozen: the modules are in one place, a ROMFS partition or the image")
     try:
         with tempfile.TemporaryDirectory(prefix="hsmtls-mpy-") as build_dir:
             if b.emulated:
+                if frozen:
+                    _fail("the emulator is the unix port from PyPI, which cannot have our modules frozen in: "
+                          "hsmtls board emulate --rom runs them in place from an emulated ROMFS instead")
                 from .board.emulator import EmulatedBoard
 
                 if romfs:
@@ -176,7 +184,7 @@ def deploy(board_name, port, flash_dir, romfs=False) -> None:
                     _fail("--port is required for a real board (hsmtls board list)")
                 _port_exists(port)
                 mpy = _leave_link_mode(port, b.baud)
-                res = do_deploy(b, port, Path(build_dir), mpy, log, romfs=romfs)
+                res = do_deploy(b, port, Path(build_dir), mpy, log, romfs=romfs, frozen=frozen)
                 where = port
     except (ToolError, RuntimeError, OSError) as e:
         _fail(str(e))

