@@ -23,6 +23,7 @@ package("tlscore", base_path="lib")
 package("hsmlink", base_path="lib")
 package("board_port", base_path="lib")
 
-# the link app, the board's own key and what provisioning and the benchmark load on demand
-for name in ("boardapp", "boardkey", "boardkey_ec", "boardgen", "derwriter", "boardmbedtls"):
+# the link app, and what it loads on demand: autorun, the board's own key, provisioning, the
+# benchmark's mbedTLS session
+for name in ("boardapp", "boardautorun", "boardkey", "boardkey_ec", "boardgen", "derwriter", "boardmbedtls"):
     module(name + ".py", base_path="lib")

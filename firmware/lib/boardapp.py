@@ -410,6 +410,8 @@ class Session:
             r["handshake_us"] = first.get("us")
             r["renegotiations"] = len(self.handshakes) - 1
         r["total_ms"] = self.board.port.ticks_diff(self.board.port.ticks_ms(), self.t0)
+        if self.opts.get("autorun"):
+            r["autorun"] = self.opts["autorun"]
         self.result = r
         self.board.link.send(P.RESULT, P.pack(r))
         self.conn = None
@@ -455,6 +457,12 @@ class Board:
         self.running = True
         self.keygen = None  # (generator, subject, tests done) while making a key
         self.idle_pending = False  # idle_work() has more to do
+        # a session the board starts on its own (autorun.json: RUN's opts + "every_s"),
+        # once the host has given the time; every_s 0: once a boot
+        self.autorun = None
+        self.autorun_last = None  # ticks_ms when the last one started (None: none yet)
+        self.autorun_count = 0
+        self.autorun_error = None  # why autorun.json was ignored at boot: told to each host
 
     # --- things on the board's flash ---------------------------------------------------
 
@@ -635,7 +643,7 @@ class Board:
         if sync is not None:
             info["sync"] = sync
         info["v"] = VERSION
-        info["features"] = ["provision", "ecdsa"]
+        info["features"] = ["provision", "ecdsa", "autorun"]
         info["sessions"] = self.sessions
         info["aborted"] = self.aborted
         payload = P.pack(info)
@@ -668,37 +676,22 @@ class Board:
     def on_frame(self, ftype, payload):
         link = self.link
         if ftype == P.SYNC:
-            # a (new) host: whatever was in progress belongs to the old one
+            # a (new) host: whatever was in progress belongs to the old one, and autorun
+            # waits for this one's TIME (a host that only configures the board, such as
+            # `hsmtls board autorun`, sends none and so starts nothing)
             self.abort_session("host reconnected")
+            self.time = None
             link.reset()
             link.send_unsequenced(P.HELLO, self.hello(P.unpack(payload).get("sync")))
+            if self.autorun_error is not None:
+                self.error("autorun.json", self.autorun_error)
         elif ftype == P.TIME:
             t = P.unpack(payload).get("t")
             if isinstance(t, int):
                 self.time = (t, self.port.ticks_ms())
         elif ftype == P.RUN:
             self.abort_session("a new RUN arrived")
-            self.sessions += 1
-            try:
-                opts = P.unpack(payload)
-                engine = opts.get("engine", "hsmtls")
-                if engine == "mbedtls":
-                    # MicroPython's own tls module over this link: the yardstick
-                    import boardmbedtls
-
-                    s = boardmbedtls.MbedtlsSession(self, opts)
-                elif engine == "hsmtls":
-                    s = Session(self, opts)
-                else:
-                    raise ValueError("no such engine: %s" % engine)
-                self.session = s
-                s.start()
-            except Exception as e:
-                # refused at once, with why: out of memory too (a heap too small or in
-                # pieces), which the host would otherwise wait out as a missing RESULT
-                self.session = None
-                gc.collect()
-                self.error("run", "out of memory" if isinstance(e, MemoryError) else "%s: %s" % (type(e).__name__, e))
+            self.start_session(P.unpack(payload))
         elif ftype == P.OPENED:
             if self.session is not None:
                 self.session.on_opened()
@@ -730,9 +723,40 @@ class Board:
                 self.install(P.unpack(payload))
             except Exception as e:
                 self.error("install", "%s: %s" % (type(e).__name__, e))
+        elif ftype == P.AUTORUN:
+            try:
+                import boardautorun
+
+                boardautorun.configure(self, P.unpack(payload).get("opts"))
+            except Exception as e:
+                self.error("autorun", "%s: %s" % (type(e).__name__, e))
+            link.send(P.AUTORUN, P.pack({"opts": self.autorun}))
         elif ftype == P.REPL:
             self.log("leaving link mode")
             self.running = False
+
+    def start_session(self, opts):
+        # RUN's, or autorun's: the session is refused at once, with why, when it cannot
+        # start (out of memory too: a heap too small or in pieces), which the host would
+        # otherwise wait out as a missing RESULT
+        self.sessions += 1
+        try:
+            engine = opts.get("engine", "hsmtls")
+            if engine == "mbedtls":
+                # MicroPython's own tls module over this link: the yardstick
+                import boardmbedtls
+
+                s = boardmbedtls.MbedtlsSession(self, opts)
+            elif engine == "hsmtls":
+                s = Session(self, opts)
+            else:
+                raise ValueError("no such engine: %s" % engine)
+            self.session = s
+            s.start()
+        except Exception as e:
+            self.session = None
+            gc.collect()
+            self.error("run", "out of memory" if isinstance(e, MemoryError) else "%s: %s" % (type(e).__name__, e))
 
     def out_of_memory(self, where):
         # drop the session's buffers, then end it as any other: the host gets ERROR,
@@ -800,6 +824,12 @@ class Board:
                 self.session = None
             self.flush()
         elif self.keygen is None and self.link.idle:
+            if self.autorun is not None and self.time is not None:
+                import boardautorun
+
+                if boardautorun.step(self):
+                    self.flush()
+                    return
             self.idle_pending = self.idle_work()
             return
         self.idle_pending = False
@@ -815,6 +845,16 @@ class Board:
         gc.collect()
         # announce ourselves: after a reset the host learns that the link restarted
         self.link.send_unsequenced(P.HELLO, self.hello())
+        try:
+            import os
+
+            os.stat(self.port.flash_path("autorun.json"))
+        except OSError:
+            pass  # none (its code is loaded only for a board that has one)
+        else:
+            import boardautorun
+
+            boardautorun.load(self)
         self.flush()
         while self.running:
             try:

@@ -412,6 +412,56 @@ def bridge(port, target, pcap) -> None:
 
 
 @board.command()
+@click.option("--port", required=True, help="Serial port of the board (or the emulator's tty).")
+@click.option("--server-name", help="Name the board connects to and verifies (its certificate's DNS name).")
+@click.option("--client-cert", is_flag=True, help="Authenticate with the board's certificate and key.")
+@click.option("--cipher", "ciphers", multiple=True, help="Offer only this suite (IANA name); repeatable.")
+@click.option("--renegotiate", is_flag=True, help="Renegotiate once from the board after each handshake.")
+@click.option("--send", "send_text", help="Text to send after each handshake (up to 128 bytes).")
+@click.option("--every", "every_s", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seconds from one session's start to the next; 0: one a boot.")
+@click.option("--off", is_flag=True, help="No session of the board's own any more (removes autorun.json).")
+def autorun(port, server_name, client_cert, ciphers, renegotiate, send_text, every_s, off) -> None:
+    """The TLS session the board starts on its own, whenever a host bridges it.
+
+    Kept on the board's flash (autorun.json) across resets. The board starts it once a
+    host has connected and given it the time: `hsmtls bridge --port TTY --to HOST:PORT`
+    then carries it and prints each result; `hsmtls board handshake` still runs its own.
+    """
+    from .board.bridge import INLINE_SEND, BoardFailure, Bridge
+    from .board.hostlink import HostLink, LinkError
+
+    opts: dict | None = None
+    if not off:
+        if not server_name:
+            _fail("--server-name is required (the name the board verifies), or --off")
+        opts = {"server_name": server_name, "every_s": every_s}
+        if client_cert:
+            opts["client_auth"] = True
+        if ciphers:
+            opts["suites"] = list(ciphers)
+        if renegotiate:
+            opts["renegotiate"] = True
+        if send_text:
+            send = send_text.replace("\\n", "\n")
+            if len(send.encode()) > INLINE_SEND:
+                _fail(f"--send takes up to {INLINE_SEND} bytes here (the board keeps it in autorun.json)")
+            opts["send"] = send
+    try:
+        with HostLink(port) as link:
+            link.connect()
+            kept = Bridge(link, ("127.0.0.1", 0)).set_autorun(opts)
+    except (LinkError, BoardFailure) as e:
+        _fail(str(e))
+    if kept is None:
+        click.echo("autorun: off (the board starts sessions only on a host's RUN)")
+        return
+    when = f"every {kept['every_s']} s" if kept.get("every_s") else "once a boot"
+    click.echo(f"autorun: the board starts a session to {kept['server_name']} {when} once a host bridges it:"
+               f" hsmtls bridge --port {port} --to HOST:PORT")
+
+
+@board.command()
 @click.option("-n", "count", default=10, show_default=True, help="Handshakes per client.")
 @click.option("--client-auth", is_flag=True, help="With a client certificate (CertificateVerify on the board).")
 @click.option("--key-type", type=click.Choice(["rsa", "ec"]), default="rsa", show_default=True,

@@ -24,6 +24,10 @@
 #   RUN      {..., "send_bytes": n}        WANT     {"n"} send the next n of them as APP
 #                                         RESULT   {..., "received_bytes"}: the text
 #                                                  itself came as APP; the host joins it
+#   HELLO "features" has "autorun" (a session the board starts on its own, through
+#   whatever host bridges its OPEN; kept in autorun.json on its flash):
+#   AUTORUN  {"opts": RUN's opts + "every_s" AUTORUN  {"opts": what the board now keeps}
+#            (0: once a boot), or null: off}  RESULT   {..., "autorun": n} for such a session
 
 import json
 
@@ -52,6 +56,7 @@ KEYGEN = 0x30
 CSR = 0x31
 INSTALL = 0x32
 INSTALLED = 0x33
+AUTORUN = 0x34
 
 UNSEQUENCED = (SYNC, HELLO, ACK, PING, PONG)
 
@@ -59,7 +64,7 @@ NAMES = {
     SYNC: "SYNC", HELLO: "HELLO", ACK: "ACK", PING: "PING", PONG: "PONG", TIME: "TIME",
     RUN: "RUN", OPEN: "OPEN", OPENED: "OPENED", TLS: "TLS", APP: "APP", CLOSE: "CLOSE",
     STATS: "STATS", REPL: "REPL", LOG: "LOG", RESULT: "RESULT", ERROR: "ERROR", WANT: "WANT",
-    KEYGEN: "KEYGEN", CSR: "CSR", INSTALL: "INSTALL", INSTALLED: "INSTALLED",
+    KEYGEN: "KEYGEN", CSR: "CSR", INSTALL: "INSTALL", INSTALLED: "INSTALLED", AUTORUN: "AUTORUN",
 }
 
 

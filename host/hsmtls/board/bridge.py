@@ -211,6 +211,26 @@ class Bridge:
                 self._on_frame(ftype, payload)
         raise BoardFailure("no STATS answer from the board")
 
+    def set_autorun(self, opts: dict | None, timeout: float = 5.0) -> dict | None:
+        """Have the board keep `opts` (RUN's options and "every_s": seconds between
+        sessions, 0 for one a boot) as the session it starts on its own whenever a host
+        bridges it (None: none). Returns what the board now keeps."""
+        if "autorun" not in (self.link.hello or {}).get("features", []):
+            raise BoardFailure("the board's firmware has no autorun: deploy this version (hsmtls board deploy)")
+        self.errors = []
+        self.link.send(P.AUTORUN, {"opts": opts})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            frames, _ = self.link.poll(0.01)
+            for ftype, payload in frames:
+                if ftype == P.AUTORUN:
+                    refused = [e for e in self.errors if e.get("where") == "autorun"]
+                    if refused:
+                        raise BoardFailure(f"the board refused the autorun: {refused[0].get('reason')}")
+                    return P.unpack(payload).get("opts")
+                self._on_frame(ftype, payload)
+        raise BoardFailure("no AUTORUN answer from the board")
+
     def serve(self, until: Callable[[], bool] | None = None, on_result: Callable[[dict], None] | None = None) -> None:
         self.send_time()
         while until is None or not until():
@@ -234,6 +254,8 @@ def _text(b: bytes | bytearray) -> str:
 def format_result(r: dict) -> list[str]:
     yn = {True: "yes", False: "no", None: "-"}
     lines = [f"result: {'ok' if r.get('ok') else 'FAILED'}"]
+    if r.get("autorun"):
+        lines.append(f"autorun: session #{r['autorun']} the board started on its own")
     if r.get("reason"):
         lines.append(f"reason: {r['reason']}")
     if r.get("engine"):
