@@ -459,9 +459,7 @@ class Board:
         self.idle_pending = False  # idle_work() has more to do
         # a session the board starts on its own (autorun.json: RUN's opts + "every_s"),
         # once the host has given the time; every_s 0: once a boot
-        self.autorun = None
-        self.autorun_last = None  # ticks_ms when the last one started (None: none yet)
-        self.autorun_count = 0
+        self.autorun = None  # its opts (boardautorun keeps the rest)
         self.autorun_error = None  # why autorun.json was ignored at boot: told to each host
 
     # --- things on the board's flash ---------------------------------------------------
@@ -689,9 +687,29 @@ class Board:
             t = P.unpack(payload).get("t")
             if isinstance(t, int):
                 self.time = (t, self.port.ticks_ms())
-        elif ftype == P.RUN:
+        elif ftype == P.RUN:  # the host's, or autorun's (boardautorun.step)
             self.abort_session("a new RUN arrived")
-            self.start_session(P.unpack(payload))
+            self.sessions += 1
+            try:
+                opts = P.unpack(payload)
+                engine = opts.get("engine", "hsmtls")
+                if engine == "mbedtls":
+                    # MicroPython's own tls module over this link: the yardstick
+                    import boardmbedtls
+
+                    s = boardmbedtls.MbedtlsSession(self, opts)
+                elif engine == "hsmtls":
+                    s = Session(self, opts)
+                else:
+                    raise ValueError("no such engine: %s" % engine)
+                self.session = s
+                s.start()
+            except Exception as e:
+                # refused at once, with why: out of memory too (a heap too small or in
+                # pieces), which the host would otherwise wait out as a missing RESULT
+                self.session = None
+                gc.collect()
+                self.error("run", "out of memory" if isinstance(e, MemoryError) else "%s: %s" % (type(e).__name__, e))
         elif ftype == P.OPENED:
             if self.session is not None:
                 self.session.on_opened()
@@ -734,29 +752,6 @@ class Board:
         elif ftype == P.REPL:
             self.log("leaving link mode")
             self.running = False
-
-    def start_session(self, opts):
-        # RUN's, or autorun's: the session is refused at once, with why, when it cannot
-        # start (out of memory too: a heap too small or in pieces), which the host would
-        # otherwise wait out as a missing RESULT
-        self.sessions += 1
-        try:
-            engine = opts.get("engine", "hsmtls")
-            if engine == "mbedtls":
-                # MicroPython's own tls module over this link: the yardstick
-                import boardmbedtls
-
-                s = boardmbedtls.MbedtlsSession(self, opts)
-            elif engine == "hsmtls":
-                s = Session(self, opts)
-            else:
-                raise ValueError("no such engine: %s" % engine)
-            self.session = s
-            s.start()
-        except Exception as e:
-            self.session = None
-            gc.collect()
-            self.error("run", "out of memory" if isinstance(e, MemoryError) else "%s: %s" % (type(e).__name__, e))
 
     def out_of_memory(self, where):
         # drop the session's buffers, then end it as any other: the host gets ERROR,

@@ -8,6 +8,8 @@
 from hsmlink import protocol as P
 
 FILE = "autorun.json"
+_last = None  # ticks_ms when the last one started (None: the next at once)
+_count = 0
 
 
 def _check(opts):
@@ -31,9 +33,10 @@ def configure(board, opts):
         board.autorun = None
         return
     _check(opts)
+    global _last
     board._write(FILE, P.pack(opts))
     board.autorun = opts
-    board.autorun_last = None  # the first as soon as a host gives the time
+    _last = None  # the first as soon as a host gives the time
 
 
 def load(board):
@@ -52,19 +55,21 @@ def load(board):
 
 
 def step(board):
-    # -> True if it started a session (the caller checked board.autorun and board.time)
+    # -> True if it started a session (the caller checked board.autorun and board.time):
+    # as the host's RUN does, with "autorun": n added, which RESULT repeats
+    global _last, _count
     opts = board.autorun
     port = board.port
     now = port.ticks_ms()
     every = opts.get("every_s", 0)
-    if board.autorun_last is not None and port.ticks_diff(now, board.autorun_last) < every * 1000:
+    if _last is not None and port.ticks_diff(now, _last) < every * 1000:
         return False
-    board.autorun_last = now
+    _last = now
     if not every:
         board.autorun = None  # once a boot; the file stays for the next
-    board.autorun_count += 1
+    _count += 1
     run = dict(opts)
     run.pop("every_s", None)
-    run["autorun"] = board.autorun_count
-    board.start_session(run)
+    run["autorun"] = _count
+    board.on_frame(P.RUN, P.pack(run))
     return True
