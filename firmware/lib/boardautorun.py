@@ -8,6 +8,7 @@
 from hsmlink import protocol as P
 
 FILE = "autorun.json"
+MAX_EVERY_S = 500000  # ticks_diff() is right up to 2^29 ms (6.2 days) on an ESP32
 _last = None  # ticks_ms when the last one started (None: the next at once)
 _count = 0
 
@@ -18,6 +19,8 @@ def _check(opts):
     every = opts.get("every_s", 0)
     if not isinstance(every, int) or every < 0:
         raise ValueError("every_s must be a whole number of seconds, 0 for once a boot")
+    if every > MAX_EVERY_S:
+        raise ValueError("every_s must be at most %d (the board's ms tick wraps after 2^29)" % MAX_EVERY_S)
 
 
 def configure(board, opts):

@@ -85,6 +85,8 @@ def test_autorun_refuses_what_it_cannot_keep(board):
             bridge.set_autorun({"server_name": "localhost", "every_s": -1})
         with pytest.raises(BoardFailure, match="every_s must be a whole number"):
             bridge.set_autorun({"server_name": "localhost", "every_s": "often"})
+        with pytest.raises(BoardFailure, match="every_s must be at most 500000"):
+            bridge.set_autorun({"server_name": "localhost", "every_s": 7 * 86400})
         assert bridge.set_autorun(None) is None
 
 
@@ -147,3 +149,22 @@ def test_cli_autorun_and_bridge(board, servers):
     out = subprocess.run([sys.executable, "-m", "hsmtls", "board", "autorun", "--port", board.tty],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "--server-name is required" in out.stdout + out.stderr
+
+
+def test_serve_gives_the_board_the_time_again(board):
+    # the board's clock is the last TIME plus its ms ticks, whose differences wrap after
+    # 2^29 ms on an ESP32: a bridge left running sends the time again (hourly by default)
+    with HostLink(board.tty) as link:
+        link.connect()
+        bridge = Bridge(link, ("127.0.0.1", 1))
+        sent: list[float] = []
+        send_time = bridge.send_time
+
+        def counting() -> None:
+            sent.append(time.monotonic())
+            send_time()
+
+        bridge.send_time = counting  # type: ignore[method-assign]
+        end = time.monotonic() + 1.0
+        bridge.serve(until=lambda: time.monotonic() > end, time_every=0.25)
+    assert 4 <= len(sent) <= 6, sent

@@ -24,6 +24,7 @@ from hsmlink import protocol as P
 from .hostlink import HostLink, LinkError
 
 INLINE_SEND = 128  # a "send" up to this long rides in RUN itself
+TIME_EVERY_S = 3600.0  # serve(): the board's clock from the host again
 
 
 class BoardFailure(Exception):
@@ -231,17 +232,26 @@ class Bridge:
                 self._on_frame(ftype, payload)
         raise BoardFailure("no AUTORUN answer from the board")
 
-    def serve(self, until: Callable[[], bool] | None = None, on_result: Callable[[dict], None] | None = None) -> None:
+    def serve(self, until: Callable[[], bool] | None = None, on_result: Callable[[dict], None] | None = None,
+              time_every: float = TIME_EVERY_S) -> None:
+        """Carry the sessions the board opens (its autorun) until `until()`; the time
+        again every `time_every` seconds: the board's clock is the host's last TIME plus
+        its ms ticks, whose differences wrap after 2^29 ms (6.2 days) on an ESP32."""
         self.send_time()
+        sent = time.monotonic()
         while until is None or not until():
             try:
                 for r in self.step(0.05):
                     if on_result:
                         on_result(r)
+                if time.monotonic() - sent >= time_every:
+                    self.send_time()
+                    sent = time.monotonic()
             except BoardFailure as e:
                 self.log(str(e))
                 self.link.connect()
                 self.send_time()
+                sent = time.monotonic()
 
 
 def _text(b: bytes | bytearray) -> str:
