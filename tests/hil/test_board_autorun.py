@@ -168,3 +168,21 @@ def test_serve_gives_the_board_the_time_again(board):
         end = time.monotonic() + 1.0
         bridge.serve(until=lambda: time.monotonic() > end, time_every=0.25)
     assert 4 <= len(sent) <= 6, sent
+
+
+def test_a_host_run_on_a_board_with_autorun_gets_its_own_result(board, servers):
+    # the host's RUN ends a session the board started on its own; that one's RESULT
+    # (autorun: n) comes first and is not the one run_handshake returns
+    port = servers.hsmtls()
+    with HostLink(board.tty) as link:
+        link.connect()
+        bridge = Bridge(link, ("127.0.0.1", port))
+        bridge.set_autorun({"server_name": "localhost", "every_s": 1})
+        bridge.send_time()
+        deadline = time.monotonic() + 10
+        while bridge.sock is None and time.monotonic() < deadline:
+            bridge.step(0.01)  # until the board's own session has its TCP connection
+        assert bridge.sock is not None
+        r = bridge.run_handshake({"server_name": "localhost", "send": "mine\n"}, timeout=30)
+        assert r["ok"] and not r.get("autorun") and r["received"] == "mine\n", r
+        bridge.set_autorun(None)

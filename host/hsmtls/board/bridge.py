@@ -189,7 +189,9 @@ class Bridge:
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
-                results = self.step(0.01)
+                # (a session the board started on its own, which this RUN ended, is not
+                # this RUN's result)
+                results = [r for r in self.step(0.01) if not r.get("autorun")]
                 refused = [e for e in self.errors if e.get("where") == "run"]
                 if refused:
                     self.link.drain(0.5)
