@@ -25,8 +25,18 @@ RX_CHUNK = 256
 _NATIVE_USB = any(c in os.uname().machine for c in ("ESP32S2", "ESP32S3", "ESP32C3", "ESP32C6"))
 
 
+# the fastest clock the chip takes: 240 MHz (ESP32, S2, S3); the C3 and C6 stop at 160
+# and refuse more with ValueError
+CPU_HZ = (240000000, 160000000)
+
+
 def setup():
-    machine.freq(240000000)
+    for hz in CPU_HZ:
+        try:
+            machine.freq(hz)
+            break
+        except ValueError:
+            pass
     try:
         import network
 

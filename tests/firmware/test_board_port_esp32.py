@@ -1,0 +1,73 @@
+"""firmware/lib/board_port/esp32.py's own logic, under MicroPython, with the chip's
+`machine`, `network` and `os.uname()` standing in for each ESP32 kind (no board here):
+link mode at the fastest clock the chip takes (the C3 refuses 240 MHz), Ctrl-C off, the
+radio on for a true RNG (and no failure without one), the window native USB allows."""
+
+from __future__ import annotations
+
+import pytest
+from mp_run import requires_micropython, run_mp
+
+CHIP = """
+import sys
+CHIP, MAX_MHZ, HAS_NETWORK = %r, %d, %r
+calls = []
+class Machine:
+    _f = 160000000
+    def freq(self, hz=None):
+        if hz is None:
+            return self._f
+        if hz // 1000000 > MAX_MHZ:
+            raise ValueError("frequency must be 20MHz, 40MHz, 80Mhz or 160MHz")
+        self._f = hz
+        calls.append(("freq", hz))
+sys.modules["machine"] = Machine()
+class Uname:
+    machine = "%%s module with %%s" %% (CHIP, CHIP)
+import os as real_os
+class Os:  # (board_port/__init__ also loads the unix port here, which needs the rest)
+    def uname(self):
+        return Uname()
+    def __getattr__(self, name):
+        return getattr(real_os, name)
+sys.modules["os"] = Os()
+if HAS_NETWORK:
+    class WLAN:
+        def __init__(self, i):
+            pass
+        def active(self, on):
+            calls.append(("radio", on))
+    class Network:
+        STA_IF = 0
+    n = Network()
+    n.WLAN = WLAN
+    sys.modules["network"] = n
+import micropython
+class Micropython:  # the built-in module's attributes cannot be replaced
+    const = micropython.const
+    def kbd_intr(self, c):
+        calls.append(("kbd_intr", c))
+sys.modules["micropython"] = Micropython()
+from board_port import esp32
+esp32.setup()
+info = esp32.info()
+print(calls)
+print(info["freq"], info["rx_window"], esp32.flash_path("ca.pem"))
+"""
+
+
+@pytest.mark.micropython
+@requires_micropython
+@pytest.mark.parametrize("chip,max_mhz,network,window", [
+    ("ESP32", 240, True, 210),       # classic: UART0's 260-byte ring
+    ("ESP32S3", 240, True, 2048),    # native USB holds the host back
+    ("ESP32C3", 160, True, 2048),    # 160 MHz at most
+    ("ESP32C3", 160, False, 2048),   # a build without network: still starts
+])
+def test_esp32_port_setup(chip, max_mhz, network, window):
+    out = run_mp(CHIP % (chip, max_mhz, network)).strip().splitlines()
+    calls, (freq, rx_window, path) = out[0], out[1].split()
+    assert int(freq) == max_mhz * 1_000_000 and int(rx_window) == window and path == "/ca.pem"
+    assert f"('freq', {max_mhz * 1_000_000})" in calls
+    assert "('kbd_intr', -1)" in calls  # Ctrl-C is data on the link
+    assert ("('radio', True)" in calls) == network
