@@ -645,7 +645,9 @@ class Board:
         info["sessions"] = self.sessions
         info["aborted"] = self.aborted
         payload = P.pack(info)
-        for k in ("platform", "features", "heap"):  # HELLO is one unsequenced frame
+        # HELLO is one unsequenced frame: what the host only prints goes first, the
+        # features it decides by (provision, ecdsa, autorun) last
+        for k in ("platform", "heap", "freq", "features"):
             if len(payload) <= MAX_PAYLOAD:
                 break
             info.pop(k, None)

@@ -1,9 +1,12 @@
 """firmware/lib/board_port/esp32.py's own logic, under MicroPython, with the chip's
 `machine`, `network` and `os.uname()` standing in for each ESP32 kind (no board here):
 link mode at the fastest clock the chip takes (the C3 refuses 240 MHz), Ctrl-C off, the
-radio on for a true RNG (and no failure without one), the window native USB allows."""
+radio on for a true RNG (and no failure without one), the window native USB allows, and
+a HELLO that stays one frame and keeps the features the host decides by."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from mp_run import requires_micropython, run_mp
@@ -53,6 +56,13 @@ esp32.setup()
 info = esp32.info()
 print(calls)
 print(info["freq"], info["rx_window"], esp32.flash_path("ca.pem"))
+# HELLO on such a board after a long uptime: one frame, the features kept
+import boardapp
+from hsmlink.framing import MAX_PAYLOAD
+b = boardapp.Board(esp32)
+b.sessions, b.aborted = 1234567, 123456
+h = b.hello(4294967295)
+print(len(h) <= MAX_PAYLOAD, h.decode())
 """
 
 
@@ -67,6 +77,10 @@ print(info["freq"], info["rx_window"], esp32.flash_path("ca.pem"))
 def test_esp32_port_setup(chip, max_mhz, network, window):
     out = run_mp(CHIP % (chip, max_mhz, network)).strip().splitlines()
     calls, (freq, rx_window, path) = out[0], out[1].split()
+    fits, hello = out[2].split(" ", 1)
+    assert fits == "True", hello
+    hello_info = json.loads(hello)
+    assert hello_info["features"] == ["provision", "ecdsa", "autorun"] and hello_info["mpy"], hello_info
     assert int(freq) == max_mhz * 1_000_000 and int(rx_window) == window and path == "/ca.pem"
     assert f"('freq', {max_mhz * 1_000_000})" in calls
     assert "('kbd_intr', -1)" in calls  # Ctrl-C is data on the link
