@@ -186,3 +186,16 @@ def test_a_host_run_on_a_board_with_autorun_gets_its_own_result(board, servers):
         r = bridge.run_handshake({"server_name": "localhost", "send": "mine\n"}, timeout=30)
         assert r["ok"] and not r.get("autorun") and r["received"] == "mine\n", r
         bridge.set_autorun(None)
+
+
+def test_a_second_program_on_the_port_is_told_it_is_busy(board):
+    # `hsmtls bridge` holds the port while it carries the board's sessions; a second
+    # host (`hsmtls board handshake`, another bridge) must not interleave its bytes
+    from hsmtls.board.hostlink import LinkError
+
+    with HostLink(board.tty) as link:
+        link.connect()
+        with pytest.raises(LinkError, match="is busy: close the program using it"):
+            HostLink(board.tty)
+    with HostLink(board.tty) as link:  # free again once the first closed it
+        link.connect()

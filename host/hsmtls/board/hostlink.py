@@ -37,8 +37,13 @@ class LinkError(Exception):
 class HostLink:
     def __init__(self, port: str, baudrate: int = 115200, window: int | None = None, rto: int = 150) -> None:
         try:
-            self.ser = serial.Serial(port, baudrate, timeout=0)
+            # exclusive (as mpremote opens it): a second program on the same port would
+            # interleave its bytes with ours; it is told the port is busy instead
+            self.ser = serial.Serial(port, baudrate, timeout=0, exclusive=True)
         except (serial.SerialException, OSError) as e:
+            if "exclusively lock" in str(e):
+                raise LinkError(f"{port} is busy: close the program using it (hsmtls bridge, a serial monitor, "
+                                "mpremote) and retry") from None
             raise LinkError(f"cannot open {port}: {e}") from None
         self.port = port
         self.fixed_window = window  # None: as the board's HELLO says
