@@ -239,10 +239,21 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotia
 @click.option("--trace-out", help="Also write the server's trace as .json, .svg or .html.")
 @click.option("--key-type", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True,
               help="The key the board makes for itself: ECDSA P-256, or RSA-2048 (signed with CRT on the board).")
-def demo(board: str, port: str | None, trace_out: str | None, key_type: str) -> None:
+@click.option("--yes", is_flag=True, help="A real board: replace its identity without asking.")
+def demo(board: str, port: str | None, trace_out: str | None, key_type: str, yes: bool = False) -> None:
     """Run the handshake end to end on this machine (throwaway token, nothing configured)."""
     from .demo import run_demo
 
+    if board != "emulator" and not yes:
+        # the demo provisions the board from a throwaway CA: a real board's own trust
+        # anchor, certificate and key (which never left it) are replaced for good
+        what = (f"the demo replaces {board}'s trust anchor, certificate and private key on {port or 'its port'} "
+                "with throwaway ones (hsmtls board provision gives it a real identity again)")
+        if not sys.stdin.isatty():
+            click.echo(f"error: {what}: pass --yes to go on", err=True)
+            sys.exit(1)
+        if not click.confirm(f"{what}. Go on?", default=False):
+            sys.exit(1)
     sys.exit(run_demo(click.echo, board=board, port=port, trace_out=trace_out, key_type=key_type))
 
 

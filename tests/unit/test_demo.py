@@ -62,3 +62,15 @@ def test_hsmtls_demo_end_to_end(tmp_path, args, key):
     assert re.search(r"step +5 +board +signs CertificateVerify", out)
     assert "demo: all steps passed" in out
     assert list(tmp_path.iterdir()) == []  # cleaned up: nothing left behind
+
+
+def test_demo_asks_before_replacing_a_real_boards_identity():
+    from click.testing import CliRunner
+
+    from hsmtls.cli import main
+
+    # not a terminal (CliRunner's stdin): refused without --yes, nothing touched
+    r = CliRunner().invoke(main, ["demo", "--board", "esp32-devkitc", "--port", "/dev/ttyNOPE9"])
+    assert r.exit_code == 1
+    assert "replaces esp32-devkitc's trust anchor, certificate and private key" in r.output
+    assert "pass --yes" in r.output
