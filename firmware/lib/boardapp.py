@@ -167,7 +167,10 @@ class Session:
         if not self.done and self.unread and self.conn is not None:
             self._run_engine()
         if not self.done:
-            self.finish(False, "server closed the TCP connection (%s)" % why)
+            if not self.t_hello:  # never OPENED: the host could not reach the server
+                self.finish(False, "no TCP connection to the server (%s)" % why)
+            else:
+                self.finish(False, "server closed the TCP connection (%s)" % why)
 
     def on_app(self, data):
         # bytes to send: the answer to a WANT, or the host's own; poll() sends them

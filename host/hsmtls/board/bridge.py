@@ -54,8 +54,10 @@ class Bridge:
         try:
             s = socket.create_connection(self.target, timeout=5)
         except OSError as e:
+            self.log(f"tcp: cannot connect to {self.target[0]}:{self.target[1]}: {e}")
             self.link.send(P.ERROR, {"where": "tcp", "reason": f"cannot connect to {self.target[0]}:{self.target[1]}: {e}"})
-            self.link.send(P.CLOSE, {"why": "connect failed"})
+            # (the board's RESULT carries this as its reason)
+            self.link.send(P.CLOSE, {"why": f"{self.target[0]}:{self.target[1]}: {e.strerror or e}"})
             return
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.setblocking(False)
