@@ -60,10 +60,26 @@ def test_ec_client_auth_against_hsmtls_serve(ec_board, servers):
     assert r["received"] == "hi\n"
     first, second = r["handshakes"]
     # the first signature used the nonce made while idle; the renegotiation's (no idle
-    # time in between) is another one, begun while the server's flight was on its way
+    # time in between) is another one (test_nonce_is_made_while_the_server_answers)
     assert first["presigned"] is True
+    assert "sign CertificateVerify" in [s[0] for s in r["steps"]]
+
+
+def test_nonce_is_made_while_the_server_answers(board_pki, servers, tmp_path):
+    # No idle time before the renegotiation: its nonce is made a slice at a time while
+    # the board waits for the server's flight, here held 40 ms on the way to the board
+    # (a slow link), so it is ready before the board signs
+    from hsmtls.board.faults import Faults
+
+    flash = provision(tmp_path / "flash", board_pki.ca_cert, board_pki.client_ec_cert, board_pki.client_ec_key)
+    port = servers.hsmtls(client_auth=True)
+    with EmulatedBoard(flash, heap="256k", mpy=True, to_board=Faults(seed=1, delay=1.0, delay_ms=(40, 40))) as b:
+        idle()
+        r = run(b.tty, port, client_auth=True, renegotiate=True)
+    assert r["ok"], r
+    first, second = r["handshakes"]
+    assert first["presigned"] is True and second["presigned"] is True, r["handshakes"]
     names = [s[0] for s in r["steps"]]
-    assert "sign CertificateVerify" in names
     assert "prepare CertificateVerify" in names[names.index("sign CertificateVerify") + 1:], names
 
 
