@@ -165,9 +165,11 @@ def test_serve_gives_the_board_the_time_again(board):
             send_time()
 
         bridge.send_time = counting  # type: ignore[method-assign]
-        end = time.monotonic() + 1.0
+        end = time.monotonic() + 1.5
         bridge.serve(until=lambda: time.monotonic() > end, time_every=0.25)
-    assert 4 <= len(sent) <= 6, sent
+    gaps = [b - a for a, b in zip(sent, sent[1:])]
+    # again and again, but not more often than asked (a loaded machine only stretches it)
+    assert len(sent) >= 3 and min(gaps) >= 0.24, gaps
 
 
 def test_a_host_run_on_a_board_with_autorun_gets_its_own_result(board, servers):
