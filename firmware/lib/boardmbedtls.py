@@ -92,7 +92,10 @@ class MbedtlsSession(Session):
     def on_close(self, why):
         self.eof = True
         if not self.running:
-            self.finish(False, "server closed the TCP connection (%s)" % why)
+            if not self.opened:  # the host could not reach the server
+                self.finish(False, "no TCP connection to the server (%s)" % why)
+            else:
+                self.finish(False, "server closed the TCP connection (%s)" % why)
 
     def on_app(self, data):
         pass
