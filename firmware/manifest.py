@@ -23,7 +23,7 @@ package("tlscore", base_path="lib")
 package("hsmlink", base_path="lib")
 package("board_port", base_path="lib")
 
-# the link app, and what it loads on demand: autorun, the board's own key, provisioning, the
+# the link app, and what it loads on demand: autorun, status, the board's own key, provisioning, the
 # benchmark's mbedTLS session
-for name in ("boardapp", "boardautorun", "boardkey", "boardkey_ec", "boardgen", "derwriter", "boardmbedtls"):
+for name in ("boardapp", "boardautorun", "boardstatus", "boardkey", "boardkey_ec", "boardgen", "derwriter", "boardmbedtls"):
     module(name + ".py", base_path="lib")

@@ -735,6 +735,10 @@ class Board:
             c["sessions"] = self.sessions
             c["aborted"] = self.aborted
             c["errors"] = self.errors
+            if P.unpack(payload).get("identity"):
+                import boardstatus  # (loaded only when asked)
+
+                boardstatus.identity(self, c)
             link.send(P.STATS, P.pack(c))
         elif ftype == P.KEYGEN:
             try:

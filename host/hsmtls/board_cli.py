@@ -413,6 +413,30 @@ def bridge(port, target, pcap) -> None:
 
 @board.command()
 @click.option("--port", required=True, help="Serial port of the board (or the emulator's tty).")
+@click.option("--json", "as_json", is_flag=True, help="HELLO and STATS as JSON instead.")
+def status(port, as_json) -> None:
+    """What the board runs and holds: firmware, heap, sessions, trust anchors, its
+    certificate (subject, issuer, expiry; the key stays on the board), autorun."""
+    from .board.bridge import BoardFailure, Bridge, format_status
+    from .board.hostlink import HostLink, LinkError
+
+    try:
+        with HostLink(port) as link:
+            hello = link.connect()
+            stats = Bridge(link, ("127.0.0.1", 0)).stats(identity=True)
+    except (LinkError, BoardFailure) as e:
+        _fail(str(e))
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"hello": hello, "stats": stats}, indent=2))
+        return
+    for line in format_status(hello, stats):
+        click.echo(line)
+
+
+@board.command()
+@click.option("--port", required=True, help="Serial port of the board (or the emulator's tty).")
 @click.option("--server-name", help="Name the board connects to and verifies (its certificate's DNS name).")
 @click.option("--client-cert", is_flag=True, help="Authenticate with the board's certificate and key.")
 @click.option("--cipher", "ciphers", multiple=True, help="Offer only this suite (IANA name); repeatable.")

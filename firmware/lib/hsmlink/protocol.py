@@ -14,6 +14,9 @@
 #   CLOSE    {"why"} the TCP peer closed  CLOSE    {"why"} close the TCP connection
 #   APP      bytes to send in TLS         APP      bytes received in TLS
 #   STATS    {} ask for counters          STATS    {link counters, heap}
+#            {"identity": true}: and what  STATS    {..., "anchors": [{sha256, subject,
+#            the board holds (board status)           not_after}], "cert": {subject, issuer,
+#                                                     serial, not_after, key}, "autorun"}
 #   REPL     {} leave link mode           LOG      text
 #                                         RESULT   {suite, ems, ..., steps, heap}
 #                                         ERROR    {"where", "reason"}

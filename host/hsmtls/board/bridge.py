@@ -205,8 +205,10 @@ class Bridge:
             self._close_tcp()
         raise BoardFailure(f"no result from the board within {timeout:.0f} s")
 
-    def stats(self, timeout: float = 3.0) -> dict:
-        self.link.send(P.STATS, {})
+    def stats(self, timeout: float = 3.0, identity: bool = False) -> dict:
+        """The board's counters; with identity, also its trust anchors, its certificate
+        and its autorun (`hsmtls board status`)."""
+        self.link.send(P.STATS, {"identity": True} if identity else {})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             frames, _ = self.link.poll(0.01)
@@ -263,6 +265,41 @@ def _text(b: bytes | bytearray) -> str:
         return bytes(b).decode()
     except UnicodeDecodeError:
         return repr(bytes(b))
+
+
+def format_status(hello: dict, stats: dict, now: float | None = None) -> list[str]:
+    """`hsmtls board status`: what the board runs and holds, from HELLO and STATS."""
+    import datetime
+
+    now = time.time() if now is None else now
+
+    def until(t: int) -> str:
+        day = datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d")
+        days = int((t - now) // 86400)
+        return f"valid until {day} ({'EXPIRED' if t < now else f'{days} days left'})"
+
+    lines = [f"board: {hello.get('board', '?')}, {hello.get('impl', '?')}, link v{hello.get('v', '?')}, "
+             f"features: {', '.join(hello.get('features') or []) or '-'}"]
+    lines.append(f"heap: {stats.get('heap_alloc', '?')} bytes used, {stats.get('heap_free', '?')} free; "
+                 f"sessions {stats.get('sessions', 0)} (aborted {stats.get('aborted', 0)}), errors {stats.get('errors', 0)}")
+    for a in stats.get("anchors") or []:
+        lines.append(f"trust anchor: {a.get('subject')}, sha256 {a.get('sha256')}, {until(a.get('not_after', 0))}")
+    if stats.get("anchors_error"):
+        lines.append(f"trust anchor: none ({stats['anchors_error']})")
+    cert = stats.get("cert")
+    if cert:
+        key = {"ec": "ECDSA P-256", "rsa": "RSA"}.get(cert.get("key"), cert.get("key"))
+        lines.append(f"certificate: {cert.get('subject')} ({key} key, on the board), issued by {cert.get('issuer')}, "
+                     f"serial {cert.get('serial')}, {until(cert.get('not_after', 0))}")
+    if stats.get("cert_error"):
+        lines.append(f"certificate: none ({stats['cert_error']})")
+    opts = stats.get("autorun")
+    if opts:
+        when = f"every {opts['every_s']} s" if opts.get("every_s") else "once a boot"
+        lines.append(f"autorun: a session to {opts.get('server_name')} {when}")
+    elif "autorun" in stats:
+        lines.append("autorun: off")
+    return lines
 
 
 def format_result(r: dict) -> list[str]:
