@@ -42,14 +42,20 @@ def configure(board, opts):
     _last = None  # the first as soon as a host gives the time
 
 
+def read(board):
+    # the file's opts; OSError when there is none, ValueError when they are bad
+    with open(board.port.flash_path(FILE), "rb") as f:
+        opts = P.unpack(f.read())
+    if not opts:
+        raise ValueError("not a JSON object")
+    _check(opts)
+    return opts
+
+
 def load(board):
     # at boot: the file's opts, or an ERROR saying why they are ignored
     try:
-        with open(board.port.flash_path(FILE), "rb") as f:
-            opts = P.unpack(f.read())
-        if not opts:
-            raise ValueError("not a JSON object")
-        _check(opts)
+        opts = read(board)
     except (OSError, ValueError) as e:
         # said to every host that connects, until AUTORUN replaces the file
         board.autorun_error = "%s ignored: %s" % (FILE, e)

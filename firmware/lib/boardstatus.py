@@ -3,7 +3,6 @@
 # itself stays where it is) and its autorun. Loaded only when asked: a board that is
 # never asked pays no heap for it. A file missing or bad is said, not raised.
 
-from hsmlink import protocol as P
 from tlscore import x509
 
 
@@ -25,9 +24,10 @@ def identity(board, out):
         out["cert_error"] = str(e)
     opts = board.autorun
     if opts is None:
+        import boardautorun
+
         try:
-            with open(board.port.flash_path("autorun.json"), "rb") as f:
-                opts = P.unpack(f.read()) or None
-        except OSError:
+            opts = boardautorun.read(board)  # (kept for the next boot after a once-a-boot run)
+        except (OSError, ValueError):
             pass
     out["autorun"] = opts

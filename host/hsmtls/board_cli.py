@@ -325,13 +325,9 @@ def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, 
     from .board.hostlink import LinkError
 
     host, tcp_port = _target(target)
-    opts: dict = {"server_name": server_name or host, "client_auth": client_cert, "renegotiate": renegotiate}
+    opts = _session_opts(server_name or host, client_cert, ciphers, renegotiate, send_text)
     if engine != "hsmtls":
         opts["engine"] = engine
-    if ciphers:
-        opts["suites"] = list(ciphers)
-    if send_text:
-        opts["send"] = send_text.replace("\\n", "\n")
     if mfl:
         opts["mfl"] = 0 if mfl == "off" else int(mfl)
     if ca:
@@ -371,6 +367,21 @@ def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, 
         click.echo(f"capture: {pcap}" + ("" if tcp_port == 443 else f" (tshark: -d tcp.port=={tcp_port},tls)"))
     if not r.get("ok"):
         sys.exit(1)
+
+
+def _session_opts(server_name: str, client_cert: bool, ciphers, renegotiate: bool, send_text: str | None) -> dict:
+    """RUN's options from the flags `board handshake` and `board autorun` share (only
+    those given: what the board is not told it takes as off)."""
+    opts: dict = {"server_name": server_name}
+    if client_cert:
+        opts["client_auth"] = True
+    if ciphers:
+        opts["suites"] = list(ciphers)
+    if renegotiate:
+        opts["renegotiate"] = True
+    if send_text:
+        opts["send"] = send_text.replace("\\n", "\n")  # --send 'GET /\n': the escape typed on a shell
+    return opts
 
 
 def _open_pcap(pcap: str | None, tcp_port: int):
@@ -459,18 +470,10 @@ def autorun(port, server_name, client_cert, ciphers, renegotiate, send_text, eve
     if not off:
         if not server_name:
             _fail("--server-name is required (the name the board verifies), or --off")
-        opts = {"server_name": server_name, "every_s": every_s}
-        if client_cert:
-            opts["client_auth"] = True
-        if ciphers:
-            opts["suites"] = list(ciphers)
-        if renegotiate:
-            opts["renegotiate"] = True
-        if send_text:
-            send = send_text.replace("\\n", "\n")
-            if len(send.encode()) > INLINE_SEND:
-                _fail(f"--send takes up to {INLINE_SEND} bytes here (the board keeps it in autorun.json)")
-            opts["send"] = send
+        opts = _session_opts(server_name, client_cert, ciphers, renegotiate, send_text)
+        opts["every_s"] = every_s
+        if len(opts.get("send", "").encode()) > INLINE_SEND:
+            _fail(f"--send takes up to {INLINE_SEND} bytes here (the board keeps it in autorun.json)")
     try:
         with HostLink(port) as link:
             link.connect()

@@ -54,10 +54,11 @@ class Bridge:
         try:
             s = socket.create_connection(self.target, timeout=5)
         except OSError as e:
-            self.log(f"tcp: cannot connect to {self.target[0]}:{self.target[1]}: {e}")
-            self.link.send(P.ERROR, {"where": "tcp", "reason": f"cannot connect to {self.target[0]}:{self.target[1]}: {e}"})
+            where = f"{self.target[0]}:{self.target[1]}"
+            self.log(f"tcp: cannot connect to {where}: {e}")
+            self.link.send(P.ERROR, {"where": "tcp", "reason": f"cannot connect to {where}: {e}"})
             # (the board's RESULT carries this as its reason)
-            self.link.send(P.CLOSE, {"why": f"{self.target[0]}:{self.target[1]}: {e.strerror or e}"})
+            self.link.send(P.CLOSE, {"why": f"{where}: {e.strerror or e}"})
             return
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.setblocking(False)
@@ -208,15 +209,20 @@ class Bridge:
     def stats(self, timeout: float = 3.0, identity: bool = False) -> dict:
         """The board's counters; with identity, also its trust anchors, its certificate
         and its autorun (`hsmtls board status`)."""
-        self.link.send(P.STATS, {"identity": True} if identity else {})
+        return P.unpack(self._ask(P.STATS, {"identity": True} if identity else {}, timeout))
+
+    def _ask(self, ftype: int, payload: dict, timeout: float) -> bytes:
+        """Send a control frame and return the payload of the board's frame of the same
+        type; whatever else arrives meanwhile is handled as usual."""
+        self.link.send(ftype, payload)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             frames, _ = self.link.poll(0.01)
-            for ftype, payload in frames:
-                if ftype == P.STATS:
-                    return P.unpack(payload)
-                self._on_frame(ftype, payload)
-        raise BoardFailure("no STATS answer from the board")
+            for t, answer in frames:
+                if t == ftype:
+                    return answer
+                self._on_frame(t, answer)
+        raise BoardFailure(f"no {P.NAMES[ftype]} answer from the board")
 
     def set_autorun(self, opts: dict | None, timeout: float = 5.0) -> dict | None:
         """Have the board keep `opts` (RUN's options and "every_s": seconds between
@@ -225,18 +231,11 @@ class Bridge:
         if "autorun" not in (self.link.hello or {}).get("features", []):
             raise BoardFailure("the board's firmware has no autorun: deploy this version (hsmtls board deploy)")
         self.errors = []
-        self.link.send(P.AUTORUN, {"opts": opts})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            frames, _ = self.link.poll(0.01)
-            for ftype, payload in frames:
-                if ftype == P.AUTORUN:
-                    refused = [e for e in self.errors if e.get("where") == "autorun"]
-                    if refused:
-                        raise BoardFailure(f"the board refused the autorun: {refused[0].get('reason')}")
-                    return P.unpack(payload).get("opts")
-                self._on_frame(ftype, payload)
-        raise BoardFailure("no AUTORUN answer from the board")
+        answer = self._ask(P.AUTORUN, {"opts": opts}, timeout)
+        refused = [e for e in self.errors if e.get("where") == "autorun"]
+        if refused:
+            raise BoardFailure(f"the board refused the autorun: {refused[0].get('reason')}")
+        return P.unpack(answer).get("opts")
 
     def serve(self, until: Callable[[], bool] | None = None, on_result: Callable[[dict], None] | None = None,
               time_every: float = TIME_EVERY_S) -> None:

@@ -277,14 +277,13 @@ def import_check(out: str, romfs: bool, frozen: bool = False) -> tuple[str, str 
         last = out.strip().splitlines()
         raise ToolError(f"the deployed firmware does not import: {last[-1] if last else 'the board printed nothing'}")
     used, free, where = int(m.group(1)), int(m.group(2)), m.group(3)
-    line = f"firmware code imported from {where}: {used // 1024} KB of heap, {free // 1024} KB left"
-    warn = None
     if frozen and (where.startswith("/") or not where.endswith(".py")):
         raise ToolError(f"the board's image has no frozen firmware: boardapp came from {where}. Build MicroPython "
                         "with FROZEN_MANIFEST=firmware/manifest.py and flash that image (hsmtls board flash), or "
                         "deploy without --frozen")
-    if frozen:
-        line = f"firmware code frozen in the image ({where}): {used // 1024} KB of heap, {free // 1024} KB left"
+    source = f"frozen in the image ({where})" if frozen else f"imported from {where}"
+    line = f"firmware code {source}: {used // 1024} KB of heap, {free // 1024} KB left"
+    warn = None
     if romfs and not where.startswith("/rom"):
         warn = f"{where} shadows the ROMFS copy: remove it from the filesystem (mpremote rm -r :lib)"
     elif not romfs and where.startswith("/rom"):
