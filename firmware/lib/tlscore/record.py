@@ -3,11 +3,14 @@
 # state before the first ChangeCipherSpec, AES-GCM (RFC 5288), and AES-CBC with HMAC,
 # either MAC-then-encrypt (RFC 5246 §6.2.3.2) or encrypt-then-MAC (RFC 7366).
 #
-# CBC with MAC-then-encrypt is checked without an early exit on bad padding: the
-# padding is scanned to a fixed length and the MAC is computed either way (the Lucky13
-# countermeasure). CPython and MicroPython give no constant-time guarantee for integer
-# and bytes operations; this removes the branches and the data-dependent MAC length
-# that our own code would add, which is as far as Python goes.
+# CBC with MAC-then-encrypt is checked without an early exit on bad padding, and at a
+# cost that does not follow the padding (the Lucky13 countermeasure): the padding is
+# scanned to a fixed length, the MAC is computed either way, and the hash compression
+# function runs as often as for the longest plaintext the record could hold, the
+# missing compressions on dummy blocks (_mac_const). CPython and MicroPython give no
+# constant-time guarantee for integer and bytes operations; this removes the branches
+# and the data-dependent hashing that our own code would add, which is as far as Python
+# goes. `hsmtls bench lucky13` measures what is left (docs/security.md).
 
 try:
     from micropython import const  # compile-time constants: no global, inlined
@@ -35,6 +38,10 @@ from .keyschedule import ct_equal, split_key_block
 
 CONTENT_TYPES = (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA)
 _INITIAL_BUFFER = const(256)  # first receive buffer of a RecordLayer that was not lent one; grows
+_HASH_BLOCK = const(64)  # SHA-1's and SHA-256's, the only MACs of the CBC suites
+# Dummy blocks for _mac_const: the plaintext length varies over at most 256 bytes (the
+# padding), so it never needs more than 4 compressions' worth.
+_DUMMY = memoryview(bytes(4 * _HASH_BLOCK))
 
 
 def _header(content_type, length):
@@ -95,11 +102,41 @@ class CBCProtection:
         self.mac_len = mac_len
         self.etm = encrypt_then_mac
         self.overhead = 16 + mac_len + 16
+        # HMAC's padded keys (RFC 2104), for _mac_const; the MAC keys are shorter than a block
+        k = bytes(mac_key) + bytes(_HASH_BLOCK - len(mac_key))
+        self._ipad = bytes(x ^ 0x36 for x in k)
+        self._opad = bytes(x ^ 0x5C for x in k)
 
     def _mac(self, seq, content_type, data):
         return self.backend.hmac(
             self.mac_hash, self.mac_key, seq.to_bytes(8, "big") + _header(content_type, len(data)) + data
         )
+
+    def _mac_const(self, seq, content_type, p, length, shortest, longest):
+        # The MAC of p[:length] for a secret length in shortest..longest, at the cost of
+        # the longest. The hash takes p[:shortest] in one piece (a public length), then
+        # the rest, at most 256 bytes (CPython's hashlib changes path at 2 KiB); a second
+        # hash compresses dummy blocks, so that the two run the compression function as
+        # often as the MAC of `longest` bytes would. SHA-1 and SHA-256 append at least 9
+        # bytes to their input and compress 64-byte blocks: m bytes cost (m + 72) // 64
+        # compressions, and the inner hash takes 64 + 13 + length bytes.
+        name = self.mac_hash
+        new_hash = self.backend.new_hash
+        mv = memoryview(p)
+        h = new_hash(name)
+        h.update(self._ipad)
+        h.update(seq.to_bytes(8, "big") + _header(content_type, length))
+        h.update(mv[:shortest])
+        h.update(mv[shortest:length])
+        inner = h.digest()
+        extra = (longest + 149) // _HASH_BLOCK - (length + 149) // _HASH_BLOCK
+        d = new_hash(name)
+        d.update(_DUMMY[: extra * _HASH_BLOCK])  # extra + 1 compressions, always one call
+        d.digest()
+        h = new_hash(name)
+        h.update(self._opad)
+        h.update(inner)
+        return h.digest()
 
     def seal(self, seq, content_type, plaintext):
         iv = self.backend.random(16)
@@ -135,14 +172,15 @@ class CBCProtection:
             p = self.cbc.decrypt(bytes(fragment[:16]), bytes(fragment[16:]))
             pad = p[-1]
             bad = _padding_bad(p, pad, mac_len)
-            # On bad padding, pretend there was none and check the MAC anyway (Lucky13).
-            pad_used = pad * (1 - bad)
-            end = len(p) - pad_used - 1 + bad
-            plaintext = p[: end - mac_len]
-            mac = p[end - mac_len : end]
-            good_mac = ct_equal(self._mac(seq, content_type, plaintext), mac)
+            # On bad padding, take it as a padding of length 0 and check the MAC anyway.
+            longest = len(p) - mac_len - 1
+            length = longest - pad * (1 - bad)
+            shortest = longest - 255 if longest > 255 else 0
+            mac = p[length : length + mac_len]
+            good_mac = ct_equal(self._mac_const(seq, content_type, p, length, shortest, longest), mac)
             if bad | (not good_mac):
                 raise TLSError(BAD_RECORD_MAC, "record authentication failed")
+            plaintext = p[:length]  # copied only once authenticated: its length is no secret then
         if len(plaintext) > MAX_PLAINTEXT:
             raise TLSError(RECORD_OVERFLOW, "record plaintext longer than 2^14")
         return plaintext

@@ -1,0 +1,218 @@
+"""Lucky13 timing of the CBC MAC-then-encrypt record check, on either interpreter.
+
+    hsmtls bench lucky13 [--interpreter cpython|micropython|both] [--samples N] [--mac sha1|sha256]
+    MICROPYPATH=firmware/lib micropython benchmarks/lucky13.py SAMPLES MAC BATCH
+
+Two kinds of 2 KiB records go through CBCProtection.open: (a) a valid padding of 256
+bytes (the longest) over a wrong MAC, (b) the same record with its first padding byte
+flipped, so that only the padding check differs. Both end in bad_record_mac; Lucky13
+tells them apart by the time that takes. The same records also go through LeakyCBC, the
+check as it was before the fix (the MAC over a plaintext whose length follows the
+padding): a control that shows the measurement can see that leak, here and now.
+
+Samples are taken in rounds: each round times a and b on the engine and on the control,
+in a random order, so that the machine's drift hits all four alike. A sample is the time
+of BATCH decryptions (MicroPython's clock here counts microseconds). The figures, per
+decryption: quantiles of a and b; the difference of the medians against the
+interquartile range; the two-sample Kolmogorov-Smirnov D (the largest gap between the
+two distribution functions: 0 alike, 1 disjoint); and the paired shift, the median of
+b - a over the rounds, with a sign test z (how many standard deviations the count of
+rounds where b was slower lies from half). The shift is the sharpest of them: a round's
+a and b run microseconds apart, so the load of a shared machine cancels out.
+
+Verdict: the engine's distributions overlap if its shift is under a quarter of the
+control's, and the control's is significant (z > 5) so that the run could see a leak.
+
+This file runs under CPython (imported by hsmtls.bench and the tests) and under the
+MicroPython unix port (as the main script, printing its samples for the host to judge).
+"""
+
+import sys
+
+try:
+    from time import perf_counter_ns as _now
+except ImportError:  # MicroPython
+    from time import time_ns as _now
+
+from tlscore.constants import APPLICATION_DATA, BAD_RECORD_MAC
+from tlscore.errors import TLSError
+from tlscore.keyschedule import ct_equal
+from tlscore.record import CBCProtection, _padding_bad
+
+RECORD = 2048  # bytes of a record's fragment: explicit IV || ciphertext
+MAC_LEN = {"sha1": 20, "sha256": 32}
+CONTROL_Z = 5.0  # the control's leak must be at least this significant
+SHIFT_RATIO = 0.25  # the engine's shift must be under this share of the control's
+
+
+class LeakyCBC(CBCProtection):
+    # The MAC-then-encrypt check before the fix: the MAC is computed on bad padding too,
+    # but over p[:end - mac_len], whose length follows the padding length.
+    def open(self, seq, content_type, fragment):
+        mac_len = self.mac_len
+        p = self.cbc.decrypt(bytes(fragment[:16]), bytes(fragment[16:]))
+        pad = p[-1]
+        bad = _padding_bad(p, pad, mac_len)
+        pad_used = pad * (1 - bad)
+        end = len(p) - pad_used - 1 + bad
+        plaintext = p[: end - mac_len]
+        mac = p[end - mac_len : end]
+        good_mac = ct_equal(self._mac(seq, content_type, plaintext), mac)
+        if bad | (not good_mac):
+            raise TLSError(BAD_RECORD_MAC, "record authentication failed")
+        return plaintext
+
+
+def _backend():
+    if sys.implementation.name == "micropython":
+        from tlscore.backend_micropython import BACKEND
+    else:
+        from hsmtls.backend import BACKEND
+    return BACKEND
+
+
+def protection(mac="sha256", cls=CBCProtection):
+    b = _backend()
+    return cls(b, b.random(16), mac, b.random(MAC_LEN[mac]), MAC_LEN[mac], False)
+
+
+def records(prot):
+    # -> (a, b): a valid 256-byte padding over a wrong MAC, and the same with bad padding
+    n = RECORD - 16
+    p = bytearray(prot.backend.random(n - 256) + bytes([255]) * 256)
+    iv = prot.backend.random(16)
+    a = iv + prot.cbc.encrypt(iv, bytes(p))
+    p[n - 256] ^= 1
+    b = iv + prot.cbc.encrypt(iv, bytes(p))
+    return a, b
+
+
+def _time(prot, fragment, batch):
+    t0 = _now()
+    for _ in range(batch):
+        try:
+            prot.open(1, APPLICATION_DATA, fragment)
+        except TLSError:
+            pass
+    return _now() - t0
+
+
+def sample(prots, samples, batch=1):
+    # -> [(times of a, times of b)] per protection, in ns per sample of `batch` decryptions
+    jobs = []  # (protection, record, list its times go to)
+    out = []
+    for prot in prots:
+        a, b = records(prot)
+        for frag in (a, b):  # both must fail
+            try:
+                prot.open(1, APPLICATION_DATA, frag)
+                raise AssertionError("record accepted")
+            except TLSError as e:
+                assert e.alert == BAD_RECORD_MAC, e
+        ta = []
+        tb = []
+        jobs += [(prot, a, ta), (prot, b, tb)]
+        out.append((ta, tb))
+    for _ in range(100):  # warm up
+        for prot, frag, _t in jobs:
+            _time(prot, frag, 1)
+    rnd = prots[0].backend.random
+    k = len(jobs)
+    for _ in range(samples):
+        order = list(range(k))
+        r = rnd(k)
+        for i in range(k - 1, 0, -1):  # Fisher-Yates
+            j = r[i] % (i + 1)
+            order[i], order[j] = order[j], order[i]
+        for i in order:
+            prot, frag, times = jobs[i]
+            times.append(_time(prot, frag, batch))
+    return out
+
+
+def quantile(s, q):
+    # s sorted
+    i = int(q * len(s))
+    return s[i if i < len(s) else len(s) - 1]
+
+
+def ks_statistic(a, b):
+    # two-sample Kolmogorov-Smirnov D = max |F_a(x) - F_b(x)|
+    a = sorted(a)
+    b = sorted(b)
+    i = j = 0
+    d = 0.0
+    while i < len(a) and j < len(b):
+        x = a[i] if a[i] < b[j] else b[j]
+        while i < len(a) and a[i] == x:
+            i += 1
+        while j < len(b) and b[j] == x:
+            j += 1
+        gap = abs(i / len(a) - j / len(b))
+        if gap > d:
+            d = gap
+    return d
+
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def summary(ta, tb, batch=1):
+    # -> the figures of one protection, in ns per decryption
+    sa = sorted(t / batch for t in ta)
+    sb = sorted(t / batch for t in tb)
+    iqr = (quantile(sa, 0.75) - quantile(sa, 0.25) + quantile(sb, 0.75) - quantile(sb, 0.25)) / 2
+    diffs = sorted((y - x) / batch for x, y in zip(ta, tb))
+    slower = sum(1 for d in diffs if d > 0)
+    faster = sum(1 for d in diffs if d < 0)
+    return {
+        "samples": len(sa),
+        "batch": batch,
+        "a_ns": [quantile(sa, q) for q in QUANTILES],
+        "b_ns": [quantile(sb, q) for q in QUANTILES],
+        "median_diff_ns": quantile(sb, 0.5) - quantile(sa, 0.5),
+        "iqr_ns": iqr,
+        "ks_d": ks_statistic(sa, sb),
+        "shift_ns": quantile(diffs, 0.5),
+        "sign_z": (slower - faster) / (slower + faster) ** 0.5 if slower + faster else 0.0,
+    }
+
+
+def verdict(engine, control):
+    # -> (overlap: bool or None if the run could not see the control's leak, reason)
+    if control["sign_z"] < CONTROL_Z or control["shift_ns"] <= 0:
+        return None, "inconclusive: the control's leak is not significant in this run (z %.1f)" % (
+            control["sign_z"]
+        )
+    ratio = abs(engine["shift_ns"]) / control["shift_ns"]
+    if ratio < SHIFT_RATIO:
+        return True, "overlap: the engine's shift is %.0f%% of the control's (%.0f of %.0f ns)" % (
+            100 * ratio, engine["shift_ns"], control["shift_ns"])
+    return False, "LEAK: the engine's shift is %.0f%% of the control's (%.0f of %.0f ns)" % (
+        100 * ratio, engine["shift_ns"], control["shift_ns"])
+
+
+def measure(samples, mac="sha256", batch=1, check=False):
+    # -> summaries of the engine, the control and (check: a second LeakyCBC, which the
+    # verdict must call a leak: the test's proof that the statistic can fail)
+    prots = [protection(mac), protection(mac, LeakyCBC)]
+    if check:
+        prots.append(protection(mac, LeakyCBC))
+    return [summary(ta, tb, batch) for ta, tb in sample(prots, samples, batch)]
+
+
+def main(argv):
+    # prints "engine_a t t t ...", engine_b, control_a, control_b (and leaky_a, leaky_b)
+    samples, mac, batch = int(argv[1]), argv[2], int(argv[3])
+    names = ["engine", "control"]
+    prots = [protection(mac), protection(mac, LeakyCBC)]
+    if len(argv) > 4 and argv[4] == "check":
+        names.append("leaky")
+        prots.append(protection(mac, LeakyCBC))
+    for name, (ta, tb) in zip(names, sample(prots, samples, batch)):
+        print(name + "_a", " ".join(str(x) for x in ta))
+        print(name + "_b", " ".join(str(x) for x in tb))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
