@@ -166,6 +166,7 @@ def _split_target(target: str) -> tuple[str, int]:
 @click.option("--key", "key_spec", help="Client private key: PEM file or pkcs11: URI (RFC 7512).")
 @click.option("--cipher", "ciphers", multiple=True, help="Offer only this suite (IANA name); repeatable.")
 @click.option("--servername", help="Name to verify and send as SNI (default: the host).")
+@click.option("--allow-cn", is_flag=True, help="Accept a server certificate without subjectAltName whose CN is the name.")
 @click.option("--renegotiate", is_flag=True, help="Renegotiate once after the handshake.")
 @click.option("--send", "send_text", help="Text to send (\\n becomes a newline).")
 @click.option("--until", "until_text", help="Stop reading once this text has arrived.")
@@ -177,7 +178,7 @@ def _split_target(target: str) -> tuple[str, int]:
 @click.option("--trace-out", type=click.Path(), help="Write the trace: FILE.json, FILE.svg (sequence diagram) or FILE.html.")
 @click.option("--keylog", type=click.Path(), help="Append NSS key log lines (CLIENT_RANDOM) for Wireshark (default: $SSLKEYLOGFILE).")
 @click.option("--crl", "crls", multiple=True, type=click.Path(), help="CRL of the server's CA: a revoked server certificate fails the handshake. Repeatable.")
-def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotiate, send_text, until_text, idle_timeout, timeout, module, pin_file, trace, trace_out, keylog, crls) -> None:
+def connect(target, ca, insecure, cert, key_spec, ciphers, servername, allow_cn, renegotiate, send_text, until_text, idle_timeout, timeout, module, pin_file, trace, trace_out, keylog, crls) -> None:
     """Connect to a TLS 1.2 server and report what was negotiated."""
     from .client import TLSClient, TLSFailure
 
@@ -188,7 +189,7 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, renegotia
     if bool(cert) != bool(key_spec):
         _fail("--cert and --key go together")
     try:
-        config = client_config(None if insecure else ca, servername or host, cert, ciphers, tuple(crls))
+        config = client_config(None if insecure else ca, servername or host, cert, ciphers, tuple(crls), allow_cn)
         key = load_private_key(key_spec, module, pin_file, signing_only=True) if key_spec else None
     except (ConfigError, KeyError_, TLSError) as e:
         _fail(str(e))

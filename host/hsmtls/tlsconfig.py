@@ -100,9 +100,13 @@ def client_config(
     cert: str | None = None,
     ciphers: list[str] | tuple[str, ...] | None = None,
     crls: list[str] | tuple[str, ...] = (),
+    allow_cn: bool = False,
 ) -> TLSConfig:
+    if ca is not None and not server_name:
+        raise ConfigError("verifying the server needs its name (--servername)")
     anchors = load_anchors(ca) if ca else []
     return TLSConfig(
+        allow_cn=allow_cn,
         revoked=load_crls(crls, anchors) if crls else None,
         trust_anchors=anchors,
         verify_peer=ca is not None,

@@ -50,7 +50,8 @@ def _ku(**flags):
     return x509.KeyUsage(**{n: flags.get(n, False) for n in names})
 
 
-def _cert(subject, issuer, issuer_key, key, ca, *, days=(-1, 365), eku=None, san=None, h=None):
+def _cert(subject, issuer, issuer_key, key, ca, *, days=(-1, 365), eku=None, san=None, h=None, ku=None,
+          extra=()):
     b = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -64,10 +65,12 @@ def _cert(subject, issuer, issuer_key, key, ca, *, days=(-1, 365), eku=None, san
     if ca:
         b = b.add_extension(_ku(key_cert_sign=True, crl_sign=True), critical=True)
     else:
-        b = b.add_extension(_ku(digital_signature=True, key_encipherment=True), critical=True)
+        b = b.add_extension(ku or _ku(digital_signature=True, key_encipherment=True), critical=True)
         b = b.add_extension(x509.ExtendedKeyUsage(eku or [ExtendedKeyUsageOID.SERVER_AUTH]), False)
     if san:
         b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    for ext in extra:
+        b = b.add_extension(ext, critical=False)
     return b.sign(issuer_key, h or hashes.SHA256())
 
 
@@ -98,6 +101,27 @@ def chain_dir(tmp_path_factory):
             eku=[ExtendedKeyUsageOID.CLIENT_AUTH],
         ),
     }
+    # nameConstraints (non-critical) on a root; keyUsage by key exchange; a CN-only leaf
+    nc = x509.NameConstraints(permitted_subtrees=[x509.DNSName("example.com")],
+                              excluded_subtrees=[x509.IPAddress(ipaddress.ip_network("127.0.0.0/8"))])
+    nc_root = _cert(_name("MP NC Root"), _name("MP NC Root"), ca_key, ca_key, True, extra=[nc])
+    dir_nc = x509.NameConstraints(permitted_subtrees=[x509.DirectoryName(_name("x"))], excluded_subtrees=None)
+    dir_root = _cert(_name("MP Dir Root"), _name("MP Dir Root"), ca_key, ca_key, True, extra=[dir_nc])
+
+    def under(root, cn, san, **kw):
+        return _cert(_name(cn), root.subject, ca_key, leaf_key, False, san=san, **kw)
+
+    files.update({
+        "nc_ok.der": under(nc_root, "nc-ok", [x509.DNSName("www.example.com")]),
+        "nc_out.der": under(nc_root, "nc-out", [x509.DNSName("localhost")]),
+        "nc_ip.der": under(nc_root, "nc-ip", [x509.DNSName("a.example.com"), san[1]]),
+        "dir_leaf.der": under(dir_root, "dir-leaf", [x509.DNSName("localhost")]),
+        "sign_only.der": under(root, "sign-only", san, ku=_ku(digital_signature=True)),
+        "enc_only.der": under(root, "enc-only", san, ku=_ku(key_encipherment=True)),
+        "cn_only.der": under(root, "localhost", None),
+    })
+    for fname, cert in (("nc_root.pem", nc_root), ("dir_root.pem", dir_root)):
+        (d / fname).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     for fname, cert in files.items():
         (d / fname).write_bytes(cert.public_bytes(serialization.Encoding.DER))
     (d / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
@@ -153,6 +177,28 @@ def test_verify_chain_results(output):
     # the board has no SHA-384: the certificate is refused, not crashed on
     assert output["sha384_missing"].startswith("ALERT 43 ")
     assert output["client"] == "OK board-01"
+
+
+def test_name_constraints_key_usage_and_cn(output):
+    assert output["nc_ok"] == "OK nc-ok"
+    assert output["nc_out"] == (
+        "ALERT 42 name localhost of certificate CN=nc-out, O=hsmtls test, C=DE is outside the names "
+        "CA CN=MP NC Root, O=hsmtls test, C=DE may certify (nameConstraints)"
+    )
+    assert output["nc_ip"] == (
+        "ALERT 42 name 127.0.0.1 of certificate CN=nc-ip, O=hsmtls test, C=DE is excluded by "
+        "CA CN=MP NC Root, O=hsmtls test, C=DE (nameConstraints)"
+    )
+    assert output["dir_nc"] == (
+        "ALERT 43 certificate CN=MP Dir Root, O=hsmtls test, C=DE constrains directoryName names "
+        "(nameConstraints), which we cannot check"
+    )
+    assert output["sign_only_ecdhe"] == "OK sign-only"
+    assert output["sign_only_rsa"].startswith("ALERT 43 ") and "keyEncipherment" in output["sign_only_rsa"]
+    assert output["enc_only_rsa"] == "OK enc-only"
+    assert output["enc_only_ecdhe"].startswith("ALERT 43 ") and "digitalSignature" in output["enc_only_ecdhe"]
+    assert output["cn_only"].startswith("ALERT 46 ")
+    assert output["cn_allowed"] == "OK localhost"
 
 
 def test_mutated_certificates_raise_only_tlserror(output):

@@ -37,9 +37,9 @@ def load(name):
         return f.read()
 
 
-def run(label, chain, anchors, host=None, purpose="server"):
+def run(label, chain, anchors, host=None, purpose="server", **kw):
     try:
-        leaf = x509.verify_chain(BACKEND, chain, anchors, NOW, hostname=host, purpose=purpose)
+        leaf = x509.verify_chain(BACKEND, chain, anchors, NOW, hostname=host, purpose=purpose, **kw)
         print(label, "OK", leaf.common_name())
     except TLSError as e:
         print(label, "ALERT", e.alert, e.reason)
@@ -68,6 +68,17 @@ run("unknown_ca", [leaf_der, inter_der], other, "localhost")
 run("wrong_host", [leaf_der, inter_der], anchors, "example.com")
 run("sha384_missing", [load("sha384.der"), inter_der], anchors)
 run("client", [load("client.der"), inter_der], anchors, None, "client")
+nc_root = x509.load_anchors(load("nc_root.pem"))
+run("nc_ok", [load("nc_ok.der")], nc_root, "www.example.com")
+run("nc_out", [load("nc_out.der")], nc_root, "localhost")
+run("nc_ip", [load("nc_ip.der")], nc_root)
+run("dir_nc", [load("dir_leaf.der")], x509.load_anchors(load("dir_root.pem")), "localhost")
+for name in ("sign_only", "enc_only"):
+    for kx in ("RSA", "ECDHE_RSA"):
+        label = name + ("_rsa" if kx == "RSA" else "_ecdhe")
+        run(label, [load(name + ".der")], anchors, "localhost", key_exchange=kx)
+run("cn_only", [load("cn_only.der")], anchors, "localhost")
+run("cn_allowed", [load("cn_only.der")], anchors, "localhost", allow_cn=True)
 
 # Host-name helpers and dates use str/int behaviour that differs between interpreters.
 print(

@@ -666,11 +666,12 @@ def test_ip_and_cn_rules():
     # an IP literal never matches a dNSName or the CN
     assert not X.match_hostname(fake(san_dns=["127.0.0.1"], cn="127.0.0.1"), "127.0.0.1")
     assert not X.match_hostname(fake(cn="10.0.0.1", has_san=False), "10.0.0.1")
-    # the CN counts only when there is no subjectAltName at all
-    assert X.match_hostname(fake(cn="board.local", has_san=False), "board.local")
-    assert not X.match_hostname(fake(san_dns=["x.local"], cn="board.local"), "board.local")
-    assert not X.match_hostname(fake(san_ip=[v4], cn="board.local"), "board.local")
-    assert not X.match_hostname(fake(cn="board.local"), "")
+    # the CN counts only when asked for, and only when there is no subjectAltName at all
+    assert not X.match_hostname(fake(cn="board.local", has_san=False), "board.local")
+    assert X.match_hostname(fake(cn="board.local", has_san=False), "board.local", allow_cn=True)
+    assert not X.match_hostname(fake(san_dns=["x.local"], cn="board.local"), "board.local", True)
+    assert not X.match_hostname(fake(san_ip=[v4], cn="board.local"), "board.local", True)
+    assert not X.match_hostname(fake(cn="board.local"), "", True)
 
 
 def test_parse_ip():

@@ -30,6 +30,7 @@ from .constants import (
     HANDSHAKE_FAILURE,
     HELLO_REQUEST,
     ILLEGAL_PARAMETER,
+    INTERNAL_ERROR,
     NO_RENEGOTIATION,
     PROTOCOL_VERSION,
     RSA_PKCS1_SHA256,
@@ -181,6 +182,12 @@ class ClientConnection(Connection):
     INITIAL_STATE = START
     TRANSITIONS = TRANSITIONS
 
+    def __init__(self, config, backend):
+        # a verified chain with no name to check says nothing about whom we talk to
+        if config.verify_peer and not config.server_name:
+            raise ValueError("no server_name to check the server's certificate against (or verify_peer=False)")
+        Connection.__init__(self, config, backend)
+
     def initiate(self):
         # Step 1: queue the first ClientHello; call data_to_send() next.
         if self.state != START:
@@ -281,7 +288,9 @@ class ClientConnection(Connection):
     def _on_server_certificate(self, msg):
         chain = msg.certificate_list
         if self.config.verify_peer:
-            leaf = self._verify_chain(chain, "server", self.config.server_name)
+            if not self.config.server_name:  # checked at __init__; the config is the caller's
+                raise TLSError(INTERNAL_ERROR, "no server_name to check the server's certificate against")
+            leaf = self._verify_chain(chain, "server", self.config.server_name, self.suite.key_exchange)
         else:
             if not chain:
                 raise TLSError(BAD_CERTIFICATE, "server sent no certificate")

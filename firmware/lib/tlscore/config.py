@@ -10,7 +10,9 @@ class TLSConfig:
         self.certificate_chain = []  # our DER certificates, leaf first
         self.trust_anchors = []  # x509.Certificate: server CAs (client), client CAs (server)
         self.server_name = None  # client: host name to verify, and to send as SNI
-        self.verify_peer = True  # client: check the server's chain and name
+        self.verify_peer = True  # client: check the server's chain and name (needs server_name)
+        # client: a server certificate without subjectAltName may name its host in its CN
+        self.allow_cn = False
         self.client_auth = "none"  # server: "none", "optional" or "require"
         self.now = None  # callable -> unix seconds (the board gets it from the host)
         self.extended_master_secret = True

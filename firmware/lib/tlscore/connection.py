@@ -506,10 +506,10 @@ class Connection:
             return int(time.time())
         return int(f())
 
-    def _verify_chain(self, chain, purpose, hostname):
+    def _verify_chain(self, chain, purpose, hostname, key_exchange="RSA"):
         leaf = x509.verify_chain(
             self.backend, chain, self.config.trust_anchors, self._now(), hostname, purpose,
-            self.config.signature_cache,
+            self.config.signature_cache, key_exchange, self.config.allow_cn,
         )
         revoked = self.config.revoked
         if revoked and (bytes(leaf.issuer), leaf.serial) in revoked:

@@ -1,12 +1,13 @@
 # X.509 certificates (RFC 5280) as the handshake needs them on the board: a small DER
 # reader, a Certificate holding the fields path validation looks at, and verify_chain,
 # which builds a path from the peer's leaf to one of our trust anchors and checks
-# signatures (PKCS#1 v1.5), validity, CA constraints, key usage and the host name
-# (RFC 6125). Keys are RSA, or ECDSA P-256 on a client's leaf (CertificateVerify);
-# CAs sign with RSA. Every failure is a TLSError carrying the alert to send and a reason that
-# names the certificate, and malformed input never escapes as another exception. The
-# reader indexes into one bytes object instead of copying, because the board's heap is
-# small; no time or datetime module: the caller passes `now` in unix seconds.
+# signatures (PKCS#1 v1.5), validity, CA constraints, name constraints (in
+# nameconstraints.py), key usage by key exchange and the host name (RFC 6125). Keys are
+# RSA, or ECDSA P-256 on a client's leaf (CertificateVerify); CAs sign with RSA. Every
+# failure is a TLSError carrying the alert to send and a reason that names the
+# certificate, and malformed input never escapes as another exception. The reader
+# indexes into one bytes object instead of copying, because the board's heap is small;
+# no time or datetime module: the caller passes `now` in unix seconds.
 
 import binascii
 
@@ -71,10 +72,11 @@ _CE_BASIC_CONSTRAINTS = const(19)
 _CE_KEY_USAGE = const(15)
 _CE_EXT_KEY_USAGE = const(37)
 _CE_SUBJECT_ALT_NAME = const(17)
+_CE_NAME_CONSTRAINTS = const(30)
 # The only extensions whose meaning we enforce (the key identifiers, 14 and 35, carry no
 # policy, so understanding them is trivial); any other marked critical makes a
-# certificate unusable.
-CE_KNOWN = (19, 15, 37, 17, 14, 35)
+# certificate unusable. nameConstraints binds critical or not.
+CE_KNOWN = (19, 15, 37, 17, 14, 35, 30)
 
 SIGNATURE_HASHES = {
     "1.2.840.113549.1.1.5": "sha1",  # sha1WithRSAEncryption
@@ -458,6 +460,7 @@ class Certificate:
         self.has_san = False
         self.san_dns = []
         self.san_ip = []
+        self.name_constraints = None  # (start, end) of its DER in der, read when a path uses it
         self.unknown_critical = []
 
     def subject_str(self):
@@ -658,6 +661,8 @@ def _parse_extensions(cert, data, start, end):
             cert.extended_key_usage = eku
         elif ce == _CE_SUBJECT_ALT_NAME:
             _parse_san(cert, data, vs, ve)
+        elif ce == _CE_NAME_CONSTRAINTS:
+            cert.name_constraints = (vs, ve)
         elif critical and ce not in CE_KNOWN:
             cert.unknown_critical.append(_oid_str(data, os_, pos))
 
@@ -840,7 +845,9 @@ def _dns_match(pattern, host):
     return dot > 0 and host[dot + 1 :] == suffix
 
 
-def match_hostname(cert, hostname):
+def match_hostname(cert, hostname, allow_cn=False):
+    # allow_cn: a certificate without subjectAltName may name its host in its CN (an
+    # old practice RFC 6125 §6.4.4 leaves to the client; off unless asked for)
     if not hostname:
         return False
     host = hostname.lower()
@@ -858,7 +865,7 @@ def match_hostname(cert, hostname):
     for pattern in cert.san_dns:
         if _dns_match(pattern, host):
             return True
-    if cert.has_san:
+    if cert.has_san or not allow_cn:
         return False
     cn = cert.common_name()
     return cn is not None and _dns_match(cn, host)
@@ -1040,15 +1047,19 @@ def _check_issuer(cert, below, is_anchor):
             )
 
 
-# What the leaf must allow, by the role it plays: a server's RSA key decrypts the
-# premaster_secret (RSA key exchange), a client's signs CertificateVerify.
-_PURPOSES = {
-    "server": (EKU_SERVER_AUTH, "serverAuth", KU_KEY_ENCIPHERMENT, "keyEncipherment"),
-    "client": (EKU_CLIENT_AUTH, "clientAuth", KU_DIGITAL_SIGNATURE, "digitalSignature"),
+# What the leaf must allow, by the role it plays (extendedKeyUsage) and by what its key
+# does (keyUsage, RFC 5246 §7.4.2, RFC 5280 §4.2.1.3): a server's key decrypts the
+# premaster_secret in the RSA key exchange and signs ServerKeyExchange in ECDHE_RSA; a
+# client's signs CertificateVerify.
+_PURPOSES = {"server": (EKU_SERVER_AUTH, "serverAuth"), "client": (EKU_CLIENT_AUTH, "clientAuth")}
+_KEY_USES = {
+    "RSA": (KU_KEY_ENCIPHERMENT, "keyEncipherment"),
+    "ECDHE_RSA": (KU_DIGITAL_SIGNATURE, "digitalSignature"),
+    "sign": (KU_DIGITAL_SIGNATURE, "digitalSignature"),
 }
 
 
-def _check_leaf(leaf, purpose):
+def _check_leaf(leaf, purpose, key_exchange):
     key = leaf.public_key
     # a client signs (RSA or ECDSA P-256); a server's key decrypts the premaster (RSA)
     if key is None or (purpose == "server" and not isinstance(key, RSAPublicKey)):
@@ -1059,7 +1070,8 @@ def _check_leaf(leaf, purpose):
         )
     if isinstance(key, RSAPublicKey):
         _check_key_size(leaf)
-    eku, eku_name, ku, ku_name = _PURPOSES[purpose]
+    eku, eku_name = _PURPOSES[purpose]
+    ku, ku_name = _KEY_USES[key_exchange if purpose == "server" else "sign"]
     if leaf.extended_key_usage is not None:
         if eku not in leaf.extended_key_usage and EKU_ANY not in leaf.extended_key_usage:
             raise TLSError(
@@ -1085,12 +1097,18 @@ def _check_key_size(cert):
         )
 
 
-def verify_chain(backend, chain, anchors, now, hostname=None, purpose="server", cache=None):
+def verify_chain(backend, chain, anchors, now, hostname=None, purpose="server", cache=None,
+                 key_exchange="RSA", allow_cn=False):
     # chain: DER certificates as a TLS Certificate message carries them, leaf first;
-    # cache: a SignatureCache kept across connections, or None.
+    # cache: a SignatureCache kept across connections, or None; hostname: the name the
+    # leaf must match, None for no name check (the client refuses to verify without
+    # one); key_exchange: the suite's ("RSA" or "ECDHE_RSA"), which decides the keyUsage
+    # a server's leaf needs; allow_cn: see match_hostname.
     # Returns the leaf Certificate, or raises TLSError with the alert to send.
     if purpose not in _PURPOSES:
         raise ValueError("purpose must be 'server' or 'client'")
+    if key_exchange not in _KEY_USES:
+        raise ValueError("key_exchange must be 'RSA' or 'ECDHE_RSA'")
     if not chain:
         raise TLSError(BAD_CERTIFICATE, "no certificate")
     if len(chain) > MAX_CERTIFICATE_CHAIN:
@@ -1110,12 +1128,18 @@ def verify_chain(backend, chain, anchors, now, hostname=None, purpose="server", 
         _check_validity(cert, now)
     for i in range(1, len(full)):
         _check_issuer(full[i], full[1:i], full[i] is anchor)
-    _check_leaf(leaf, purpose)
+    for cert in full[1:]:
+        if cert.name_constraints is not None:
+            from . import nameconstraints
+
+            nameconstraints.check(full, allow_cn and purpose == "server")
+            break
+    _check_leaf(leaf, purpose, key_exchange)
     for cert in path[1:]:
         # the anchor's key is left out: trusting it was the owner's choice
         if isinstance(cert.public_key, RSAPublicKey):
             _check_key_size(cert)
-    if hostname is not None and not match_hostname(leaf, hostname):
+    if hostname is not None and not match_hostname(leaf, hostname, allow_cn):
         raise TLSError(
             CERTIFICATE_UNKNOWN, "certificate %s does not match host %r" % (_who(leaf), hostname)
         )
