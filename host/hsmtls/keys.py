@@ -3,6 +3,14 @@
 A key is whatever can decrypt an RSA premaster (PKCS#1 v1.5) and sign bytes. The PEM
 file key lives here; the PKCS#11 token key (``pkcs11:`` URIs) comes with the hsm
 package. Operations may be slow (a token): hosts run them off their event loop.
+
+The premaster rule the keys share (RFC 5246 §7.4.7.1, RFC 8017 §7.2.2): a ciphertext
+whose length is not the modulus's or whose value is not in 1..n-1 is refused before
+any private-key operation (the peer knows that much already, so the branch tells it
+nothing); every other one goes through raw RSA and `depad_premaster`, which has no
+branch on the result, and the caller picks between the decrypted message and a
+substitute derived from the ciphertext with a secret key (implicit rejection), so a
+bad ciphertext gives the same wrong premaster each time and fails at Finished.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from tlscore.events import KeyOperationRequest
+from tlscore.keyschedule import ct_select
 
 _HASHES = {
     "sha1": hashes.SHA1,
@@ -34,6 +43,30 @@ class PrivateKey(Protocol):
     def decrypt_premaster(self, ciphertext: bytes) -> bytes | tuple[bytes, bytes] | None: ...
 
     def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes: ...
+
+
+def well_formed_ciphertext(ct: bytes, k: int, n: int) -> bool:
+    """RSADP's public input checks: the modulus's length, and 0 < c < n."""
+    return len(ct) == k and 0 < int.from_bytes(ct, "big") < n
+
+
+def depad_premaster(em: bytes, k: int) -> tuple[int, bytes]:
+    """(good, last 48 bytes) for EM = 00 02 PS(>=8 nonzero) 00 M(48), branch-free."""
+    em = em.rjust(k, b"\x00")[-k:]
+    sep = k - 49
+    bad = em[0] | (em[1] ^ 2) | em[sep]
+    zeros = 0
+    for i in range(2, sep):
+        zeros |= ((em[i] - 1) >> 8) & 1  # 1 if em[i] == 0
+    good = (((bad - 1) >> 8) & 1) & (zeros ^ 1) & (((sep - 10) >> 31) ^ -1) & 1
+    return good, em[k - 48:]
+
+
+def premaster_choice(em: bytes, k: int, substitute: bytes) -> tuple[bytes, bytes]:
+    """(premaster candidate, substitute46) for the engine, from raw RSA's output (b""
+    when there was none) and a 48-byte substitute."""
+    good, m = depad_premaster(em, k)
+    return ct_select(good, m, substitute), substitute[:46]
 
 
 class FileKey:

@@ -107,12 +107,14 @@ def token_list(module, pin_file, no_login) -> None:
 @token.command("keygen")
 @click.option("--object", "name", required=True, help="Key label.")
 @click.option("--bits", type=click.Choice(["2048", "3072", "4096"]), default="2048", show_default=True)
+@click.option("--implicit-rejection-only", is_flag=True,
+              help="Only (re)make the existing key's implicit-rejection key (replaces a wrongly made one).")
 @token_option
 @module_option
 @pin_file_option
-def token_keygen(name, bits, token_label, module, pin_file) -> None:
+def token_keygen(name, bits, implicit_rejection_only, token_label, module, pin_file) -> None:
     """Generate an RSA key pair inside the token (private key never leaves it)."""
-    from .hsm.provision import keygen
+    from .hsm.provision import keygen, remake_implicit_rejection_key
     from .hsm.token import Token, read_pin
     from .hsm.uri import PKCS11URI
 
@@ -121,8 +123,11 @@ def token_keygen(name, bits, token_label, module, pin_file) -> None:
 
         tok = Token(PKCS11URI.parse(_token_uri(token_label)), module)
         pin = read_pin(pin_file)
-        with status(f"generating an RSA-{bits} key pair inside token {tok.label!r} ..."):
-            uri = keygen(tok, pin, name, int(bits))
+        if implicit_rejection_only:
+            uri = remake_implicit_rejection_key(tok, pin, name)
+        else:
+            with status(f"generating an RSA-{bits} key pair inside token {tok.label!r} ..."):
+                uri = keygen(tok, pin, name, int(bits))
     except TokenError as e:
         _fail(str(e))
     click.echo(str(uri))
