@@ -59,12 +59,8 @@ def is_softhsm(module_path: str) -> bool:
     return "softhsm" in Path(module_path).name.lower()
 
 
-def init_token(label: str, user_pin: str, so_pin: str, module: str | None = None, force: bool = False) -> Token:
-    """Initialise the first free slot's token with a label, SO PIN and user PIN.
-
-    Uses C_InitToken through ctypes (python-pkcs11 has no binding for it) so that no
-    PIN is passed on a command line, as `softhsm2-util --pin` would.
-    """
+def check_can_init(label: str, module: str | None = None, force: bool = False) -> str:
+    """The module's path if a token `label` may be initialised there, else TokenError."""
     module_path = find_module(module)
     if not is_softhsm(module_path) and not force:
         raise TokenError(
@@ -77,6 +73,17 @@ def init_token(label: str, user_pin: str, so_pin: str, module: str | None = None
         existing = []
     if label in existing:
         raise TokenError(f"a token labelled {label!r} already exists in {module_path}")
+    return module_path
+
+
+def init_token(label: str, user_pin: str, so_pin: str, module: str | None = None, force: bool = False) -> Token:
+    """Initialise the first free slot's token with a label, SO PIN and user PIN.
+
+    Uses C_InitToken through ctypes (python-pkcs11 has no binding for it) so that no
+    PIN is passed on a command line, as `softhsm2-util --pin` would.
+    """
+    module_path = check_can_init(label, module, force)
+    lib = load_module(module_path)
     free = None
     for slot in lib.get_slots(token_present=True):
         tok = slot.get_token()

@@ -191,6 +191,24 @@ class FileKey:
         raise KeyError_(f"signature scheme {scheme} is not supported by {self.description}")
 
 
+def write_private_file(path: os.PathLike | str, data: bytes, exclusive: bool = False) -> None:
+    """Write a secret (a key, a PIN) readable by its owner only from the first byte on:
+    created 0600 (whatever the umask), never chmod'ed after. exclusive: refuse to replace
+    an existing file; else the new file takes the old one's place (os.replace)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    target = os.fspath(path)
+    tmp = target if exclusive else f"{target}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if not exclusive:
+            os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def load_private_key(
     spec: str, module: str | None = None, pin_file: str | None = None, pin: str | None = None,
     signing_only: bool = False,

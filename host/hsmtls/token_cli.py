@@ -40,8 +40,9 @@ def token() -> None:
 @pin_file_option
 def token_init(label, softhsm_dir, force, module, pin_file) -> None:
     """Create a token; prints the environment to use it."""
-    from .hsm.provision import default_softhsm_dir, init_token, write_softhsm_conf
+    from .hsm.provision import check_can_init, default_softhsm_dir, init_token, write_softhsm_conf
     from .hsm.token import read_pin
+    from .keys import write_private_file
 
     env_lines = []
     if softhsm_dir or not os.environ.get("SOFTHSM2_CONF"):
@@ -55,13 +56,25 @@ def token_init(label, softhsm_dir, force, module, pin_file) -> None:
         user_pin = read_pin(pin_file)
         so_pin = os.environ.get("HSMTLS_SO_PIN")
         so_note = ""
+        so_file = None
+        check_can_init(label, module, force)
         if not so_pin:
             so_pin = secrets.token_hex(8)
             so_file = directory / f"{label}.so-pin"
-            so_file.write_text(so_pin + "\n")
-            so_file.chmod(0o600)
+            try:  # 0600 from the start, and never over an SO PIN kept before
+                write_private_file(so_file, (so_pin + "\n").encode(), exclusive=True)
+            except FileExistsError:
+                raise TokenError(f"{so_file} exists: keep it (it may be another token's SO PIN) and "
+                                 "pass this token's with HSMTLS_SO_PIN, or remove it") from None
+            except OSError as e:
+                raise TokenError(f"cannot write the SO PIN to {so_file}: {e.strerror}") from None
             so_note = f" (SO PIN written to {so_file})"
-        tok = init_token(label, user_pin, so_pin, module, force)
+        try:
+            tok = init_token(label, user_pin, so_pin, module, force)
+        except TokenError:
+            if so_file is not None:
+                so_file.unlink()  # no SO PIN file for a token that was not made
+            raise
     except TokenError as e:
         _fail(str(e))
     click.echo(f"token {label!r} initialised in {tok.module_path}{so_note}")

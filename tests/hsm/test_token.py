@@ -3,6 +3,7 @@ the premaster countermeasure with implicit rejection in the token."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -298,6 +299,39 @@ def test_token_init_cli_writes_its_own_softhsm_conf(token_env, tmp_path):
     again = token_env.cli("token", "init", "--label", "fresh", "--softhsm-dir", str(tmp_path / "store"),
                           env=env, check=False)
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_token_init_writes_the_so_pin_file_0600_from_the_start(token_env, tmp_path):
+    # under umask 0 a file written first and chmod'ed after would exist 0666 for a while
+    env = {k: v for k, v in token_env.env.items() if k not in ("SOFTHSM2_CONF", "HSMTLS_SO_PIN")}
+    store = tmp_path / "store"
+
+    # chmod refused: the file must not need it
+    no_chmod = ("import os, pathlib, sys\n"
+                "def refuse(*a, **k): raise SystemExit('chmod called on ' + str(a[0]))\n"
+                "os.chmod = pathlib.Path.chmod = refuse\n"
+                "from hsmtls.cli import main\n"
+                "sys.argv[0] = 'hsmtls'; main()\n")
+
+    def init(label: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", no_chmod, "token", "init", "--label", label,
+                               "--softhsm-dir", str(store)], capture_output=True, text=True, env=env,
+                              timeout=60, preexec_fn=lambda: os.umask(0))
+
+    proc = init("sopin")
+    assert proc.returncode == 0, proc.stderr
+    so_file = store / "sopin.so-pin"
+    assert f"SO PIN written to {so_file}" in proc.stdout
+    assert (so_file.stat().st_mode & 0o777) == 0o600 and len(so_file.read_text().strip()) == 16
+    # an SO PIN kept before is never overwritten; a refused init leaves no file behind
+    pin = so_file.read_text()
+    again = init("sopin")
+    assert again.returncode == 1 and "already exists" in again.stderr and so_file.read_text() == pin
+    so_file.rename(store / "kept")
+    (store / "sopin2.so-pin").write_text("someone else's\n")
+    clash = init("sopin2")
+    assert clash.returncode == 1 and "sopin2.so-pin exists" in clash.stderr
+    assert (store / "sopin2.so-pin").read_text() == "someone else's\n"
 
 
 def test_token_init_refuses_a_real_token_without_force(token_env, tmp_path):

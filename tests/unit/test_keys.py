@@ -93,3 +93,45 @@ def test_openssl_probe_matches_its_version(server_key):
         major, minor = (int(x) for x in text.split()[1].split(".")[:2])
         assert server_key.openssl_rejects_implicitly == ((major, minor) >= (3, 2)), text
     assert (server_key.premaster_note is None) == server_key.openssl_rejects_implicitly
+
+
+# --- secret files: 0600 from the first byte ---------------------------------------------------
+
+
+@pytest.fixture
+def umask_0():
+    old = os.umask(0)  # the widest a careless caller could leave it
+    yield
+    os.umask(old)
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_private_file_is_created_0600_and_never_chmoded(tmp_path, umask_0, monkeypatch, exclusive):
+    from pathlib import Path
+
+    from hsmtls.keys import write_private_file
+
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda p, flags, mode=0o777: opened.append((flags, mode)) or real_open(p, flags, mode))
+    for chmod in (os, Path):
+        monkeypatch.setattr(chmod, "chmod", lambda *a, **k: pytest.fail("chmod after the file was written"))
+    target = tmp_path / "secret"
+    write_private_file(target, b"1234\n", exclusive=exclusive)
+    assert target.read_bytes() == b"1234\n" and (target.stat().st_mode & 0o777) == 0o600
+    assert opened == [(opened[0][0], 0o600)] and opened[0][0] & os.O_EXCL
+    if exclusive:
+        with pytest.raises(FileExistsError):
+            write_private_file(target, b"other\n", exclusive=True)
+        assert target.read_bytes() == b"1234\n"
+    else:
+        write_private_file(target, b"new\n")  # replaces, still 0600
+        assert target.read_bytes() == b"new\n" and (target.stat().st_mode & 0o777) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+
+
+def test_devpki_keys_are_0600(tmp_path, umask_0):
+    from hsmtls import devpki
+
+    path = devpki.write_key(tmp_path / "k.key", devpki.new_key())
+    assert (path.stat().st_mode & 0o777) == 0o600
