@@ -87,11 +87,15 @@ class BenchSetup:
             keygen,
             write_softhsm_conf,
         )
+        from .keys import write_private_file
 
         self.dir = directory
         conf = write_softhsm_conf(directory / "softhsm")
         os.environ["SOFTHSM2_CONF"] = str(conf)
         self.env = dict(os.environ, SOFTHSM2_CONF=str(conf), HSMTLS_PIN=BENCH_PIN)
+        # for libp11, which reads it through the URI's pin-source: no PIN on a command line
+        self.pin_file = directory / "pin"
+        write_private_file(self.pin_file, BENCH_PIN.encode())
         token = init_token("bench", BENCH_PIN, "so-" + BENCH_PIN)
         keygen(token, BENCH_PIN, "server")
         keygen(token, BENCH_PIN, "ca")
@@ -110,6 +114,14 @@ class BenchSetup:
                                           issue_localhost_server(ca_key, ca, pem_key.public_key(), 30))
         server_key.close()
         ca_key.close()
+
+
+def openssl_engine_server_argv(setup: BenchSetup, port: int) -> list[str]:
+    """openssl s_server with the token key through libp11; the PIN comes from the
+    URI's pin-source (a 0600 file), so it is on no command line `ps` can show."""
+    key = f"{setup.key_uri}?pin-source=file:{setup.pin_file}"
+    return ["openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{port}", "-tls1_2", "-engine", "pkcs11",
+            "-keyform", "engine", "-key", key, "-cert", str(setup.token_cert), "-naccept", "1000000000"]
 
 
 def _loadgen(port: int, ca: Path, cipher: str, concurrency: int, duration: float, env: dict) -> dict:
@@ -142,10 +154,7 @@ def bench_server(concurrencies: list[int], duration: float, workers: int | None,
              lambda p: ours + ["--port", str(p), "--cipher", "TLS_RSA_WITH_AES_128_GCM_SHA256"]),
             ("b", "ECDHE-RSA-AES128-GCM-SHA256",
              lambda p: ours + ["--port", str(p), "--cipher", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]),
-            ("c", "ECDHE-RSA-AES128-GCM-SHA256",
-             (lambda p: ["openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{p}", "-tls1_2", "-engine", "pkcs11",
-                         "-keyform", "engine", "-key", setup.key_uri + f";pin-value={BENCH_PIN}",
-                         "-cert", str(setup.token_cert), "-naccept", "1000000000"]) if engine else None),
+            ("c", "ECDHE-RSA-AES128-GCM-SHA256", (lambda p: openssl_engine_server_argv(setup, p)) if engine else None),
             ("d", "AES128-GCM-SHA256",
              lambda p: ["openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{p}", "-tls1_2",
                         "-key", str(setup.pem_key), "-cert", str(setup.pem_cert), "-naccept", "1000000000"]),
