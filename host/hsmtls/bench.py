@@ -10,8 +10,10 @@ concurrencies, all in one run, on a throwaway SoftHSM2 token:
 The load generator is a separate process (hsmtls.loadgen: OpenSSL through Python's
 ssl, no session reuse). Figures are reported as ratios (a)/(d) and (b)/(c).
 
-bench premaster: time of the token's premaster decryption for good and bad
-ciphertexts with CKM_RSA_PKCS and with CKM_RSA_X_509 + our depadding.
+bench premaster: time of premaster decryption for good and bad ciphertexts: in the
+token with CKM_RSA_PKCS and with CKM_RSA_X_509 + our depadding, the whole
+TokenKey.decrypt_premaster, and a PEM file key through OpenSSL's implicit rejection
+(when this OpenSSL has it) and by raw RSA in Python.
 """
 
 from __future__ import annotations
@@ -217,12 +219,40 @@ def print_server_table(data: dict, echo: Callable[[str], None]) -> None:
         echo(note)
 
 
+def _bad_and_good(k: int, n: int, e: int) -> tuple[bytes, bytes]:
+    def encrypt(em: bytes) -> bytes:
+        return pow(int.from_bytes(em, "big"), e, n).to_bytes(k, "big")
+
+    ps = bytes([0x5A]) * (k - 51)
+    return (encrypt(b"\x00\x02" + ps + b"\x00" + b"\x03\x03" + bytes(46)),
+            encrypt(b"\x00\x01" + ps + b"\x00" + b"\x03\x03" + bytes(46)))
+
+
+def _time_good_bad(name: str, fn: Callable[[bytes], Any], good: bytes, bad: bytes, rounds: int,
+                   echo: Callable[[str], None]) -> dict[str, float]:
+    times: dict[str, list[float]] = {"good": [], "bad": []}
+    for i in range(rounds):  # interleaved, so drift hits both alike
+        for label, ct in (("good", good), ("bad", bad)) if i % 2 else (("bad", bad), ("good", good)):
+            t0 = time.perf_counter_ns()
+            fn(ct)
+            times[label].append((time.perf_counter_ns() - t0) / 1000)
+    row = {label: statistics.median(v) for label, v in times.items()}
+    row["bad_minus_good_us"] = row["bad"] - row["good"]
+    echo(f"  {name:36s} median good {row['good']:8.1f} us  bad {row['bad']:8.1f} us  "
+         f"difference {row['bad_minus_good_us']:+7.1f} us")
+    return row
+
+
 def bench_premaster(rounds: int, echo: Callable[[str], None]) -> dict:
-    """Good vs bad ciphertexts through CKM_RSA_PKCS and CKM_RSA_X_509 in SoftHSM2."""
+    """Good vs bad ciphertexts: through CKM_RSA_PKCS and CKM_RSA_X_509 in SoftHSM2, the
+    whole TokenKey.decrypt_premaster (with the implicit-rejection HMAC), and a PEM
+    file key's two ways (OpenSSL's implicit rejection, raw RSA in Python)."""
     from pkcs11 import Mechanism
     from pkcs11 import exceptions as p11e
 
-    from .hsm.keyops import TokenKey, depad_premaster
+    from . import devpki
+    from .hsm.keyops import TokenKey
+    from .keys import FileKey, depad_premaster
 
     tmp = Path(tempfile.mkdtemp(prefix="hsmtls-bench-"))
     try:
@@ -232,14 +262,8 @@ def bench_premaster(rounds: int, echo: Callable[[str], None]) -> dict:
         token = init_token("bench", BENCH_PIN, "so-" + BENCH_PIN)
         keygen(token, BENCH_PIN, "server")
         key = TokenKey("pkcs11:token=bench;object=server;type=private", pin=BENCH_PIN, pool_size=1)
-        k, n, e = key.k, key.n, key.e
-
-        def encrypt(em: bytes) -> bytes:
-            return pow(int.from_bytes(em, "big"), e, n).to_bytes(k, "big")
-
-        ps = bytes([0x5A]) * (k - 51)
-        good = encrypt(b"\x00\x02" + ps + b"\x00" + b"\x03\x03" + bytes(46))
-        bad = encrypt(b"\x00\x01" + ps + b"\x00" + b"\x03\x03" + bytes(46))
+        k = key.k
+        good, bad = _bad_and_good(k, key.n, key.e)
         out: dict[str, dict[str, float]] = {}
         with key.pool.session() as w:
             priv = key._private(w)
@@ -253,18 +277,21 @@ def bench_premaster(rounds: int, echo: Callable[[str], None]) -> dict:
             def raw(ct: bytes) -> None:
                 depad_premaster(bytes(priv.decrypt(ct, mechanism=Mechanism.RSA_X_509)), k)
 
-            for mech, fn in (("CKM_RSA_PKCS", pkcs), ("CKM_RSA_X_509+depad", raw)):
-                times: dict[str, list[float]] = {"good": [], "bad": []}
-                for i in range(rounds):  # interleaved, so drift hits both alike
-                    for label, ct in (("good", good), ("bad", bad)) if i % 2 else (("bad", bad), ("good", good)):
-                        t0 = time.perf_counter_ns()
-                        fn(ct)
-                        times[label].append((time.perf_counter_ns() - t0) / 1000)
-                out[mech] = {label: statistics.median(v) for label, v in times.items()}
-                out[mech]["bad_minus_good_us"] = out[mech]["bad"] - out[mech]["good"]
-                echo(f"  {mech:22s} median good {out[mech]['good']:8.1f} us  bad {out[mech]['bad']:8.1f} us  "
-                     f"difference {out[mech]['bad_minus_good_us']:+7.1f} us")
+            for name, fn in (("CKM_RSA_PKCS", pkcs), ("CKM_RSA_X_509+depad", raw)):
+                out[name] = _time_good_bad(name, fn, good, bad, rounds, echo)
+        out["TokenKey.decrypt_premaster"] = _time_good_bad("TokenKey.decrypt_premaster", key.decrypt_premaster,
+                                                           good, bad, rounds, echo)
         key.close()
+        file_key = FileKey(str(devpki.write_key(tmp / "server.key", devpki.new_key())))
+        good, bad = _bad_and_good(file_key.k, file_key.n, file_key.e)
+        ways = [(False, "file key, raw RSA in Python")]
+        if file_key.openssl_rejects_implicitly:
+            ways.insert(0, (True, "file key, OpenSSL implicit rejection"))
+        else:
+            echo("  (this OpenSSL has no implicit rejection: file keys use raw RSA in Python)")
+        for openssl, name in ways:
+            file_key.openssl_rejects_implicitly = openssl
+            out[name] = _time_good_bad(name, file_key.decrypt_premaster, good, bad, rounds, echo)
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -48,3 +48,4 @@ def test_bench_premaster_runs():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CKM_RSA_X_509+depad" in proc.stdout and "CKM_RSA_PKCS" in proc.stdout
+    assert "TokenKey.decrypt_premaster" in proc.stdout and "file key, raw RSA in Python" in proc.stdout
