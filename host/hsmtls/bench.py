@@ -281,6 +281,19 @@ def bench_premaster(rounds: int, echo: Callable[[str], None]) -> dict:
                 out[name] = _time_good_bad(name, fn, good, bad, rounds, echo)
         out["TokenKey.decrypt_premaster"] = _time_good_bad("TokenKey.decrypt_premaster", key.decrypt_premaster,
                                                            good, bad, rounds, echo)
+        # ciphertexts the host refuses before the token (public: their sender knows)
+        malformed = {"= n": key.n.to_bytes(k, "big"), "k-1 bytes": good[1:], "all zeros": bytes(k)}
+        row = {}
+        for name, ct in malformed.items():
+            times = []
+            for _ in range(rounds):
+                t0 = time.perf_counter_ns()
+                key.decrypt_premaster(ct)
+                times.append((time.perf_counter_ns() - t0) / 1000)
+            row[name] = statistics.median(times)
+        out["TokenKey.decrypt_premaster malformed"] = row
+        echo("  TokenKey, malformed (no token call)  median " + ", ".join(f"{n} {t:.1f} us" for n, t in row.items())
+             + f"; logins {key.pool.logins}, token errors {key.decrypt_errors.count}")
         key.close()
         file_key = FileKey(str(devpki.write_key(tmp / "server.key", devpki.new_key())))
         good, bad = _bad_and_good(file_key.k, file_key.n, file_key.e)
