@@ -16,7 +16,7 @@ A file key decrypts through OpenSSL only if OpenSSL answers a bad padding with a
 message instead of an error (implicit rejection, OpenSSL 3.2+, constant-time C); that
 is probed when the key is loaded. Otherwise (OpenSSL 3.0, as on Debian 12, raises: an
 exception path a peer can time) it does raw RSA in Python, CRT with blinding, and
-`serve` says so at start-up: about 25 times slower than OpenSSL (docs/token.md).
+`serve` says so at start-up: about 28 times slower than OpenSSL (docs/token.md).
 """
 
 from __future__ import annotations
