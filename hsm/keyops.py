@@ -1,48 +1,80 @@
 """A private key inside a PKCS#11 token, answering the engine's key operations.
 
 Premaster decryption uses raw RSA (CKM_RSA_X_509) and removes the PKCS#1 v1.5 padding
-here, with no branch on the result, instead of CKM_RSA_PKCS: SoftHSM2 (like most
-tokens) answers a bad padding under CKM_RSA_PKCS with an error return, which becomes a
-Python exception -- a different code path, and a different time, for bad ciphertexts.
-With CKM_RSA_X_509 every ciphertext below the modulus takes the same token call and
-the same host code (measured by `hsmtls bench premaster`).
+on the host (hsmtls.keys: depad_premaster), with no branch on the result, instead of
+CKM_RSA_PKCS: SoftHSM2 (like most tokens) answers a bad padding under CKM_RSA_PKCS with
+an error return, which becomes a Python exception -- a different code path, and a
+different time, for bad ciphertexts. With CKM_RSA_X_509 every ciphertext below the
+modulus takes the same token call and the same host code (measured by `hsmtls bench
+premaster`).
+
+A token error is not a way out of the countermeasure either. A ciphertext of the wrong
+length, 0, or >= n never reaches the token (SoftHSM2 answers those with
+CKR_GENERAL_ERROR): it is public, so it takes the substitute without a secret-dependent
+branch. A token error on a well-formed ciphertext takes the substitute too, with a
+rate-limited log line; only an error that means the session or login is gone
+(token.SESSION_ERRORS) fails the operation and makes the pool reopen it. No ClientKeyExchange can
+end a handshake early or make the server log in again.
 
 Implicit rejection without the private exponent: the substitute premaster for a bad
-ciphertext is HMAC-SHA384 over the ciphertext with a non-extractable secret key kept
-in the same token (object "<key>-implicit-rejection"), so the same bad ciphertext
-always yields the same premaster, like OpenSSL 3.2's implicit rejection, which needs
-the private key. It is computed for every ciphertext, good or bad.
+ciphertext is HMAC-SHA384 over the ciphertext with a secret key kept in the same
+token (object "<key>-implicit-rejection", with the RSA key's CKA_ID), so the same bad
+ciphertext always yields the same premaster, like OpenSSL 3.2's implicit rejection,
+which needs the private key. It is computed for every ciphertext, good or bad. A
+substitute someone can predict would tell them which ciphertexts are good, so that key
+must have been made inside the token and never have left it: at load it must be a
+private, sensitive, never-extractable CKK_GENERIC_SECRET with the RSA key's id, or the
+key is refused.
 
 What Python cannot promise: big-int and bytes operations in CPython are not
-constant-time; the selection below avoids branches and early exits on secret data,
-which is the part our code controls.
+constant-time; the selection avoids branches and early exits on secret data, which is
+the part our code controls.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from typing import Any
 
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11e
 
-from tlscore.keyschedule import ct_select
-
-from .token import SessionPool, Token, TokenError, describe_error, read_pin
+from ..keys import depad_premaster, premaster_choice, well_formed_ciphertext
+from .token import SESSION_ERRORS, SessionPool, Token, TokenError, describe_error, read_pin
 from .uri import PKCS11URI
+
+__all__ = ["IR_SUFFIX", "TokenKey", "depad_premaster", "ensure_implicit_rejection_key"]
 
 log = logging.getLogger("hsmtls.hsm")
 
 IR_SUFFIX = "-implicit-rejection"
 
-# Ciphertext problems the peer can see anyway (length, value >= modulus): answering
-# them with the substitute is not a secret-dependent branch.
-PUBLIC_INPUT_ERRORS = (
-    p11e.EncryptedDataInvalid,
-    p11e.EncryptedDataLenRange,
-    p11e.DataInvalid,
-    p11e.DataLenRange,
-)
+
+class RateLimitedWarning:
+    """One log line now, then at most one per `every` seconds, counting the rest."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self.count = 0  # every occurrence, for tests and for the next line
+        self._last: float | None = None
+        self._unreported = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.count += 1
+            if self._last is not None and now - self._last < self.every:
+                self._unreported += 1
+                return
+            more, self._unreported, self._last = self._unreported, 0, now
+        if more:
+            msg += f" ({more} more since the last such line)"
+        log.warning(msg, *args)
+
 
 SIGN_MECHANISMS = {
     "rsa_pkcs1_sha1": (Mechanism.SHA1_RSA_PKCS, None),
@@ -53,18 +85,6 @@ SIGN_MECHANISMS = {
     "rsa_pss_rsae_sha384": (Mechanism.SHA384_RSA_PKCS_PSS, (Mechanism.SHA384, MGF.SHA384, 48)),
     "rsa_pss_rsae_sha512": (Mechanism.SHA512_RSA_PKCS_PSS, (Mechanism.SHA512, MGF.SHA512, 64)),
 }
-
-
-def depad_premaster(em: bytes, k: int) -> tuple[int, bytes]:
-    """(good, last 48 bytes) for EM = 00 02 PS(>=8 nonzero) 00 M(48), branch-free."""
-    em = em.rjust(k, b"\x00")[-k:]
-    sep = k - 49
-    bad = em[0] | (em[1] ^ 2) | em[sep]
-    zeros = 0
-    for i in range(2, sep):
-        zeros |= ((em[i] - 1) >> 8) & 1  # 1 if em[i] == 0
-    good = (((bad - 1) >> 8) & 1) & (zeros ^ 1) & (((sep - 10) >> 31) ^ -1) & 1
-    return good, em[k - 48:]
 
 
 class TokenKey:
@@ -90,18 +110,20 @@ class TokenKey:
         self.token = Token(uri, module)
         self.pool = SessionPool(self.token, pin if pin is not None else read_pin(pin_file, uri), pool_size)
         self.description = f"token {self.token.label!r} object {uri.object or uri.id!r}"
+        self.decrypt_errors = RateLimitedWarning()
         with self.pool.session() as w:
             priv = self._private(w)
             if priv.key_type != KeyType.RSA:
                 raise TokenError(f"{self.description} is not an RSA key")
+            self.key_id = bytes(priv[Attribute.ID] or b"")
             pub = self._public(w)
             self.n = int.from_bytes(pub[Attribute.MODULUS], "big")
             self.e = int.from_bytes(pub[Attribute.PUBLIC_EXPONENT], "big")
             self.k = (self.n.bit_length() + 7) // 8
-            self.has_ir_key = self._ir_key(w) is not None
-        if not self.has_ir_key and implicit_rejection:
+            self.has_ir_key = implicit_rejection and self._check_ir_key(w)
+        if implicit_rejection and not self.has_ir_key:
             try:
-                ensure_implicit_rejection_key(self.token, self._ir_label())
+                ensure_implicit_rejection_key(self.token, self._ir_label(), self.key_id)
                 self.has_ir_key = True
             except TokenError as e:
                 log.warning("%s: no implicit-rejection key (%s); bad premasters get random substitutes", self.description, e)
@@ -139,27 +161,50 @@ class TokenKey:
         return self._find(w, ObjectClass.PUBLIC_KEY, self.uri.object, self.uri.id)
 
     def _ir_key(self, w: Any) -> Any:
-        return self._find(w, ObjectClass.SECRET_KEY, self._ir_label(), None, required=False)
+        return self._find(w, ObjectClass.SECRET_KEY, self._ir_label(), self.key_id, required=False)
+
+    def _check_ir_key(self, w: Any) -> bool:
+        """False if there is no implicit-rejection key; raises if there is a wrong one."""
+        label = self._ir_label()
+        same_label = list(w.session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label}))
+        if not same_label:
+            return False
+        problems = []
+        ours = [o for o in same_label if bytes(o[Attribute.ID] or b"") == self.key_id]
+        if not ours:
+            problems.append(f"has not the RSA key's id {self.key_id.hex() or '(none)'}")
+        elif len(ours) > 1:
+            problems.append(f"exists {len(ours)} times")
+        else:
+            problems = implicit_rejection_key_problems(ours[0])
+        if problems:
+            name = self.uri.object or "NAME"
+            raise TokenError(
+                f"{self.description}: its implicit-rejection key {label!r} {', '.join(problems)}; "
+                f"refusing to use it: make a new one with `hsmtls token keygen --object {name} "
+                "--implicit-rejection-only`"
+            )
+        return True
 
     # -- operations --------------------------------------------------------------------
 
     def decrypt_premaster(self, ciphertext: bytes) -> tuple[bytes, bytes]:
         """(premaster candidate, deterministic substitute) for the engine to choose from."""
         ct = bytes(ciphertext)
+        em = b""
         with self.pool.session() as w:
-            priv = self._private(w)
             ir = self._ir_key(w) if self.has_ir_key else None
-            substitute = ir.sign(ct, mechanism=Mechanism.SHA384_HMAC) if ir is not None else None
-            try:
-                em = priv.decrypt(ct, mechanism=Mechanism.RSA_X_509)
-            except PUBLIC_INPUT_ERRORS:
-                em = b""
-        if substitute is None:
-            import os
-
-            substitute = os.urandom(48)
-        good, m = depad_premaster(bytes(em), self.k)
-        return ct_select(good, m, substitute), substitute[:46]
+            substitute = bytes(ir.sign(ct, mechanism=Mechanism.SHA384_HMAC)) if ir is not None else os.urandom(48)
+            if well_formed_ciphertext(ct, self.k, self.n):
+                try:
+                    em = bytes(self._private(w).decrypt(ct, mechanism=Mechanism.RSA_X_509))
+                except SESSION_ERRORS:
+                    raise
+                except p11e.PKCS11Error as e:
+                    self.decrypt_errors("%s: the token failed a premaster decryption (%s); the handshake "
+                                        "goes on with the substitute and will fail at Finished",
+                                        self.description, describe_error(e))
+        return premaster_choice(em, self.k, substitute)
 
     def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes:
         try:
@@ -179,15 +224,42 @@ class TokenKey:
         self.pool.close()
 
 
-def ensure_implicit_rejection_key(token: Token, label: str) -> None:
-    """A non-extractable HMAC key next to the RSA key, made once (needs a login)."""
+def implicit_rejection_key_problems(obj: Any) -> list[str]:
+    """What is wrong with a secret key meant for implicit rejection (public attributes only)."""
+    want = (
+        (Attribute.KEY_TYPE, KeyType.GENERIC_SECRET, "is not a generic secret (CKK_GENERIC_SECRET)"),
+        (Attribute.PRIVATE, True, "is not private (CKA_PRIVATE): anyone could have made it without the PIN"),
+        (Attribute.SENSITIVE, True, "is not sensitive (CKA_SENSITIVE)"),
+        (Attribute.EXTRACTABLE, False, "is extractable (CKA_EXTRACTABLE)"),
+        (Attribute.NEVER_EXTRACTABLE, True, "has been extractable (CKA_NEVER_EXTRACTABLE false)"),
+        (Attribute.SIGN, True, "cannot sign (CKA_SIGN)"),
+    )
+    problems = []
+    for attr, value, problem in want:
+        try:
+            have = obj[attr]
+        except p11e.PKCS11Error:
+            have = None
+        if have != value:
+            problems.append(problem)
+    return problems
+
+
+def ensure_implicit_rejection_key(token: Token, label: str, key_id: bytes, replace: bool = False) -> None:
+    """A never-extractable HMAC key next to the RSA key (same CKA_ID), made once (needs
+    a login); replace: destroy any secret key of that label first and make a new one."""
     session = token.open(None, rw=True)  # logged in already: no C_Logout on close
     try:
         found = list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: label}))
+        if replace:
+            for obj in found:
+                obj.destroy()
+            found = []
         if not found:
             session.generate_key(
-                KeyType.GENERIC_SECRET, 512, label=label, store=True,
+                KeyType.GENERIC_SECRET, 512, id=key_id or None, label=label, store=True,
                 template={
+                    Attribute.PRIVATE: True,
                     Attribute.SENSITIVE: True,
                     Attribute.EXTRACTABLE: False,
                     Attribute.SIGN: True,

@@ -59,12 +59,8 @@ def is_softhsm(module_path: str) -> bool:
     return "softhsm" in Path(module_path).name.lower()
 
 
-def init_token(label: str, user_pin: str, so_pin: str, module: str | None = None, force: bool = False) -> Token:
-    """Initialise the first free slot's token with a label, SO PIN and user PIN.
-
-    Uses C_InitToken through ctypes (python-pkcs11 has no binding for it) so that no
-    PIN is passed on a command line, as `softhsm2-util --pin` would.
-    """
+def check_can_init(label: str, module: str | None = None, force: bool = False) -> str:
+    """The module's path if a token `label` may be initialised there, else TokenError."""
     module_path = find_module(module)
     if not is_softhsm(module_path) and not force:
         raise TokenError(
@@ -77,6 +73,17 @@ def init_token(label: str, user_pin: str, so_pin: str, module: str | None = None
         existing = []
     if label in existing:
         raise TokenError(f"a token labelled {label!r} already exists in {module_path}")
+    return module_path
+
+
+def init_token(label: str, user_pin: str, so_pin: str, module: str | None = None, force: bool = False) -> Token:
+    """Initialise the first free slot's token with a label, SO PIN and user PIN.
+
+    Uses C_InitToken through ctypes (python-pkcs11 has no binding for it) so that no
+    PIN is passed on a command line, as `softhsm2-util --pin` would.
+    """
+    module_path = check_can_init(label, module, force)
+    lib = load_module(module_path)
     free = None
     for slot in lib.get_slots(token_present=True):
         tok = slot.get_token()
@@ -106,15 +113,16 @@ def init_token(label: str, user_pin: str, so_pin: str, module: str | None = None
 
 
 @contextmanager
-def _new_key_session(token: Token, pin: str, name: str, what: str) -> Iterator[Any]:
+def _new_key_session(token: Token, pin: str, name: str, key_id: bytes, what: str) -> Iterator[Any]:
     """A R/W session for making key `name` (refused if it exists); token errors become
-    one-line TokenErrors; the key's implicit-rejection HMAC key is made afterwards."""
+    one-line TokenErrors; the key's implicit-rejection HMAC key (same CKA_ID) is made
+    afterwards."""
     session = token.open(pin, rw=True)
     try:
         if list(session.get_objects({Attribute.LABEL: name, Attribute.CLASS: ObjectClass.PRIVATE_KEY})):
             raise TokenError(f"token {token.label!r} already has a key named {name!r}")
         yield session
-        ensure_implicit_rejection_key(token, name + IR_SUFFIX)
+        ensure_implicit_rejection_key(token, name + IR_SUFFIX, key_id)
     except p11e.PKCS11Error as e:
         raise TokenError(f"{what} on {token.label!r} failed: {describe_error(e)}") from None
     finally:
@@ -126,8 +134,8 @@ def keygen(token: Token, pin: str, name: str, bits: int = 2048) -> PKCS11URI:
     never extractable, plus its implicit-rejection HMAC key."""
     if bits not in (2048, 3072, 4096):
         raise TokenError("--bits must be 2048, 3072 or 4096")
-    with _new_key_session(token, pin, name, "key generation") as session:
-        key_id = secrets.token_bytes(8)
+    key_id = secrets.token_bytes(8)
+    with _new_key_session(token, pin, name, key_id, "key generation") as session:
         session.generate_keypair(
             KeyType.RSA, bits, id=key_id, label=name, store=True,
             public_template={Attribute.VERIFY: True, Attribute.ENCRYPT: True, Attribute.WRAP: False},
@@ -159,7 +167,7 @@ def import_key(token: Token, pin: str, name: str, pem_path: str) -> PKCS11URI:
         return i.to_bytes((i.bit_length() + 7) // 8, "big")
 
     key_id = secrets.token_bytes(8)
-    with _new_key_session(token, pin, name, "key import") as session:
+    with _new_key_session(token, pin, name, key_id, "key import") as session:
         common = {Attribute.KEY_TYPE: KeyType.RSA, Attribute.TOKEN: True, Attribute.LABEL: name, Attribute.ID: key_id}
         session.create_object({
             **common,
@@ -188,6 +196,23 @@ def import_key(token: Token, pin: str, name: str, pem_path: str) -> PKCS11URI:
             Attribute.COEFFICIENT: b(nums.iqmp),
         })
     return PKCS11URI({"token": token.label, "object": name, "type": "private"})
+
+
+def remake_implicit_rejection_key(token: Token, pin: str, name: str) -> PKCS11URI:
+    """Replace key `name`'s implicit-rejection key (a wrongly made or missing one) by a
+    new one made in the token with the key's CKA_ID."""
+    session = token.open(pin, rw=True)
+    try:
+        found = list(session.get_objects({Attribute.LABEL: name, Attribute.CLASS: ObjectClass.PRIVATE_KEY}))
+        if len(found) != 1:
+            raise TokenError(f"token {token.label!r} has {len(found) or 'no'} private keys named {name!r}")
+        key_id = bytes(found[0][Attribute.ID] or b"")
+        ensure_implicit_rejection_key(token, name + IR_SUFFIX, key_id, replace=True)
+    except p11e.PKCS11Error as e:
+        raise TokenError(f"remaking {name + IR_SUFFIX!r} on {token.label!r} failed: {describe_error(e)}") from None
+    finally:
+        session.close()
+    return PKCS11URI({"token": token.label, "object": name + IR_SUFFIX, "type": "secret-key"})
 
 
 # Attributes that are public for every key; the listing reads nothing else.

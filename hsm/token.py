@@ -12,8 +12,9 @@ in and all of them are logged in, and C_Logout on any logs all of them out. So t
 pool keeps one *login session* open for its lifetime and hands out separate worker
 sessions (one per concurrent operation; python-pkcs11 sessions must not be used from
 two threads at once). A worker whose call fails with a session/device error is thrown
-away and reopened on next use; a lost login is redone. Each failure fails one
-operation, never the pool.
+away and reopened on next use; a lost login is redone (`logins` counts them). Each
+failure fails one operation, never the pool; other errors fail the operation and
+leave the session and the login alone.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ SOFTHSM_MODULES = (
     "/opt/homebrew/lib/softhsm/libsofthsm2.so",
 )
 
-# Errors after which a session is not worth keeping.
+# Errors that mean the session or the login is gone, whatever was asked of it: the
+# session is thrown away and the login redone. A lost login also shows as a stale
+# object or key handle (private objects vanish on C_Logout). Errors an input can cause
+# (CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED, CKR_DATA_*: SoftHSM2 answers a ciphertext of
+# the wrong length or >= n with CKR_GENERAL_ERROR) are not among them: a peer's bytes
+# must never make the server log in again.
 SESSION_ERRORS = (
     p11e.SessionHandleInvalid,
     p11e.SessionClosed,
@@ -57,8 +63,6 @@ SESSION_ERRORS = (
     p11e.UserNotLoggedIn,
     p11e.KeyHandleInvalid,
     p11e.ObjectHandleInvalid,
-    p11e.GeneralError,
-    p11e.FunctionFailed,
 )
 
 
@@ -204,6 +208,7 @@ class SessionPool:
         self._created = 0
         self.reopened = 0
         self._login = token.open(pin, rw=rw)  # raises TokenError on a wrong PIN
+        self.logins = 1  # C_Login calls made by this pool (1 + the relogins)
 
     def _relogin(self) -> None:
         with self._lock, self.token.lock:
@@ -212,6 +217,7 @@ class SessionPool:
             except p11e.PKCS11Error:
                 pass
             self._login = self.token.open(self._pin, rw=self.rw)
+            self.logins += 1
 
     def _new_worker(self) -> _Worker:
         try:

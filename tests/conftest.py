@@ -1,7 +1,8 @@
 """Project-wide pytest options and the fixtures the interop tests share.
 
 Options: --slow (always on when $CI is set) runs tests marked slow; --board/--port pick
-the board for HIL runs. Fixtures: `pki` (tests/pki.py, generated once per session),
+the board for HIL runs. Marks: requires_tool(name) (tests/required_tools.py): skipped
+without the tool, failed under $CI. Fixtures: `pki` (tests/pki.py, generated once per session),
 `hsmtls_cmd` (how to run our CLI), `free_port`, and `hsmtls_server` (a factory that
 starts `hsmtls serve` on a kernel-chosen port and stops it after the test).
 """
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from openssl_tools import HsmtlsServer, ServerPool, start_hsmtls_server  # noqa: E402
 from pki import PKI, make_pki  # noqa: E402
+from required_tools import require_tool  # noqa: E402
 
 
 def pytest_addoption(parser):
@@ -34,6 +36,17 @@ def pytest_addoption(parser):
         "--board", default="emulator", help="board to run HIL tests on (default: emulator)"
     )
     parser.addoption("--port", default=None, help="serial port of a real board")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "requires_tool(name): needs an external tool; skipped without it, failed under $CI "
+        "(tests/required_tools.py)")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("requires_tool"):
+        require_tool(*mark.args)
 
 
 def slow_enabled(config) -> bool:

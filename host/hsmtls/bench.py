@@ -10,8 +10,10 @@ concurrencies, all in one run, on a throwaway SoftHSM2 token:
 The load generator is a separate process (hsmtls.loadgen: OpenSSL through Python's
 ssl, no session reuse). Figures are reported as ratios (a)/(d) and (b)/(c).
 
-bench premaster: time of the token's premaster decryption for good and bad
-ciphertexts with CKM_RSA_PKCS and with CKM_RSA_X_509 + our depadding.
+bench premaster: time of premaster decryption for good and bad ciphertexts: in the
+token with CKM_RSA_PKCS and with CKM_RSA_X_509 + our depadding, the whole
+TokenKey.decrypt_premaster, and a PEM file key through OpenSSL's implicit rejection
+(when this OpenSSL has it) and by raw RSA in Python.
 """
 
 from __future__ import annotations
@@ -87,11 +89,15 @@ class BenchSetup:
             keygen,
             write_softhsm_conf,
         )
+        from .keys import write_private_file
 
         self.dir = directory
         conf = write_softhsm_conf(directory / "softhsm")
         os.environ["SOFTHSM2_CONF"] = str(conf)
         self.env = dict(os.environ, SOFTHSM2_CONF=str(conf), HSMTLS_PIN=BENCH_PIN)
+        # for libp11, which reads it through the URI's pin-source: no PIN on a command line
+        self.pin_file = directory / "pin"
+        write_private_file(self.pin_file, BENCH_PIN.encode())
         token = init_token("bench", BENCH_PIN, "so-" + BENCH_PIN)
         keygen(token, BENCH_PIN, "server")
         keygen(token, BENCH_PIN, "ca")
@@ -110,6 +116,14 @@ class BenchSetup:
                                           issue_localhost_server(ca_key, ca, pem_key.public_key(), 30))
         server_key.close()
         ca_key.close()
+
+
+def openssl_engine_server_argv(setup: BenchSetup, port: int) -> list[str]:
+    """openssl s_server with the token key through libp11; the PIN comes from the
+    URI's pin-source (a 0600 file), so it is on no command line `ps` can show."""
+    key = f"{setup.key_uri}?pin-source=file:{setup.pin_file}"
+    return ["openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{port}", "-tls1_2", "-engine", "pkcs11",
+            "-keyform", "engine", "-key", key, "-cert", str(setup.token_cert), "-naccept", "1000000000"]
 
 
 def _loadgen(port: int, ca: Path, cipher: str, concurrency: int, duration: float, env: dict) -> dict:
@@ -142,10 +156,7 @@ def bench_server(concurrencies: list[int], duration: float, workers: int | None,
              lambda p: ours + ["--port", str(p), "--cipher", "TLS_RSA_WITH_AES_128_GCM_SHA256"]),
             ("b", "ECDHE-RSA-AES128-GCM-SHA256",
              lambda p: ours + ["--port", str(p), "--cipher", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]),
-            ("c", "ECDHE-RSA-AES128-GCM-SHA256",
-             (lambda p: ["openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{p}", "-tls1_2", "-engine", "pkcs11",
-                         "-keyform", "engine", "-key", setup.key_uri + f";pin-value={BENCH_PIN}",
-                         "-cert", str(setup.token_cert), "-naccept", "1000000000"]) if engine else None),
+            ("c", "ECDHE-RSA-AES128-GCM-SHA256", (lambda p: openssl_engine_server_argv(setup, p)) if engine else None),
             ("d", "AES128-GCM-SHA256",
              lambda p: ["openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{p}", "-tls1_2",
                         "-key", str(setup.pem_key), "-cert", str(setup.pem_cert), "-naccept", "1000000000"]),
@@ -208,12 +219,40 @@ def print_server_table(data: dict, echo: Callable[[str], None]) -> None:
         echo(note)
 
 
+def _bad_and_good(k: int, n: int, e: int) -> tuple[bytes, bytes]:
+    def encrypt(em: bytes) -> bytes:
+        return pow(int.from_bytes(em, "big"), e, n).to_bytes(k, "big")
+
+    ps = bytes([0x5A]) * (k - 51)
+    return (encrypt(b"\x00\x02" + ps + b"\x00" + b"\x03\x03" + bytes(46)),
+            encrypt(b"\x00\x01" + ps + b"\x00" + b"\x03\x03" + bytes(46)))
+
+
+def _time_good_bad(name: str, fn: Callable[[bytes], Any], good: bytes, bad: bytes, rounds: int,
+                   echo: Callable[[str], None]) -> dict[str, float]:
+    times: dict[str, list[float]] = {"good": [], "bad": []}
+    for i in range(rounds):  # interleaved, so drift hits both alike
+        for label, ct in (("good", good), ("bad", bad)) if i % 2 else (("bad", bad), ("good", good)):
+            t0 = time.perf_counter_ns()
+            fn(ct)
+            times[label].append((time.perf_counter_ns() - t0) / 1000)
+    row = {label: statistics.median(v) for label, v in times.items()}
+    row["bad_minus_good_us"] = row["bad"] - row["good"]
+    echo(f"  {name:36s} median good {row['good']:8.1f} us  bad {row['bad']:8.1f} us  "
+         f"difference {row['bad_minus_good_us']:+7.1f} us")
+    return row
+
+
 def bench_premaster(rounds: int, echo: Callable[[str], None]) -> dict:
-    """Good vs bad ciphertexts through CKM_RSA_PKCS and CKM_RSA_X_509 in SoftHSM2."""
+    """Good vs bad ciphertexts: through CKM_RSA_PKCS and CKM_RSA_X_509 in SoftHSM2, the
+    whole TokenKey.decrypt_premaster (with the implicit-rejection HMAC), and a PEM
+    file key's two ways (OpenSSL's implicit rejection, raw RSA in Python)."""
     from pkcs11 import Mechanism
     from pkcs11 import exceptions as p11e
 
-    from .hsm.keyops import TokenKey, depad_premaster
+    from . import devpki
+    from .hsm.keyops import TokenKey
+    from .keys import FileKey, depad_premaster
 
     tmp = Path(tempfile.mkdtemp(prefix="hsmtls-bench-"))
     try:
@@ -223,14 +262,8 @@ def bench_premaster(rounds: int, echo: Callable[[str], None]) -> dict:
         token = init_token("bench", BENCH_PIN, "so-" + BENCH_PIN)
         keygen(token, BENCH_PIN, "server")
         key = TokenKey("pkcs11:token=bench;object=server;type=private", pin=BENCH_PIN, pool_size=1)
-        k, n, e = key.k, key.n, key.e
-
-        def encrypt(em: bytes) -> bytes:
-            return pow(int.from_bytes(em, "big"), e, n).to_bytes(k, "big")
-
-        ps = bytes([0x5A]) * (k - 51)
-        good = encrypt(b"\x00\x02" + ps + b"\x00" + b"\x03\x03" + bytes(46))
-        bad = encrypt(b"\x00\x01" + ps + b"\x00" + b"\x03\x03" + bytes(46))
+        k = key.k
+        good, bad = _bad_and_good(k, key.n, key.e)
         out: dict[str, dict[str, float]] = {}
         with key.pool.session() as w:
             priv = key._private(w)
@@ -244,18 +277,34 @@ def bench_premaster(rounds: int, echo: Callable[[str], None]) -> dict:
             def raw(ct: bytes) -> None:
                 depad_premaster(bytes(priv.decrypt(ct, mechanism=Mechanism.RSA_X_509)), k)
 
-            for mech, fn in (("CKM_RSA_PKCS", pkcs), ("CKM_RSA_X_509+depad", raw)):
-                times: dict[str, list[float]] = {"good": [], "bad": []}
-                for i in range(rounds):  # interleaved, so drift hits both alike
-                    for label, ct in (("good", good), ("bad", bad)) if i % 2 else (("bad", bad), ("good", good)):
-                        t0 = time.perf_counter_ns()
-                        fn(ct)
-                        times[label].append((time.perf_counter_ns() - t0) / 1000)
-                out[mech] = {label: statistics.median(v) for label, v in times.items()}
-                out[mech]["bad_minus_good_us"] = out[mech]["bad"] - out[mech]["good"]
-                echo(f"  {mech:22s} median good {out[mech]['good']:8.1f} us  bad {out[mech]['bad']:8.1f} us  "
-                     f"difference {out[mech]['bad_minus_good_us']:+7.1f} us")
+            for name, fn in (("CKM_RSA_PKCS", pkcs), ("CKM_RSA_X_509+depad", raw)):
+                out[name] = _time_good_bad(name, fn, good, bad, rounds, echo)
+        out["TokenKey.decrypt_premaster"] = _time_good_bad("TokenKey.decrypt_premaster", key.decrypt_premaster,
+                                                           good, bad, rounds, echo)
+        # ciphertexts the host refuses before the token (public: their sender knows)
+        malformed = {"= n": key.n.to_bytes(k, "big"), "k-1 bytes": good[1:], "all zeros": bytes(k)}
+        row = {}
+        for name, ct in malformed.items():
+            times = []
+            for _ in range(rounds):
+                t0 = time.perf_counter_ns()
+                key.decrypt_premaster(ct)
+                times.append((time.perf_counter_ns() - t0) / 1000)
+            row[name] = statistics.median(times)
+        out["TokenKey.decrypt_premaster malformed"] = row
+        echo("  TokenKey, malformed (no token call)  median " + ", ".join(f"{n} {t:.1f} us" for n, t in row.items())
+             + f"; logins {key.pool.logins}, token errors {key.decrypt_errors.count}")
         key.close()
+        file_key = FileKey(str(devpki.write_key(tmp / "server.key", devpki.new_key())))
+        good, bad = _bad_and_good(file_key.k, file_key.n, file_key.e)
+        ways = [(False, "file key, raw RSA in Python")]
+        if file_key.openssl_rejects_implicitly:
+            ways.insert(0, (True, "file key, OpenSSL implicit rejection"))
+        else:
+            echo("  (this OpenSSL has no implicit rejection: file keys use raw RSA in Python)")
+        for openssl, name in ways:
+            file_key.openssl_rejects_implicitly = openssl
+            out[name] = _time_good_bad(name, file_key.decrypt_premaster, good, bad, rounds, echo)
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

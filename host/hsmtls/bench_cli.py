@@ -33,10 +33,10 @@ def bench_server_cmd(concurrency, duration, workers, json_out) -> None:
 @bench.command("premaster")
 @click.option("--rounds", default=400, show_default=True, type=int)
 def bench_premaster_cmd(rounds) -> None:
-    """Token premaster decryption, good vs bad padding: CKM_RSA_PKCS vs CKM_RSA_X_509."""
+    """Premaster decryption, good vs bad padding: token mechanisms, TokenKey, PEM file key."""
     from .bench import bench_premaster
 
-    click.echo(f"bench premaster: SoftHSM2, RSA-2048, {rounds} rounds each, medians")
+    click.echo(f"bench premaster: RSA-2048, {rounds} rounds each, medians")
     bench_premaster(rounds, click.echo)
 
 

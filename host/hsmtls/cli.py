@@ -82,6 +82,9 @@ def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, re
         server = build_server(settings, lambda s: click.echo(s))  # checks files, key and PIN once
     except (ConfigError, KeyError_, TLSError) as e:
         _fail(str(e))
+    note = getattr(server.key, "premaster_note", None)
+    if note:
+        click.echo(note)
     if tracing:
         _trace_server(server, trace, trace_out)
     if n > 1:

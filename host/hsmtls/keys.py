@@ -3,17 +3,35 @@
 A key is whatever can decrypt an RSA premaster (PKCS#1 v1.5) and sign bytes. The PEM
 file key lives here; the PKCS#11 token key (``pkcs11:`` URIs) comes with the hsm
 package. Operations may be slow (a token): hosts run them off their event loop.
+
+The premaster rule both keys share (RFC 5246 §7.4.7.1, RFC 8017 §7.2.2): a ciphertext
+whose length is not the modulus's or whose value is not in 1..n-1 is refused before
+any private-key operation (the peer knows that much already, so the branch tells it
+nothing); every other one goes through raw RSA and `depad_premaster`, which has no
+branch on the result, and the caller picks between the decrypted message and a
+substitute derived from the ciphertext with a secret key (implicit rejection), so a
+bad ciphertext gives the same wrong premaster each time and fails at Finished.
+
+A file key decrypts through OpenSSL only if OpenSSL answers a bad padding with a
+message instead of an error (implicit rejection, OpenSSL 3.2+, constant-time C); that
+is probed when the key is loaded. Otherwise (OpenSSL 3.0, as on Debian 12, raises: an
+exception path a peer can time) it does raw RSA in Python, CRT with blinding, and
+`serve` says so at start-up: about 28 times slower than OpenSSL (docs/token.md).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import secrets
 from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from tlscore.events import KeyOperationRequest
+from tlscore.keyschedule import ct_select
 
 _HASHES = {
     "sha1": hashes.SHA1,
@@ -34,6 +52,42 @@ class PrivateKey(Protocol):
     def decrypt_premaster(self, ciphertext: bytes) -> bytes | tuple[bytes, bytes] | None: ...
 
     def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes: ...
+
+
+def well_formed_ciphertext(ct: bytes, k: int, n: int) -> bool:
+    """RSADP's public input checks: the modulus's length, and 0 < c < n."""
+    return len(ct) == k and 0 < int.from_bytes(ct, "big") < n
+
+
+def depad_premaster(em: bytes, k: int) -> tuple[int, bytes]:
+    """(good, last 48 bytes) for EM = 00 02 PS(>=8 nonzero) 00 M(48), branch-free."""
+    em = em.rjust(k, b"\x00")[-k:]
+    sep = k - 49
+    bad = em[0] | (em[1] ^ 2) | em[sep]
+    zeros = 0
+    for i in range(2, sep):
+        zeros |= ((em[i] - 1) >> 8) & 1  # 1 if em[i] == 0
+    good = (((bad - 1) >> 8) & 1) & (zeros ^ 1) & (((sep - 10) >> 31) ^ -1) & 1
+    return good, em[k - 48:]
+
+
+def premaster_choice(em: bytes, k: int, substitute: bytes) -> tuple[bytes, bytes]:
+    """(premaster candidate, substitute46) for the engine, from raw RSA's output (b""
+    when there was none) and a 48-byte substitute."""
+    good, m = depad_premaster(em, k)
+    return ct_select(good, m, substitute), substitute[:46]
+
+
+def _openssl_rejects_implicitly(key: rsa.RSAPrivateKey) -> bool:
+    """True if this OpenSSL answers a bad PKCS#1 v1.5 padding with a message."""
+    pub = key.public_key().public_numbers()
+    k = (pub.n.bit_length() + 7) // 8
+    em = b"\x00\x01" + b"\xff" * (k - 51) + b"\x00" + bytes(48)  # block type 1: bad for decryption
+    try:
+        key.decrypt(pow(int.from_bytes(em, "big"), pub.e, pub.n).to_bytes(k, "big"), padding.PKCS1v15())
+    except ValueError:
+        return False
+    return True
 
 
 class FileKey:
@@ -67,17 +121,54 @@ class FileKey:
                 raise KeyError_(f"key file {path} is neither an RSA nor an ECDSA P-256 key")
             raise KeyError_(f"key file {path} is not an RSA key (RSA key exchange needs RSA)")
         self._key = key
+        self._rsa: rsa.RSAPrivateNumbers | None = None
+        if isinstance(key, rsa.RSAPrivateKey):
+            self._rsa_key = key
+            self._rsa = key.private_numbers()
+            self.n, self.e = self._rsa.public_numbers.n, self._rsa.public_numbers.e
+            self.k = (self.n.bit_length() + 7) // 8
+            # the implicit-rejection key, as OpenSSL 3.2 derives its own: from d
+            self._ir_key = hashlib.sha256(b"hsmtls implicit rejection\0" + self._rsa.d.to_bytes(self.k, "big")).digest()
+            self.openssl_rejects_implicitly = _openssl_rejects_implicitly(key)
 
-    def decrypt_premaster(self, ciphertext: bytes) -> bytes | None:
-        if not isinstance(self._key, rsa.RSAPrivateKey):
-            raise KeyError_(f"{self.description} is an ECDSA key: it cannot decrypt a premaster")
-        # OpenSSL >= 3.2 (bundled with cryptography) uses implicit rejection: a bad
-        # padding gives a deterministic random message instead of an error, so this
-        # call does not branch on the padding either.
-        try:
-            return self._key.decrypt(bytes(ciphertext), padding.PKCS1v15())
-        except ValueError:
+    @property
+    def premaster_note(self) -> str | None:
+        """A start-up line when premasters are decrypted the slow way, else None."""
+        if self._rsa is None or self.openssl_rejects_implicitly:
             return None
+        from cryptography.hazmat.backends.openssl import backend
+
+        return (f"note: {backend.openssl_version_text()} has no implicit rejection (3.2+): "
+                f"{self.description} decrypts premasters by raw RSA in Python (blinded, branch-free, slower)")
+
+    def _rsadp(self, c: int) -> int:
+        """c^d mod n by CRT, with the base and both exponents blinded afresh each call:
+        CPython's pow is not constant-time, so what its timing shows is tied neither to
+        the ciphertext nor to a fixed exponent."""
+        r = self._rsa
+        assert r is not None
+        p, q, n = r.p, r.q, self.n
+        blind = secrets.randbelow(n - 3) + 2
+        cb = c * pow(blind, self.e, n) % n
+        m1 = pow(cb, r.dmp1 + secrets.randbits(64) * (p - 1), p)
+        m2 = pow(cb, r.dmq1 + secrets.randbits(64) * (q - 1), q)
+        mb = m2 + (r.iqmp * (m1 - m2) % p) * q
+        return mb * pow(blind, -1, n) % n
+
+    def decrypt_premaster(self, ciphertext: bytes) -> tuple[bytes, bytes]:
+        """(premaster candidate, deterministic substitute), as a token key answers."""
+        if self._rsa is None:
+            raise KeyError_(f"{self.description} is an ECDSA key: it cannot decrypt a premaster")
+        ct = bytes(ciphertext)
+        substitute = hmac.new(self._ir_key, ct, hashlib.sha384).digest()
+        if not well_formed_ciphertext(ct, self.k, self.n):
+            return premaster_choice(b"", self.k, substitute)
+        if self.openssl_rejects_implicitly:
+            # a bad padding gives OpenSSL's own deterministic message, of any length:
+            # the engine's length and version checks send it to the substitute
+            return self._rsa_key.decrypt(ct, padding.PKCS1v15()), substitute[:46]
+        em = self._rsadp(int.from_bytes(ct, "big")).to_bytes(self.k, "big")
+        return premaster_choice(em, self.k, substitute)
 
     def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes:
         return self._sign(scheme, hash_name, bytes(data), False)
@@ -98,6 +189,24 @@ class FileKey:
             pss = padding.PSS(mgf=padding.MGF1(_HASHES[hash_name]()), salt_length=h.digest_size)
             return self._key.sign(data, pss, alg)
         raise KeyError_(f"signature scheme {scheme} is not supported by {self.description}")
+
+
+def write_private_file(path: os.PathLike | str, data: bytes, exclusive: bool = False) -> None:
+    """Write a secret (a key, a PIN) readable by its owner only from the first byte on:
+    created 0600 (whatever the umask), never chmod'ed after. exclusive: refuse to replace
+    an existing file; else the new file takes the old one's place (os.replace)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    target = os.fspath(path)
+    tmp = target if exclusive else f"{target}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if not exclusive:
+            os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def load_private_key(

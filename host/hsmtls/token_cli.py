@@ -40,8 +40,9 @@ def token() -> None:
 @pin_file_option
 def token_init(label, softhsm_dir, force, module, pin_file) -> None:
     """Create a token; prints the environment to use it."""
-    from .hsm.provision import default_softhsm_dir, init_token, write_softhsm_conf
+    from .hsm.provision import check_can_init, default_softhsm_dir, init_token, write_softhsm_conf
     from .hsm.token import read_pin
+    from .keys import write_private_file
 
     env_lines = []
     if softhsm_dir or not os.environ.get("SOFTHSM2_CONF"):
@@ -55,13 +56,25 @@ def token_init(label, softhsm_dir, force, module, pin_file) -> None:
         user_pin = read_pin(pin_file)
         so_pin = os.environ.get("HSMTLS_SO_PIN")
         so_note = ""
+        so_file = None
+        check_can_init(label, module, force)
         if not so_pin:
             so_pin = secrets.token_hex(8)
             so_file = directory / f"{label}.so-pin"
-            so_file.write_text(so_pin + "\n")
-            so_file.chmod(0o600)
+            try:  # 0600 from the start, and never over an SO PIN kept before
+                write_private_file(so_file, (so_pin + "\n").encode(), exclusive=True)
+            except FileExistsError:
+                raise TokenError(f"{so_file} exists: keep it (it may be another token's SO PIN) and "
+                                 "pass this token's with HSMTLS_SO_PIN, or remove it") from None
+            except OSError as e:
+                raise TokenError(f"cannot write the SO PIN to {so_file}: {e.strerror}") from None
             so_note = f" (SO PIN written to {so_file})"
-        tok = init_token(label, user_pin, so_pin, module, force)
+        try:
+            tok = init_token(label, user_pin, so_pin, module, force)
+        except TokenError:
+            if so_file is not None:
+                so_file.unlink()  # no SO PIN file for a token that was not made
+            raise
     except TokenError as e:
         _fail(str(e))
     click.echo(f"token {label!r} initialised in {tok.module_path}{so_note}")
@@ -107,12 +120,14 @@ def token_list(module, pin_file, no_login) -> None:
 @token.command("keygen")
 @click.option("--object", "name", required=True, help="Key label.")
 @click.option("--bits", type=click.Choice(["2048", "3072", "4096"]), default="2048", show_default=True)
+@click.option("--implicit-rejection-only", is_flag=True,
+              help="Only (re)make the existing key's implicit-rejection key (replaces a wrongly made one).")
 @token_option
 @module_option
 @pin_file_option
-def token_keygen(name, bits, token_label, module, pin_file) -> None:
+def token_keygen(name, bits, implicit_rejection_only, token_label, module, pin_file) -> None:
     """Generate an RSA key pair inside the token (private key never leaves it)."""
-    from .hsm.provision import keygen
+    from .hsm.provision import keygen, remake_implicit_rejection_key
     from .hsm.token import Token, read_pin
     from .hsm.uri import PKCS11URI
 
@@ -121,8 +136,11 @@ def token_keygen(name, bits, token_label, module, pin_file) -> None:
 
         tok = Token(PKCS11URI.parse(_token_uri(token_label)), module)
         pin = read_pin(pin_file)
-        with status(f"generating an RSA-{bits} key pair inside token {tok.label!r} ..."):
-            uri = keygen(tok, pin, name, int(bits))
+        if implicit_rejection_only:
+            uri = remake_implicit_rejection_key(tok, pin, name)
+        else:
+            with status(f"generating an RSA-{bits} key pair inside token {tok.label!r} ..."):
+                uri = keygen(tok, pin, name, int(bits))
     except TokenError as e:
         _fail(str(e))
     click.echo(str(uri))

@@ -24,20 +24,17 @@ directory: sys.path.insert(0, str(Path(__file__).parents[1] / "firmware")).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
+from required_tools import require_tool, requires_tool, tool_path
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE_LIB = REPO / "firmware" / "lib"
-MICROPYTHON = os.environ.get("MICROPYTHON") or shutil.which("micropython")
+MICROPYTHON = tool_path("micropython")  # $MICROPYTHON, else `micropython` on PATH
 
-requires_micropython = pytest.mark.skipif(
-    MICROPYTHON is None, reason="MicroPython unix port (`micropython`) not installed"
-)
+requires_micropython = requires_tool("micropython")  # skipped without it, failed under $CI
 
 
 class MPError(AssertionError):
@@ -46,7 +43,7 @@ class MPError(AssertionError):
 
 def run_mp(script_text: str, timeout: float = 60, heapsize: str | int | None = None) -> str:
     if MICROPYTHON is None:
-        pytest.skip("MicroPython unix port (`micropython`) not installed")
+        require_tool("micropython")
     env = dict(os.environ)
     env["MICROPYPATH"] = ".frozen:" + str(FIRMWARE_LIB)
     args = [MICROPYTHON]

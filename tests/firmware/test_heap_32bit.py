@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from mp_run import requires_micropython
+from required_tools import requires_tool
 
 REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("heap_32bit", REPO / "benchmarks" / "heap_32bit.py")
@@ -22,7 +23,7 @@ sys.modules["heap_32bit"] = heap_32bit
 spec.loader.exec_module(heap_32bit)
 
 pytestmark = [pytest.mark.micropython, requires_micropython,
-              pytest.mark.skipif(shutil.which("mpy-cross") is None, reason="mpy-cross not installed")]
+              requires_tool("mpy-cross")]
 
 
 @pytest.fixture(scope="module")

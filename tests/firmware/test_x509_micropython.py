@@ -3,7 +3,6 @@ with a backend of what the ESP32 firmware has (hashlib sha1/sha256, os.urandom).
 
 import datetime
 import ipaddress
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,10 +11,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from required_tools import requires_tool
 
 pytestmark = [
     pytest.mark.micropython,
-    pytest.mark.skipif(shutil.which("micropython") is None, reason="micropython not on PATH"),
+    requires_tool("micropython"),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
 from hil_support import REAL_BOARD, provision_emulated, requires_board, requires_emulator  # noqa: E402, F401
-from mp_run import MICROPYTHON  # noqa: E402
+from required_tools import have_tool, require_tool  # noqa: E402
 
 from hsmtls.board.emulator import EmulatedBoard  # noqa: E402
 from hsmtls.board.flash import provision  # noqa: E402
@@ -39,7 +39,7 @@ def board_pki(tmp_path_factory) -> DevPKI:
 def server_key_spec(board_pki, request) -> str:
     """What `hsmtls serve --key` gets: the server key in the SoftHSM2 token (imported
     there, so the DevPKI certificate matches), or the PEM file without SoftHSM2."""
-    if softhsm_support.MODULE is None:
+    if not have_tool("softhsm2"):  # under $CI: a failure, not the PEM fallback
         return str(board_pki.server_key)
     from hsmtls.hsm.provision import import_key
     from hsmtls.hsm.token import Token
@@ -121,8 +121,7 @@ def board_tty(flash_dir):
     if REAL_BOARD:
         yield REAL_BOARD
         return
-    if MICROPYTHON is None:
-        pytest.skip("MicroPython unix port not installed")
+    require_tool("micropython")
     # precompiled by mpy-cross, as `hsmtls board deploy` puts it on a board: compiling
     # the sources on the board leaves its heap in pieces (the 16 KiB records of the
     # mfl=0 echo then find no block); tests/firmware and the link tests run the sources
@@ -181,8 +180,7 @@ class HilToken:
 
 @pytest.fixture(scope="session")
 def hil_token(tmp_path_factory):
-    if softhsm_support.MODULE is None:
-        pytest.skip("SoftHSM2 not installed (apt install softhsm2)")
+    require_tool("softhsm2")
     t = HilToken(tmp_path_factory.mktemp("hil_token"))
     yield t
     t.close()
@@ -226,8 +224,7 @@ def provisioned_board(hil_token, board_port, tmp_path_factory):
                                   key_type="rsa")
         yield ProvisionedBoard(port, None, prov)
         return
-    if MICROPYTHON is None:
-        pytest.skip("MicroPython unix port not installed")
+    require_tool("micropython")
     flash = tmp_path_factory.mktemp("provisioned_flash")
     board, prov = provision_emulated(flash, hil_token)
     try:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 
 import pytest
 from hil_support import requires_emulator
+from required_tools import require_tool
 
 from hsmtls.board import romfs
 from hsmtls.board.bridge import handshake_once
@@ -43,8 +43,7 @@ gc.collect(); print("import", gc.mem_alloc() - before, sys.modules["boardapp"])
 
 @pytest.fixture(scope="module")
 def image():
-    if shutil.which("mpy-cross") is None:
-        pytest.skip("mpy-cross not installed")
+    require_tool("mpy-cross")
     pytest.importorskip("mpremote")
     launcher = romfs.launcher_python(micropython_binary())
     if subprocess.run([launcher, "-c", "import micropython_run"], capture_output=True).returncode:

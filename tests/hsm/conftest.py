@@ -7,7 +7,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from softhsm_support import MODULE, PIN, STORE, TokenEnv
+from required_tools import require_tool
+from softhsm_support import PIN, STORE, TokenEnv
 
 
 def pytest_unconfigure(config):
@@ -17,8 +18,7 @@ def pytest_unconfigure(config):
 @pytest.fixture(scope="session")
 def token_env(tmp_path_factory) -> TokenEnv:
     """A token with server, client and CA keys and token-signed certificates."""
-    if MODULE is None:
-        pytest.skip("SoftHSM2 not installed (apt install softhsm2)")
+    require_tool("softhsm2")
     from hsmtls.hsm.provision import init_token
 
     t = TokenEnv(tmp_path_factory.mktemp("token"))

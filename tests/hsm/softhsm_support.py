@@ -14,11 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pytest
+from required_tools import requires_tool, tool_path
 
-from hsmtls.hsm.token import SOFTHSM_MODULES
-
-MODULE = next((m for m in SOFTHSM_MODULES if Path(m).exists()), None)
+MODULE = tool_path("softhsm2")
 PIN = "4321-test"
 STORE = Path(tempfile.mkdtemp(prefix="hsmtls-softhsm-"))
 
@@ -27,7 +25,7 @@ if MODULE is not None:
 
     os.environ["SOFTHSM2_CONF"] = str(write_softhsm_conf(STORE))
 
-requires_softhsm = pytest.mark.skipif(MODULE is None, reason="SoftHSM2 not installed (apt install softhsm2)")
+requires_softhsm = requires_tool("softhsm2")  # skipped without SoftHSM2, failed under $CI
 
 
 class TokenEnv:

@@ -13,7 +13,7 @@ import pytest
 from softhsm_support import PIN, requires_softhsm
 
 from hsmtls.client import TLSClient, TLSFailure
-from hsmtls.hsm.keyops import TokenKey, depad_premaster
+from hsmtls.hsm.keyops import TokenKey
 from hsmtls.hsm.uri import PKCS11URI, URIError
 from hsmtls.server import BackgroundServer, TLSServer
 from hsmtls.tlsconfig import client_config, server_config
@@ -37,20 +37,6 @@ def test_uri_round_trip_and_pin_value_refused():
         PKCS11URI.parse("pkcs11:token=t;object=k?pin-value=1234")
     with pytest.raises(URIError):
         PKCS11URI.parse("file:///etc/passwd")
-
-
-def test_depad_premaster():
-    k = 256
-    m = b"\x03\x03" + bytes(range(46))
-    good = b"\x00\x02" + b"\x11" * (k - 51) + b"\x00" + m
-    assert depad_premaster(good, k) == (1, m)
-    for bad in (
-        b"\x00\x01" + good[2:],  # block type 1
-        b"\x01" + good[1:],  # leading byte
-        good[: k - 49] + b"\x05" + good[k - 48:],  # no separator before 48 bytes
-        b"\x00\x02" + b"\x11" * 5 + b"\x00" * (k - 56) + b"\x00" + m,  # zero inside PS
-    ):
-        assert depad_premaster(bad, k)[0] == 0
 
 
 # --- provisioning -----------------------------------------------------------------------------
@@ -278,56 +264,22 @@ def test_same_bad_ciphertext_same_substitute(token_env):
         key.close()
 
 
-def _crafted(kind: str, n: int, e: int, k: int, premaster: bytes) -> bytes:
-    ps = os.urandom(k)
-    ps = bytes(b or 1 for b in ps)
-    if kind == "bad-padding":
-        em = b"\x00\x01" + ps[: k - 51] + b"\x00" + premaster
-    elif kind == "short":
-        em = b"\x00\x02" + ps[: k - 50] + b"\x00" + premaster[:47]
-    elif kind == "long":
-        em = b"\x00\x02" + ps[: k - 52] + b"\x00" + premaster + b"\x07"
-    elif kind == "wrong-version":
-        em = b"\x00\x02" + ps[: k - 51] + b"\x00" + b"\x03\x01" + premaster[2:]
-    elif kind == "wrong-key":
-        n = n - 2  # not the server's modulus: any other key
-        em = b"\x00\x02" + ps[: k - 51] + b"\x00" + premaster
-    else:
-        raise ValueError(kind)
-    return pow(int.from_bytes(em, "big"), e, n).to_bytes(k, "big")
-
-
-@pytest.mark.parametrize("kind", ["bad-padding", "short", "long", "wrong-version", "wrong-key"])
+@pytest.mark.parametrize("kind", ["bad-padding", "short", "long", "wrong-version", "wrong-key", "zero", "above-n"])
 def test_bad_premaster_fails_at_finished_like_a_wrong_key(token_env, kind, monkeypatch):
-    import sys as _sys
+    sys.path.insert(0, str(REPO / "tests" / "unit"))
+    from engine_pair import bad_premaster_alerts
 
-    _sys.path.insert(0, str(REPO / "tests" / "unit"))
-    from engine_pair import Pair
-
-    from tlscore import client as tls_client
     from tlscore import constants as C
-    from tlscore.events import AlertReceived
 
     key = TokenKey(token_env.uri("server"), pin=PIN, pool_size=1)
-    monkeypatch.setattr(tls_client.pkcs1, "encrypt",
-                        lambda backend, n, e, pms: _crafted(kind, n, e, key.k, pms))
     try:
         rsa_kx = ["TLS_RSA_WITH_AES_128_GCM_SHA256"]
         sc = server_config(str(token_env.dir / "server.pem"), ciphers=rsa_kx)
         cc = client_config(str(token_env.dir / "ca.pem"), "localhost", ciphers=rsa_kx)
-        p = Pair(cc, sc, None, key)
-        p.start()
-        p.c2s()
-        p.s2c()
-        sent = p.c.data_to_send()  # ClientKeyExchange + ChangeCipherSpec + Finished
-        cke_only = sent[: 5 + int.from_bytes(sent[3:5], "big")]
-        p._answer(p.s, key, p.s.receive_data(cke_only), p.sev)
-        assert not p.s.closed and p.s.data_to_send() == b""  # no alert at the key exchange
-        p._answer(p.s, key, p.s.receive_data(sent[len(cke_only):]), p.sev)
-        closed = p.closed("s")
+        after_cke, closed, client_alerts = bad_premaster_alerts(cc, sc, key, kind, monkeypatch)
+        assert after_cke == b""  # no alert at the key exchange
         assert closed is not None and closed.local and closed.alert == C.BAD_RECORD_MAC
-        p.s2c()
-        assert [a.description for a in p.of(AlertReceived, "c")] == [C.BAD_RECORD_MAC]
+        assert client_alerts == [C.BAD_RECORD_MAC]
     finally:
         key.close()
 
@@ -347,6 +299,39 @@ def test_token_init_cli_writes_its_own_softhsm_conf(token_env, tmp_path):
     again = token_env.cli("token", "init", "--label", "fresh", "--softhsm-dir", str(tmp_path / "store"),
                           env=env, check=False)
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_token_init_writes_the_so_pin_file_0600_from_the_start(token_env, tmp_path):
+    # under umask 0 a file written first and chmod'ed after would exist 0666 for a while
+    env = {k: v for k, v in token_env.env.items() if k not in ("SOFTHSM2_CONF", "HSMTLS_SO_PIN")}
+    store = tmp_path / "store"
+
+    # chmod refused: the file must not need it
+    no_chmod = ("import os, pathlib, sys\n"
+                "def refuse(*a, **k): raise SystemExit('chmod called on ' + str(a[0]))\n"
+                "os.chmod = pathlib.Path.chmod = refuse\n"
+                "from hsmtls.cli import main\n"
+                "sys.argv[0] = 'hsmtls'; main()\n")
+
+    def init(label: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", no_chmod, "token", "init", "--label", label,
+                               "--softhsm-dir", str(store)], capture_output=True, text=True, env=env,
+                              timeout=60, preexec_fn=lambda: os.umask(0))
+
+    proc = init("sopin")
+    assert proc.returncode == 0, proc.stderr
+    so_file = store / "sopin.so-pin"
+    assert f"SO PIN written to {so_file}" in proc.stdout
+    assert (so_file.stat().st_mode & 0o777) == 0o600 and len(so_file.read_text().strip()) == 16
+    # an SO PIN kept before is never overwritten; a refused init leaves no file behind
+    pin = so_file.read_text()
+    again = init("sopin")
+    assert again.returncode == 1 and "already exists" in again.stderr and so_file.read_text() == pin
+    so_file.rename(store / "kept")
+    (store / "sopin2.so-pin").write_text("someone else's\n")
+    clash = init("sopin2")
+    assert clash.returncode == 1 and "sopin2.so-pin exists" in clash.stderr
+    assert (store / "sopin2.so-pin").read_text() == "someone else's\n"
 
 
 def test_token_init_refuses_a_real_token_without_force(token_env, tmp_path):

@@ -97,3 +97,59 @@ class Pair:
     def closed(self, side: str) -> ConnectionClosed | None:
         found = self.of(ConnectionClosed, side)
         return found[0] if found else None
+
+
+# --- a bad premaster, as a client that means harm sends it ------------------------------
+
+BAD_PREMASTER_KINDS = ("bad-padding", "short", "long", "wrong-version", "wrong-key", "zero", "above-n")
+
+
+def bad_premaster_ciphertext(kind: str, n: int, e: int, k: int, premaster: bytes) -> bytes:
+    """A ClientKeyExchange ciphertext that must lead to a substitute premaster: a badly
+    padded or wrong-sized message, a wrong version, another key, or no RSA ciphertext."""
+    import os
+
+    ps = bytes(b or 1 for b in os.urandom(k))
+    if kind == "zero":
+        return bytes(k)
+    if kind == "above-n":
+        return (n + 1).to_bytes(k, "big")
+    if kind == "bad-padding":
+        em = b"\x00\x01" + ps[: k - 51] + b"\x00" + premaster
+    elif kind == "short":
+        em = b"\x00\x02" + ps[: k - 50] + b"\x00" + premaster[:47]
+    elif kind == "long":
+        em = b"\x00\x02" + ps[: k - 52] + b"\x00" + premaster + b"\x07"
+    elif kind == "wrong-version":
+        em = b"\x00\x02" + ps[: k - 51] + b"\x00" + b"\x03\x01" + premaster[2:]
+    elif kind == "wrong-key":
+        n = n - 2  # not the server's modulus: any other key
+        em = b"\x00\x02" + ps[: k - 51] + b"\x00" + premaster
+    else:
+        raise ValueError(kind)
+    return pow(int.from_bytes(em, "big"), e, n).to_bytes(k, "big")
+
+
+def bad_premaster_alerts(client_config: TLSConfig, server_config: TLSConfig, server_key, kind: str,
+                         monkeypatch) -> tuple[bytes, ConnectionClosed | None, list[int]]:
+    """Run a handshake whose ClientKeyExchange carries a `kind` bad premaster, feeding
+    the server the ClientKeyExchange alone first. -> (what the server sent right after
+    the ClientKeyExchange, the server's ConnectionClosed, the alerts the client got)."""
+    from tlscore import client as tls_client
+    from tlscore.events import AlertReceived
+
+    k = (server_key.n.bit_length() + 7) // 8
+    monkeypatch.setattr(tls_client.pkcs1, "encrypt",
+                        lambda backend, n, e, pms: bad_premaster_ciphertext(kind, n, e, k, pms))
+    p = Pair(client_config, server_config, None, server_key)
+    p.start()
+    p.c2s()
+    p.s2c()
+    sent = p.c.data_to_send()  # ClientKeyExchange + ChangeCipherSpec + Finished
+    cke_only = sent[: 5 + int.from_bytes(sent[3:5], "big")]
+    p._answer(p.s, server_key, p.s.receive_data(cke_only), p.sev)
+    after_cke = p.s.data_to_send()
+    p._answer(p.s, server_key, p.s.receive_data(sent[len(cke_only):]), p.sev)
+    closed = p.closed("s")
+    p.s2c()
+    return after_cke, closed, [a.description for a in p.of(AlertReceived, "c")]

@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from required_tools import require_tool
 
 from hsmtls.board.boards import BoardError, all_boards, detect, get_board, load_board
 from hsmtls.board.tools import (
@@ -201,11 +202,9 @@ def test_mpy_abi_check():
 def test_firmware_compiles_for_each_boards_arch(name, tmp_path):
     # what `hsmtls board deploy` runs, for real: the viper modules (montgomery, ghash)
     # must compile with each board's native emitter, not only the emulator's x64
-    import shutil
     import subprocess
 
-    if shutil.which("mpy-cross") is None:
-        pytest.skip("mpy-cross not installed")
+    require_tool("mpy-cross")
     from hsmtls.board import FIRMWARE
 
     lib = FIRMWARE / "lib"

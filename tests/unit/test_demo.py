@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
+from required_tools import requires_tool
 
 from hsmtls.demo import board_step_lines
 
@@ -38,14 +38,10 @@ def test_board_steps_what_comes_after_finished_opens_the_next_round():
 
 
 @pytest.mark.micropython
-@pytest.mark.skipif(shutil.which("micropython") is None and not os.environ.get("MICROPYTHON"),
-                    reason="MicroPython unix port not installed")
+@requires_tool("micropython")
+@requires_tool("softhsm2")
 @pytest.mark.parametrize("args,key", [([], "ECDSA P-256"), (["--key-type", "rsa"], "RSA-2048")], ids=["default", "rsa"])
 def test_hsmtls_demo_end_to_end(tmp_path, args, key):
-    from hsmtls.hsm.token import SOFTHSM_MODULES
-
-    if not any(os.path.exists(m) for m in SOFTHSM_MODULES):
-        pytest.skip("SoftHSM2 not installed")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOFTHSM", "HSMTLS"))}
     env["HOME"] = str(tmp_path)  # nothing configured: no ~/.config, no token
     proc = subprocess.run([sys.executable, "-m", "hsmtls", "demo", *args], capture_output=True, text=True,
