@@ -190,8 +190,13 @@ class Session:
             return
         if self.waiting_work():
             key = self.nonce_key
-            if self._step("prepare CertificateVerify", lambda: key.prepare_step(BACKEND)):
-                self.nonce_key = None
+            try:
+                if self._step("prepare CertificateVerify", lambda: key.prepare_step(BACKEND)):
+                    self.nonce_key = None
+            except MemoryError:
+                raise
+            except Exception:
+                self.nonce_key = None  # (the nonce counter): the signature tries again, and says why
             return
         if self.unread and self.conn is not None:
             self.last_activity = now
@@ -207,7 +212,7 @@ class Session:
         # at a time while the server's flight is on its way (an RSA key is not loaded
         # before it signs, and has nothing to make ahead)
         key = self.board._key
-        if key is not None and key.kind == "ec" and not key.ready:
+        if key is not None and key.kind == "ec" and not key.ready and self.board.key_error is None:
             self.nonce_key = key
 
     def waiting_work(self):
@@ -269,6 +274,8 @@ class Session:
                 else:
                     sig = key.sign_digest(BACKEND, ev.hash_name, ev.data)
             except Exception as e:
+                # (the host hears why: a nonce counter the flash will not take, say)
+                self.board.error("sign", str(e))
                 more = conn.key_operation_failed(ev.op_id, str(e))
             else:
                 more = conn.key_operation_result(ev.op_id, sig)
@@ -424,6 +431,13 @@ class Session:
 _RESULT_OUT_OF_MEMORY = b'{"ok":false,"reason":"out of memory (the board could not report more)"}'
 
 
+def _port_call(port, name):
+    # what a board port may not have (one written before it was asked for): False, the
+    # safe answer for both (production mode, an RNG not known to be seeded)
+    fn = getattr(port, name, None)
+    return bool(fn()) if fn is not None else False
+
+
 def _missing(name):
     return ValueError("%s is missing on the board's flash (hsmtls board provision; an emulated board: "
                       "hsmtls board emulate --ca/--cert/--key)" % name)
@@ -464,6 +478,7 @@ class Board:
         # once the host has given the time; every_s 0: once a boot
         self.autorun = None  # its opts (boardautorun keeps the rest)
         self.autorun_error = None  # why autorun.json was ignored at boot: told to each host
+        self.key_error = None  # why the key could not prepare a nonce (told once)
 
     # --- things on the board's flash ---------------------------------------------------
 
@@ -505,14 +520,16 @@ class Board:
         if self.session is not None or self.keygen is not None:
             raise ValueError("busy")
         bits = opts.get("bits", 2048)
+        # the new key's randomness and its CSR's nonce go through the counter too
+        counter = self.port.flash_path("client.key.boots")
         if kind == "ec":
-            job = boardgen.keygen_ec()
+            job = boardgen.keygen_ec(counter)
         elif kind != "rsa":
             raise ValueError("type must be rsa or ec")
         elif bits not in (1024, 2048, 3072):
             raise ValueError("bits must be 1024, 2048 or 3072")
         else:
-            job = boardgen.keygen(bits)
+            job = boardgen.keygen(bits, counter=counter)
         subject = [tuple(x) for x in opts.get("subject") or [["CN", "hsmtls board"]]]
         self.keygen = [job, subject, 0]
 
@@ -626,8 +643,15 @@ class Board:
             except Exception:
                 pass  # no key yet, or a bad one: signing will say so
         key = self._key
-        if key is not None and key.kind == "ec" and not key.ready:
-            key.prepare_step(BACKEND)
+        if key is not None and key.kind == "ec" and not key.ready and self.key_error is None:
+            try:
+                key.prepare_step(BACKEND)
+            except Exception as e:
+                # (a nonce counter the flash will not take): said once; a signature
+                # tries again, and refuses while it fails
+                self.key_error = str(e)
+                self.error("nonce", self.key_error)
+                return False
             return not key.ready
         return False
 
@@ -645,12 +669,13 @@ class Board:
             info["sync"] = sync
         info["v"] = VERSION
         info["features"] = ["provision", "ecdsa", "autorun"]
+        info["rng"] = _port_call(self.port, "rng_seeded")  # os.urandom truly random
         info["sessions"] = self.sessions
         info["aborted"] = self.aborted
         payload = P.pack(info)
         # HELLO is one unsequenced frame: what the host only prints goes first, the
         # features it decides by (provision, ecdsa, autorun) last
-        for k in ("platform", "heap", "freq", "features"):
+        for k in ("platform", "heap", "freq", "rng", "features"):
             if len(payload) <= MAX_PAYLOAD:
                 break
             info.pop(k, None)

@@ -53,6 +53,40 @@ def load(path):
     return BoardKey.from_fields(vals)
 
 
+def next_count(path):
+    """One more than the counter in `path`, written back and read again before it is
+    used. ECDSA nonces and key generation mix it in, so that an os.urandom that repeats
+    itself after a reset (an ESP32 with its radio off) repeats neither. A counter that
+    cannot be read or written is an error, never a fresh 0: a repeated nonce gives the
+    key away, so the board would rather not sign. (Written in place: littlefs, the
+    ESP32's filesystem, makes that atomic at close; on FAT a torn write leaves a file
+    that does not read back, which refuses again rather than repeats.)"""
+    n = 0
+    try:
+        with open(path) as f:
+            n = int(f.read().strip())
+    except OSError as e:
+        if e.errno != 2:  # ENOENT: no counter yet (a new key), 0
+            raise _counter_error(path, "read", e) from None
+    except ValueError:
+        raise _counter_error(path, "read", "not a number") from None
+    n += 1
+    try:
+        with open(path, "w") as f:
+            f.write("%d\n" % n)
+        with open(path) as f:
+            if int(f.read().strip()) != n:
+                raise ValueError("does not read back")
+    except (OSError, ValueError) as e:
+        raise _counter_error(path, "write", e) from None
+    return n
+
+
+def _counter_error(path, what, why):
+    return OSError("flash: cannot %s the nonce counter %s (%s): the board refuses to sign rather than risk "
+                   "a repeated nonce" % (what, path, why))
+
+
 def modinv(a, m):
     # a^-1 mod m by the extended Euclidean algorithm: pow(a, -1, m) returns 0 on
     # MicroPython.

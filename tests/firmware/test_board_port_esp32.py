@@ -1,8 +1,9 @@
 """firmware/lib/board_port/esp32.py's own logic, under MicroPython, with the chip's
 `machine`, `network` and `os.uname()` standing in for each ESP32 kind (no board here):
 link mode at the fastest clock the chip takes (the C3 refuses 240 MHz), Ctrl-C off, the
-radio on for a true RNG (and no failure without one), the window native USB allows, and
-a HELLO that stays one frame and keeps the features the host decides by."""
+radio on for a true RNG (and no failure without one, but HELLO then says the RNG is not
+fully seeded), the window native USB allows, and a HELLO that stays one frame and keeps
+the features the host decides by."""
 
 from __future__ import annotations
 
@@ -36,9 +37,13 @@ class Os:  # (board_port/__init__ also loads the unix port here, which needs the
 sys.modules["os"] = Os()
 if HAS_NETWORK:
     class WLAN:
+        on = False
         def __init__(self, i):
             pass
-        def active(self, on):
+        def active(self, on=None):
+            if on is None:
+                return WLAN.on
+            WLAN.on = on
             calls.append(("radio", on))
     class Network:
         STA_IF = 0
@@ -54,8 +59,9 @@ sys.modules["micropython"] = Micropython()
 from board_port import esp32
 esp32.setup()
 info = esp32.info()
+seeded = esp32.rng_seeded()
 print(calls)
-print(info["freq"], info["rx_window"], esp32.flash_path("ca.pem"))
+print(info["freq"], info["rx_window"], esp32.flash_path("ca.pem"), seeded)
 # HELLO on such a board after a long uptime: one frame, the features kept
 import boardapp
 from hsmlink.framing import MAX_PAYLOAD
@@ -76,11 +82,12 @@ print(len(h) <= MAX_PAYLOAD, h.decode())
 ])
 def test_esp32_port_setup(chip, max_mhz, network, window):
     out = run_mp(CHIP % (chip, max_mhz, network)).strip().splitlines()
-    calls, (freq, rx_window, path) = out[0], out[1].split()
+    calls, (freq, rx_window, path, rng) = out[0], out[1].split()
     fits, hello = out[2].split(" ", 1)
     assert fits == "True", hello
     hello_info = json.loads(hello)
     assert hello_info["features"] == ["provision", "ecdsa", "autorun"] and hello_info["mpy"], hello_info
+    assert rng == str(network)  # the RNG is truly random only with the radio on
     assert int(freq) == max_mhz * 1_000_000 and int(rx_window) == window and path == "/ca.pem"
     assert f"('freq', {max_mhz * 1_000_000})" in calls
     assert "('kbd_intr', -1)" in calls  # Ctrl-C is data on the link

@@ -5,6 +5,7 @@
 #                              .write(data)
 #   ticks_ms(), ticks_us(), ticks_diff(a, b), info() -> dict, flash_path(name), leave_link_mode()
 #   RX_CHUNK                   bytes to read from the serial port at a time
+#   rng_seeded() -> bool       os.urandom is truly random (ESP32: the radio is on)
 # unix.py is the MicroPython unix port on a pty (the emulated board); esp32.py the board.
 
 import sys

@@ -1,6 +1,9 @@
 # The ESP32 (classic, S2, S3, C3): USB serial REPL channel as the link. The RF is
 # switched on so that os.urandom is a true RNG (ESP-IDF: esp_random() is only
-# pseudo-random with Wi-Fi and BT off); the radio is not otherwise used.
+# pseudo-random with Wi-Fi and BT off); the radio is not otherwise used, and HELLO
+# says whether it is on (rng_seeded). MicroPython does not call
+# bootloader_random_enable(), so without the radio nothing else seeds it: a build
+# without `network` reports an RNG that is not fully seeded.
 
 
 import os
@@ -54,6 +57,15 @@ def info():
 
 def flash_path(name):
     return "/" + name
+
+
+def rng_seeded():
+    try:
+        import network
+
+        return bool(network.WLAN(network.STA_IF).active())
+    except Exception:
+        return False
 
 
 def leave_link_mode():
