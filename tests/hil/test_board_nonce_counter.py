@@ -14,11 +14,14 @@ from hsmtls.board.bridge import Bridge
 from hsmtls.board.emulator import EmulatedBoard
 from hsmtls.board.flash import provision
 from hsmtls.board.hostlink import HostLink
+from hsmtls.board.provisioning import board_challenge, sign_request
 
 pytestmark = [pytest.mark.micropython, requires_emulator]
 
 
 def test_no_signature_when_the_nonce_counter_cannot_be_written(board_pki, servers, tmp_path):
+    from hsmtls.keys import FileKey
+
     flash = provision(tmp_path / "flash", board_pki.ca_cert, board_pki.client_ec_cert, board_pki.client_ec_key)
     (flash / "client.key.boots").mkdir()  # neither read nor written as a file
     port = servers.hsmtls(client_auth=True)
@@ -32,6 +35,8 @@ def test_no_signature_when_the_nonce_counter_cannot_be_written(board_pki, server
         assert flash_errors and "flash: cannot read the nonce counter" in flash_errors[0]["reason"], bridge.errors
         assert {e["where"] for e in flash_errors} <= {"sign", "nonce"}
         # a key made on the board takes the same counter: no key either
-        why = refused(link, P.KEYGEN, {"type": "ec"}, "KEYGEN")
+        ca = FileKey(str(board_pki.ca_key))
+        why = refused(link, P.KEYGEN, sign_request(ca, "keygen", board_challenge(link)["c"], {"type": "ec"}),
+                      "KEYGEN")
     assert "nonce counter" in why, why
     assert not (flash / "client.key.new").exists()

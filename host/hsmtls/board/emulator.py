@@ -8,7 +8,8 @@ between the two, and that is where the emulator imitates the board:
   it has not yet read are dropped silently (and counted), as the hardware would;
 * optional seeded faults per direction (faults.Faults);
 * reset(): the MicroPython process is killed and restarted behind the same host tty,
-  as a board reset behind a USB-UART bridge.
+  as a board reset behind a USB-UART bridge; factory_reset() also empties its flash, as
+  `hsmtls board flash --erase` and a fresh deploy would.
 
 The board's flash is a directory (the interpreter's working directory): ca.pem,
 client.pem, client.key (see flash.py). With rom=True the firmware is instead in an
@@ -224,6 +225,18 @@ class EmulatedBoard:
     def reset(self) -> None:
         """Hard reset: the firmware restarts from main.py; the host tty stays."""
         self._kill()
+        self.resets += 1
+        self._spawn()
+
+    def factory_reset(self) -> None:
+        """Erase the flash (everything in its directory) and restart: a board with no
+        trust anchor, in its first-provisioning window again."""
+        self._kill()
+        for p in self.flash_dir.iterdir():
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
         self.resets += 1
         self._spawn()
 

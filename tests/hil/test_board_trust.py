@@ -1,0 +1,134 @@
+"""The board does not trust its host (docs/board-security.md), tested as a hostile host
+would try it: a new anchor, key or certificate only on a request signed by the board's
+own CA, never replayed. Each test fails on firmware without the defence. (The ECDSA nonce counter: test_board_nonce_counter.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hil_support import provision_emulated, refused, requires_emulator
+
+from hsmlink import protocol as P
+from hsmtls.board.bridge import Bridge
+from hsmtls.board.hostlink import HostLink
+from hsmtls.board.provisioning import (
+    ProvisionError,
+    admin,
+    board_challenge,
+    provision_board,
+    sign_request,
+)
+
+pytestmark = [pytest.mark.micropython, requires_emulator]
+
+
+def flash_files(flash: Path) -> dict[str, bytes]:
+    # (but the nonce counter, which an idle board with an ECDSA key moves once a boot)
+    return {p.name: p.read_bytes() for p in sorted(flash.iterdir()) if p.is_file() and p.name != "client.key.boots"}
+
+
+@pytest.fixture
+def provisioned(hil_token, tmp_path):
+    flash = tmp_path / "flash"
+    board, prov = provision_emulated(flash, hil_token, key_type="ec")
+    yield board, flash, prov
+    board.stop()
+
+
+# --- 1. anchors, certificates and keys ---------------------------------------------------
+
+
+def test_a_foreign_ca_cannot_install_anything_and_nothing_changes(provisioned, hil_token):
+    board, flash, _ = provisioned
+    before = flash_files(flash)
+    rogue, ca = hil_token.keys["rogue-ca"], hil_token.keys["ca"]
+    rogue_pem = (hil_token.dir / "rogue-ca.pem").read_text()
+    with HostLink(board.tty) as link:
+        link.connect(10)
+        assert "trust" in link.hello["features"] and link.hello["rng"] is True
+        # the old, unsigned requests
+        why = refused(link, P.KEYGEN, {"type": "ec"}, "KEYGEN")
+        assert "must be signed by its CA" in why, why
+        why = refused(link, P.INSTALL, {"ca": rogue_pem, "cert": rogue_pem}, "INSTALL")
+        assert "must be signed by its CA" in why, why
+        # signed, with the board's challenge, by another CA
+        c = board_challenge(link)["c"]
+        why = refused(link, P.KEYGEN, sign_request(rogue, "keygen", c, {"type": "ec"}), "KEYGEN")
+        assert "not signed by the board's trust anchor (CN=hsmtls HIL CA" in why, why
+        c = board_challenge(link)["c"]
+        why = refused(link, P.INSTALL, sign_request(rogue, "install", c, {"ca": rogue_pem, "cert": rogue_pem}),
+                      "INSTALL")
+        assert "not signed by the board's trust anchor" in why, why
+        # the whole provisioning, by the rogue CA (past the host's own check)
+        with pytest.raises(ProvisionError, match="board refused KEYGEN: .*not signed by the board's trust anchor"):
+            provision_board(link, rogue, rogue_pem.encode(), key_type="ec", signer=rogue)
+        # a request the right CA signed, replayed: for an earlier challenge, then a second time
+        old = sign_request(ca, "keygen", board_challenge(link)["c"], {"type": "ec"})
+        board_challenge(link)
+        why = refused(link, P.KEYGEN, old, "KEYGEN")
+        assert "does not name this board's current challenge" in why, why
+        why = refused(link, P.KEYGEN, old, "KEYGEN")
+        assert "current challenge" in why, why
+        # signed for one request, sent as another
+        c = board_challenge(link)["c"]
+        why = refused(link, P.INSTALL, sign_request(ca, "keygen", c, {"type": "ec"}), "INSTALL")
+        assert "is not a INSTALL" in why, why
+        # and the host's own check names the CA the board trusts
+        with pytest.raises(ProvisionError, match="the board trusts another CA"):
+            provision_board(link, rogue, rogue_pem.encode(), key_type="ec")
+    assert flash_files(flash) == before
+
+
+def test_the_boards_own_ca_provisions_it_again(provisioned, hil_token, token_server):
+    board, flash, first = provisioned
+    with HostLink(board.tty) as link:
+        link.connect(10)
+        again = provision_board(link, hil_token.keys["ca"], (hil_token.dir / "ca.pem").read_bytes(), key_type="ec")
+        r = Bridge(link, ("127.0.0.1", token_server.port)).run_handshake(
+            {"server_name": "localhost", "client_auth": True}, timeout=60)
+    assert again.serial != first.serial and (flash / "client.pem").read_bytes() == again.cert_pem
+    assert r["ok"], r
+
+
+def test_factory_reset_opens_the_first_provisioning_window(provisioned, hil_token):
+    board, flash, _ = provisioned
+    rogue = hil_token.keys["rogue-ca"]
+    with HostLink(board.tty) as link:
+        link.connect(10)
+        # signed by the board's CA: the identity goes, the nonce counter and clock floor stay
+        ans = admin(link, hil_token.keys["ca"], {"set": "factory_reset"}, (hil_token.dir / "ca.pem").read_bytes())
+        assert ans["anchor"] is False
+        assert not any((flash / n).exists() for n in ("ca.pem", "client.pem", "client.key"))
+        # a board with no anchor takes its first identity from whoever provisions it
+        assert board_challenge(link)["anchors"] == []
+        provision_board(link, rogue, (hil_token.dir / "rogue-ca.pem").read_bytes(), key_type="ec")
+    assert (flash / "ca.pem").read_bytes() == (hil_token.dir / "rogue-ca.pem").read_bytes()
+    # the physical way: an erased flash (the emulator empties its directory)
+    board.factory_reset()
+    with HostLink(board.tty) as link:
+        link.connect(10)
+        assert board_challenge(link)["anchors"] == []
+
+
+# --- the commands ----------------------------------------------------------------------------
+
+
+def _cli(hil_token, *args: str, ca: str = "ca"):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HSMTLS_PIN=hil_token.pin)
+    pem = "ca.pem" if ca == "ca" else "rogue-ca.pem"
+    return subprocess.run([sys.executable, "-m", "hsmtls", "board", *args, "--ca-key", hil_token.uri(ca),
+                           "--ca-cert", str(hil_token.dir / pem)], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_cli_factory_reset(provisioned, hil_token):
+    board, flash, _ = provisioned
+    p = _cli(hil_token, "factory-reset", "--yes", "--port", board.tty, ca="rogue-ca")
+    assert p.returncode == 1 and "the board trusts another CA" in p.stderr, p.stdout + p.stderr
+    p = _cli(hil_token, "factory-reset", "--yes", "--port", board.tty)
+    assert p.returncode == 0 and "the board has no trust anchor now" in p.stdout, p.stdout + p.stderr
+    assert not (flash / "ca.pem").exists() and not (flash / "client.key").exists()
