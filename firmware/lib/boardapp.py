@@ -8,7 +8,7 @@
 # board must not have to trust, so it never supplies a trust anchor or sees the key.
 # What the host may still ask is held to docs/board-security.md: a new key,
 # certificate or anchor only on a request signed by the anchor's CA (boardtrust.py,
-# loaded only then).
+# loaded only then), and the REPL only in development mode.
 #
 # Loop order matters on a classic ESP32: read everything waiting, acknowledge it at
 # once, and only then run the engine, so the host's next ~200 bytes can land in the
@@ -436,7 +436,7 @@ _RESULT_OUT_OF_MEMORY = b'{"ok":false,"reason":"out of memory (the board could n
 
 def _port_call(port, name):
     # what a board port may not have (one written before it was asked for): False, the
-    # safe answer (an RNG not known to be seeded)
+    # safe answer for both (production mode, an RNG not known to be seeded)
     fn = getattr(port, name, None)
     return bool(fn()) if fn is not None else False
 
@@ -481,6 +481,9 @@ class Board:
         # once the host has given the time; every_s 0: once a boot
         self.autorun = None  # its opts (boardautorun keeps the rest)
         self.autorun_error = None  # why autorun.json was ignored at boot: told to each host
+        # development mode: the REPL is reachable from the link (a `dev` file on the
+        # flash, or the port's button held at boot); a production board refuses it
+        self.dev = self._exists("dev") or _port_call(port, "dev_button")
         self.challenge = None  # for the next signed request (boardtrust.challenge)
         self.key_error = None  # why the key could not prepare a nonce (told once)
 
@@ -683,6 +686,8 @@ class Board:
         info["v"] = VERSION
         info["features"] = ["provision", "ecdsa", "autorun", "trust"]
         info["rng"] = _port_call(self.port, "rng_seeded")  # os.urandom truly random
+        if self.dev:
+            info["dev"] = True
         info["sessions"] = self.sessions
         info["aborted"] = self.aborted
         payload = P.pack(info)
@@ -793,6 +798,10 @@ class Board:
                 self.error("autorun", "%s: %s" % (type(e).__name__, e))
             link.send(P.AUTORUN, P.pack({"opts": self.autorun}))
         elif ftype == P.REPL:
+            if not self.dev:
+                self.error("repl", "this board is in production mode: its REPL is not reachable from the link "
+                           "(development mode: its BOOT button held as it starts, or `hsmtls board mode dev`)")
+                return
             self.log("leaving link mode")
             self.running = False
 

@@ -1,10 +1,10 @@
 # Which host requests the board acts on (docs/board-security.md). A new key (KEYGEN),
-# certificate or trust anchor (INSTALL) and the board's own settings (ADMIN: a factory
-# reset) are taken only on a request signed by the CA of the trust anchor already on the
-# board's flash: the token's CA signs them (`hsmtls board provision`), and the board
-# checks the signature with the RSA verification it uses for certificates. Against
-# replay, each signed request names the challenge the board gave last (CHALLENGE), a
-# fresh random value
+# certificate or trust anchor (INSTALL) and the board's own settings (ADMIN: development
+# mode, a factory reset) are taken only on a request signed by the CA of the trust
+# anchor already on the board's flash: the token's CA signs them (`hsmtls board
+# provision`, `hsmtls board mode`), and the board checks the signature with the RSA
+# verification it uses for certificates. Against replay, each signed request names the
+# challenge the board gave last (CHALLENGE), a fresh random value
 # used once: an old request, or one made for another board, names another.
 # A board with no ca.pem (new, or after a factory reset) is in its first-provisioning
 # window: it has nothing to check with, so it takes its first identity from whichever
@@ -22,7 +22,7 @@ from tlscore.backend_micropython import BACKEND
 
 # What a factory reset erases: the identity, the settings and what was made for them
 # (the nonce counter stays: a key the same board makes later must not reuse its counts)
-IDENTITY = ("ca.pem", "client.pem", "client.key", "client.key.new", "autorun.json")
+IDENTITY = ("ca.pem", "client.pem", "client.key", "client.key.new", "dev", "autorun.json")
 
 
 def on_frame(board, ftype, payload):
@@ -49,7 +49,7 @@ def challenge(board):
         anchors = board.anchor_fingerprints() if board._exists("ca.pem") else []
     except Exception:
         anchors = ["unreadable"]
-    board.link.send(P.CHALLENGE, P.pack({"c": board.challenge, "anchors": anchors}))
+    board.link.send(P.CHALLENGE, P.pack({"c": board.challenge, "anchors": anchors, "dev": board.dev}))
 
 
 def authorize(board, op, payload):
@@ -94,17 +94,26 @@ def _fields(req, op):
 
 def admin(board, fields):
     what = fields.get("set")
-    if what == "factory_reset":
+    if what == "dev":
+        # development mode from the next frame on (and kept across resets)
+        on = bool(fields.get("on"))
+        if on:
+            board._write("dev", b"1")
+        else:
+            _remove(board, "dev")
+        board.dev = on
+    elif what == "factory_reset":
         board.abort_session("factory reset")
         board.keygen = None
         for name in IDENTITY:
             _remove(board, name)
         board._anchors = board._chain = board._key = None
         board._key_checked = False
+        board.dev = False
         board.autorun = None
     else:
         raise ValueError("no such setting: %s" % what)
-    board.link.send(P.ADMIN, P.pack({"anchor": board._exists("ca.pem")}))
+    board.link.send(P.ADMIN, P.pack({"dev": board.dev, "anchor": board._exists("ca.pem")}))
 
 
 def _remove(board, name):

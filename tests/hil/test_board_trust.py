@@ -1,9 +1,11 @@
 """The board does not trust its host (docs/board-security.md), tested as a hostile host
 would try it: a new anchor, key or certificate only on a request signed by the board's
-own CA, never replayed. Each test fails on firmware without the defence. (The ECDSA nonce counter: test_board_nonce_counter.py.)"""
+own CA, never replayed; the REPL only in development mode. Each test fails on firmware
+without the defence. (The ECDSA nonce counter: test_board_nonce_counter.py.)"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from hil_support import provision_emulated, refused, requires_emulator
 
 from hsmlink import protocol as P
 from hsmtls.board.bridge import Bridge
+from hsmtls.board.emulator import EmulatedBoard
 from hsmtls.board.hostlink import HostLink
 from hsmtls.board.provisioning import (
     ProvisionError,
@@ -98,7 +101,7 @@ def test_factory_reset_opens_the_first_provisioning_window(provisioned, hil_toke
         link.connect(10)
         # signed by the board's CA: the identity goes, the nonce counter and clock floor stay
         ans = admin(link, hil_token.keys["ca"], {"set": "factory_reset"}, (hil_token.dir / "ca.pem").read_bytes())
-        assert ans["anchor"] is False
+        assert ans["anchor"] is False and ans["dev"] is False
         assert not any((flash / n).exists() for n in ("ca.pem", "client.pem", "client.key"))
         # a board with no anchor takes its first identity from whoever provisions it
         assert board_challenge(link)["anchors"] == []
@@ -109,6 +112,64 @@ def test_factory_reset_opens_the_first_provisioning_window(provisioned, hil_toke
     with HostLink(board.tty) as link:
         link.connect(10)
         assert board_challenge(link)["anchors"] == []
+
+
+# --- 2. the REPL ---------------------------------------------------------------------------
+
+
+def ask_repl(link: HostLink) -> dict | str:
+    """REPL -> the board's ERROR (a dict), or its goodbye LOG (a str)."""
+    link.send(P.REPL, {})
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        frames, _ = link.poll(0.05)
+        for t, payload in frames:
+            if t == P.ERROR:
+                return P.unpack(payload)
+            if t == P.LOG and b"leaving link mode" in payload:
+                return payload.decode()
+    raise AssertionError("no answer to REPL")
+
+
+def test_a_production_board_refuses_the_repl(provisioned, hil_token):
+    board, _, _ = provisioned
+    with HostLink(board.tty) as link:
+        link.connect(10)
+        assert "dev" not in link.hello
+        err = ask_repl(link)
+        assert isinstance(err, dict) and err["where"] == "repl" and "production mode" in err["reason"], err
+        # still in link mode, still answering
+        assert "heap_free" in Bridge(link, ("127.0.0.1", 0)).stats()
+        # development mode, set by a request its CA signed (kept on its flash)
+        ans = admin(link, hil_token.keys["ca"], {"set": "dev", "on": True}, (hil_token.dir / "ca.pem").read_bytes())
+        assert ans["dev"] is True
+    board.reset()
+    with HostLink(board.tty) as link:
+        assert link.connect(10).get("dev") is True
+        assert ask_repl(link) == "leaving link mode"
+    assert board.wait_exit(5) is not None  # the emulated board's firmware ended: its REPL
+
+
+def test_the_boot_button_gives_development_mode_for_one_boot(tmp_path):
+    with EmulatedBoard(tmp_path / "flash", heap="256k", mpy=True, dev_button=True) as board, \
+            HostLink(board.tty) as link:
+        assert link.connect(10).get("dev") is True
+        assert ask_repl(link) == "leaving link mode"
+        assert board.wait_exit(5) is not None
+    assert not (tmp_path / "flash" / "dev").exists()
+
+
+def test_deploy_says_how_to_reach_development_mode(provisioned):
+    from click.testing import CliRunner
+
+    from hsmtls.board_cli import board as board_cli
+
+    board, _, _ = provisioned
+    # (`deploy` for a real board on the emulator's tty: the link part comes first)
+    r = CliRunner().invoke(board_cli, ["deploy", "--board", "esp32-devkitc", "--port", board.tty])
+    assert r.exit_code == 1, r.output
+    assert "production mode" in r.output and "BOOT" in r.output and "hsmtls board mode dev" in r.output, r.output
+    assert board.alive
 
 
 # --- the commands ----------------------------------------------------------------------------
@@ -125,10 +186,15 @@ def _cli(hil_token, *args: str, ca: str = "ca"):
                            "--ca-cert", str(hil_token.dir / pem)], capture_output=True, text=True, timeout=120, env=env)
 
 
-def test_cli_factory_reset(provisioned, hil_token):
+def test_cli_mode_and_factory_reset(provisioned, hil_token):
     board, flash, _ = provisioned
-    p = _cli(hil_token, "factory-reset", "--yes", "--port", board.tty, ca="rogue-ca")
+    p = _cli(hil_token, "mode", "dev", "--port", board.tty, ca="rogue-ca")
     assert p.returncode == 1 and "the board trusts another CA" in p.stderr, p.stdout + p.stderr
+    p = _cli(hil_token, "mode", "dev", "--port", board.tty)
+    assert p.returncode == 0 and "the board is in development mode" in p.stdout, p.stdout + p.stderr
+    assert (flash / "dev").exists()
+    p = _cli(hil_token, "mode", "production", "--port", board.tty)
+    assert p.returncode == 0 and "production mode" in p.stdout and not (flash / "dev").exists(), p.stdout + p.stderr
     p = _cli(hil_token, "factory-reset", "--yes", "--port", board.tty)
     assert p.returncode == 0 and "the board has no trust anchor now" in p.stdout, p.stdout + p.stderr
     assert not (flash / "ca.pem").exists() and not (flash / "client.key").exists()

@@ -32,16 +32,17 @@
 #   AUTORUN  {"opts": RUN's opts + "every_s" AUTORUN  {"opts": what the board now keeps}
 #            (0: once a boot), or null: off}  RESULT   {..., "autorun": n} for such a session
 #   HELLO "features" has "trust" (the board does not trust its host, docs/board-security.md;
-#   HELLO also says "rng": os.urandom truly random):
+#   HELLO also says "rng": os.urandom truly random, and "dev": true in development mode):
 #   CHALLENGE {}                          CHALLENGE {"c": nonce for one request, "anchors":
-#                                                   [sha256 hex of each anchor]}
+#                                                   [sha256 hex of each anchor], "dev"}
 #   KEYGEN, INSTALL, ADMIN {"req": JSON text of the request's fields with "op" (the frame
 #            type in lower case) and "challenge" (the board's last c), "sig": base64
 #            RSASSA-PKCS1-v1_5 SHA-256 by the anchor's CA key over REQUEST_CONTEXT + req}
 #            A board without an anchor (first provisioning) also takes them unsigned,
 #            as the plain fields of version 2.
-#   ADMIN    {"op": "admin",                ADMIN    {"anchor"}: whether it still has one
-#            "set": "factory_reset"}: anchor, certificate, key and settings erased
+#   ADMIN    {"op": "admin", "set": "dev",   ADMIN    {"dev", "anchor"}: what it has
+#            "on": bool} | {"set": "factory_reset"}: anchor, certificate, key and settings erased
+#   REPL     on a production board: ERROR {"where": "repl"}, link mode goes on
 
 import json
 

