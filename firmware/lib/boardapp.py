@@ -8,7 +8,8 @@
 # board must not have to trust, so it never supplies a trust anchor or sees the key.
 # What the host may still ask is held to docs/board-security.md: a new key,
 # certificate or anchor only on a request signed by the anchor's CA (boardtrust.py,
-# loaded only then), and the REPL only in development mode.
+# loaded only then), the REPL only in development mode, a TIME never before the latest
+# one the board accepted.
 #
 # Loop order matters on a classic ESP32: read everything waiting, acknowledge it at
 # once, and only then run the engine, so the host's next ~200 bytes can land in the
@@ -44,6 +45,14 @@ DEFAULT_MFL = 2048
 # nor what comes back (straight on to the host as APP) is ever whole in the heap,
 # whose free space is in pieces (a 4 KB block can be missing with 80 KB free).
 SEND_SLICE = 2048
+# No TIME before this is taken: the firmware's build time (a constant here; `hsmtls
+# board deploy` writes the build's own, tools.build), and the latest time the board has
+# accepted, kept in TIME_FLOOR on its flash. That file is rewritten only when the time
+# has moved on by more than TIME_FLOOR_STEP, to spare the flash: after a reset the
+# clock may go back by at most that much.
+BUILD_TIME = 1796083200  # 2026-12-01
+TIME_FLOOR = "timefloor"
+TIME_FLOOR_STEP = 86400
 
 
 class TimedClient(ClientConnection):
@@ -485,6 +494,8 @@ class Board:
         # flash, or the port's button held at boot); a production board refuses it
         self.dev = self._exists("dev") or _port_call(port, "dev_button")
         self.challenge = None  # for the next signed request (boardtrust.challenge)
+        self.time_kept = None  # the time kept in TIME_FLOOR, read when a TIME comes
+        self.time_latest = 0  # the latest TIME accepted since the board started
         self.key_error = None  # why the key could not prepare a nonce (told once)
 
     # --- things on the board's flash ---------------------------------------------------
@@ -671,6 +682,29 @@ class Board:
             return not key.ready
         return False
 
+    def set_time(self, t):
+        # the host's TIME, unless it is earlier than what the board has already seen:
+        # the latest TIME it accepted (from any host since it started), the one kept on
+        # its flash, or its firmware's build
+        if self.time_kept is None:
+            try:
+                self.time_kept = int(self._read(TIME_FLOOR))
+            except Exception:
+                self.time_kept = 0  # none yet (or unreadable: the build time holds)
+        floor = max(self.time_latest, self.time_kept, BUILD_TIME)
+        if t < floor:
+            self.error("time", "TIME %s is before %s, the latest time this board has accepted: its clock never "
+                       "goes back (docs/board-security.md)" % (x509.format_time(t), x509.format_time(floor)))
+            return
+        self.time = (t, self.port.ticks_ms())
+        self.time_latest = t
+        if t > self.time_kept + TIME_FLOOR_STEP:
+            try:
+                self._write(TIME_FLOOR, b"%d" % t)
+                self.time_kept = t
+            except OSError as e:
+                self.error("time", "flash: cannot keep the time's lower bound (%s)" % e)
+
     def now(self):
         if self.time is None:
             raise ValueError("no time from the host yet")
@@ -734,7 +768,7 @@ class Board:
         elif ftype == P.TIME:
             t = P.unpack(payload).get("t")
             if isinstance(t, int):
-                self.time = (t, self.port.ticks_ms())
+                self.set_time(t)
         elif ftype == P.RUN:  # the host's, or autorun's (boardautorun.step)
             self.abort_session("a new RUN arrived")
             self.sessions += 1

@@ -1,10 +1,10 @@
 # Which host requests the board acts on (docs/board-security.md). A new key (KEYGEN),
 # certificate or trust anchor (INSTALL) and the board's own settings (ADMIN: development
-# mode, a factory reset) are taken only on a request signed by the CA of the trust
-# anchor already on the board's flash: the token's CA signs them (`hsmtls board
-# provision`, `hsmtls board mode`), and the board checks the signature with the RSA
-# verification it uses for certificates. Against replay, each signed request names the
-# challenge the board gave last (CHALLENGE), a fresh random value
+# mode, the clock's lower bound, a factory reset) are taken only on a request signed by
+# the CA of the trust anchor already on the board's flash: the token's CA signs them
+# (`hsmtls board provision`, `hsmtls board mode`), and the board checks the signature
+# with the RSA verification it uses for certificates. Against replay, each signed
+# request names the challenge the board gave last (CHALLENGE), a fresh random value
 # used once: an old request, or one made for another board, names another.
 # A board with no ca.pem (new, or after a factory reset) is in its first-provisioning
 # window: it has nothing to check with, so it takes its first identity from whichever
@@ -16,12 +16,15 @@ import binascii
 import json
 import os
 
+from boardapp import BUILD_TIME, TIME_FLOOR
+
 from hsmlink import protocol as P
 from tlscore import pkcs1, x509
 from tlscore.backend_micropython import BACKEND
 
 # What a factory reset erases: the identity, the settings and what was made for them
-# (the nonce counter stays: a key the same board makes later must not reuse its counts)
+# (the nonce counter stays: a key the same board makes later must not reuse its counts,
+# and the time's lower bound stays: it is no secret, only a floor)
 IDENTITY = ("ca.pem", "client.pem", "client.key", "client.key.new", "dev", "autorun.json")
 
 
@@ -102,6 +105,16 @@ def admin(board, fields):
         else:
             _remove(board, "dev")
         board.dev = on
+    elif what == "time":
+        # the clock and its lower bound where the CA says: undoes a TIME from the
+        # future that a hostile host gave (which would otherwise refuse every true one)
+        t = fields.get("t")
+        if not isinstance(t, int) or t < 0:
+            raise ValueError("time needs t, unix seconds")
+        t = max(t, BUILD_TIME)
+        board._write(TIME_FLOOR, b"%d" % t)
+        board.time_kept = board.time_latest = t
+        board.time = (t, board.port.ticks_ms())
     elif what == "factory_reset":
         board.abort_session("factory reset")
         board.keygen = None
@@ -113,7 +126,8 @@ def admin(board, fields):
         board.autorun = None
     else:
         raise ValueError("no such setting: %s" % what)
-    board.link.send(P.ADMIN, P.pack({"dev": board.dev, "anchor": board._exists("ca.pem")}))
+    floor = max(board.time_latest, board.time_kept or 0, BUILD_TIME)
+    board.link.send(P.ADMIN, P.pack({"dev": board.dev, "time_floor": floor, "anchor": board._exists("ca.pem")}))
 
 
 def _remove(board, name):

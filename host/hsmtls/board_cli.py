@@ -538,6 +538,19 @@ def factory_reset(port, ca_key, ca_cert, module, pin_file, yes) -> None:
     click.echo(f"next: hsmtls board provision --port {port} --ca-key URI --ca-cert CA.pem (where the host is yours)")
 
 
+@board.command("reset-clock")
+@_ca_options
+def reset_clock(port, ca_key, ca_cert, module, pin_file) -> None:
+    """Set the board's clock and the lower bound it keeps to this host's time, on a request
+    signed by its CA: undoes a TIME from the future, after which the board refuses every
+    true one (its clock never goes back)."""
+    ans = _admin(port, ca_key, ca_cert, module, pin_file, {"set": "time", "t": int(time.time())})
+    import datetime
+
+    floor = datetime.datetime.fromtimestamp(ans.get("time_floor") or 0, datetime.timezone.utc)
+    click.echo(f"the board's clock: no TIME before {floor:%Y-%m-%d %H:%M:%S} UTC")
+
+
 @board.command()
 @click.option("--port", required=True, help="Serial port of the board (or the emulator's tty).")
 @click.option("--server-name", help="Name the board connects to and verifies (its certificate's DNS name).")

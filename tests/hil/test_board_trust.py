@@ -1,14 +1,18 @@
 """The board does not trust its host (docs/board-security.md), tested as a hostile host
 would try it: a new anchor, key or certificate only on a request signed by the board's
-own CA, never replayed; the REPL only in development mode. Each test fails on firmware
-without the defence. (The ECDSA nonce counter: test_board_nonce_counter.py.)"""
+own CA, never replayed; the REPL only in development mode; a clock that never goes back,
+so an expired server certificate stays expired. Each test fails on firmware without the
+defence. (The ECDSA nonce counter: test_board_nonce_counter.py.)"""
 
 from __future__ import annotations
 
+import datetime
 import time
+import types
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hil_support import provision_emulated, refused, requires_emulator
 
 from hsmlink import protocol as P
@@ -172,6 +176,93 @@ def test_deploy_says_how_to_reach_development_mode(provisioned):
     assert board.alive
 
 
+# --- 3. the clock --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def expired_server(board_pki, servers, tmp_path):
+    """hsmtls serve with a certificate from the board's CA that expired yesterday."""
+    from cryptography import x509
+
+    from hsmtls.devpki import issue, write_cert
+
+    ca_key = serialization.load_pem_private_key(board_pki.ca_key.read_bytes(), None)
+    ca = x509.load_pem_x509_certificate(board_pki.ca_cert.read_bytes())
+    server_key = serialization.load_pem_private_key(board_pki.server_key.read_bytes(), None)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = write_cert(tmp_path / "expired.pem", issue(ca, ca_key, server_key.public_key(), "localhost", "server",  # type: ignore[arg-type]
+                                                      dns=("localhost",), not_before=now - datetime.timedelta(days=30),
+                                                      not_after=now - datetime.timedelta(days=1)))
+    # (the servers fixture's class, with this certificate; it stops them at the end)
+    s = type(servers)(types.SimpleNamespace(server_cert=cert, ca_cert=board_pki.ca_cert), str(board_pki.server_key))
+    yield s.hsmtls()
+    s.close()
+
+
+def wait_result(bridge: Bridge, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        results = bridge.step(0.05)
+        if results:
+            return results[0]
+    raise AssertionError("no RESULT")
+
+
+def test_time_never_goes_back_and_an_expired_certificate_stays_expired(flash_dir, expired_server, tmp_path):
+    import shutil
+
+    flash = tmp_path / "flash"
+    shutil.copytree(flash_dir, flash)
+    then = int(time.time()) - 10 * 86400  # when the server's certificate was valid
+    run = {"server_name": "localhost"}
+    with EmulatedBoard(flash, heap="256k", mpy=True) as board:
+        with HostLink(board.tty) as link:
+            link.connect(10)
+            bridge = Bridge(link, ("127.0.0.1", expired_server))
+            r = bridge.run_handshake(run)  # (the host's TIME: now)
+            assert not r["ok"] and "certificate_expired" in r["reason"], r
+            # a hostile host turns the clock back: refused, and the clock stays
+            bridge.errors = []
+            link.send(P.TIME, {"t": then})
+            link.send(P.RUN, run)
+            r = wait_result(bridge)
+            assert not r["ok"] and "certificate_expired" in r["reason"], r
+            assert [e["where"] for e in bridge.errors][:1] == ["time"], bridge.errors
+            assert "its clock never goes back" in bridge.errors[0]["reason"]
+        # the latest time accepted is on the flash (it moved on by more than a day)
+        kept = int((flash / "timefloor").read_text())
+        assert abs(kept - time.time()) < 60
+        # after a reset: a TIME a day and more before it is still refused
+        board.reset()
+        with HostLink(board.tty) as link:
+            link.connect(10)
+            bridge = Bridge(link, ("127.0.0.1", expired_server))
+            link.send(P.TIME, {"t": kept - 2 * 86400})
+            link.send(P.RUN, run)
+            r = wait_result(bridge)
+            assert not r["ok"] and "no time from the host" in r["reason"], r
+            assert bridge.errors and bridge.errors[0]["where"] == "time", bridge.errors
+
+
+def test_the_ca_can_set_the_clock_back_from_a_hostile_future(provisioned, hil_token, token_server):
+    board, flash, _ = provisioned
+    future = int(time.time()) + 100 * 365 * 86400
+    with HostLink(board.tty) as link:
+        link.connect(10)
+        link.send(P.TIME, {"t": future})  # accepted (the board cannot know better) and kept
+        link.drain(2)
+        time.sleep(0.3)
+        assert int((flash / "timefloor").read_text()) == future
+        bridge = Bridge(link, ("127.0.0.1", token_server.port))
+        r = bridge.run_handshake({"server_name": "localhost", "client_auth": True})
+        assert not r["ok"] and bridge.errors[0]["where"] == "time"  # the true time is refused now
+        ans = admin(link, hil_token.keys["ca"], {"set": "time", "t": int(time.time())},
+                    (hil_token.dir / "ca.pem").read_bytes())
+        assert abs(ans["time_floor"] - time.time()) < 60
+        r = bridge.run_handshake({"server_name": "localhost", "client_auth": True})
+    assert r["ok"], r
+
+
 # --- the commands ----------------------------------------------------------------------------
 
 
@@ -195,6 +286,8 @@ def test_cli_mode_and_factory_reset(provisioned, hil_token):
     assert (flash / "dev").exists()
     p = _cli(hil_token, "mode", "production", "--port", board.tty)
     assert p.returncode == 0 and "production mode" in p.stdout and not (flash / "dev").exists(), p.stdout + p.stderr
+    p = _cli(hil_token, "reset-clock", "--port", board.tty)
+    assert p.returncode == 0 and "the board's clock: no TIME before" in p.stdout, p.stdout + p.stderr
     p = _cli(hil_token, "factory-reset", "--yes", "--port", board.tty)
     assert p.returncode == 0 and "the board has no trust anchor now" in p.stdout, p.stdout + p.stderr
     assert not (flash / "ca.pem").exists() and not (flash / "client.key").exists()

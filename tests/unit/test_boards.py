@@ -215,6 +215,20 @@ def test_deploy_leaves_the_board_in_the_mode_asked_for(monkeypatch, tmp_path):
                      mode="production")
 
 
+def test_the_build_bakes_its_time_into_the_firmware(monkeypatch):
+    from hsmtls.board import FIRMWARE_LIB, tools
+
+    source = (FIRMWARE_LIB / "boardapp.py").read_text()
+    constant = int(tools.BUILD_TIME_LINE.search(source).group(1))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(constant + 86400))
+    assert tools.build_time() == constant + 86400
+    baked = tools.with_build_time(source, tools.build_time())
+    assert f"\nBUILD_TIME = {constant + 86400}  # baked by hsmtls board deploy\n" in baked
+    assert baked.count("\n") == source.count("\n")
+    # never earlier than the constant the sources hold
+    assert tools.with_build_time(source, constant - 1) == source
+
+
 def test_mpy_abi_check():
     # sys.implementation._mpy: version | sub-version << 8 | arch << 10
     check_abi(get_board("emulator"), 2822, (6, 3))  # the pip unix build

@@ -40,8 +40,10 @@
 #            RSASSA-PKCS1-v1_5 SHA-256 by the anchor's CA key over REQUEST_CONTEXT + req}
 #            A board without an anchor (first provisioning) also takes them unsigned,
 #            as the plain fields of version 2.
-#   ADMIN    {"op": "admin", "set": "dev",   ADMIN    {"dev", "anchor"}: what it has
-#            "on": bool} | {"set": "factory_reset"}: anchor, certificate, key and settings erased
+#   ADMIN    {"op": "admin", "set": "dev",   ADMIN    {"dev", "time_floor", "anchor"}: what it has
+#            "on": bool} | {"set": "time", "t"}: the clock and its lower bound
+#            | {"set": "factory_reset"}: anchor, certificate, key and settings erased
+#   TIME     a "t" before the board's lower bound: ERROR {"where": "time"}, clock unchanged
 #   REPL     on a production board: ERROR {"where": "repl"}, link mode goes on
 
 import json

@@ -126,8 +126,8 @@ def request(link: HostLink, signer: Signer | None, op: str, fields: dict, anchor
 
 def admin(link: HostLink, signer: Signer | None, fields: dict, anchor_pem: bytes | None = None,
           timeout: float = 10.0) -> dict:
-    """An ADMIN request (fields: {"set": "dev", "on": bool} | {"set": "factory_reset"});
-    returns the board's answer {"dev", "anchor"}."""
+    """An ADMIN request (fields: {"set": "dev", "on": bool} | {"set": "time", "t": unix s} |
+    {"set": "factory_reset"}); returns the board's answer {"dev", "time_floor", "anchor"}."""
     if not trusts(link):
         raise ProvisionError("the board's firmware predates signed settings (no 'trust' feature): deploy this one")
     payload = request(link, signer, "admin", fields, anchor_pem)

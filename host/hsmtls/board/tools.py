@@ -12,9 +12,11 @@ where main.py does not run): the firmware that main.py had imported before it le
 mode is still in sys.modules otherwise, and the check would measure and run that old
 code. Then the board is reset (`reset`), so it boots into the new firmware.
 
-Deploy needs the REPL, which only a board in development mode reaches (`hsmtls board
-mode dev`, or its BOOT button held as it starts); `--dev`/`--production` leave it in
-either mode (a `dev` file on its flash).
+The build bakes its time into boardapp.py's BUILD_TIME, the board's first lower bound
+for the time (docs/board-security.md): the firmware's last commit, so that the same
+sources deploy as the same files. Deploy needs the REPL, which only a board in
+development mode reaches (`hsmtls board mode dev`, or its BOOT button held as it
+starts); `--dev`/`--production` leave it in either mode (a `dev` file on its flash).
 """
 
 from __future__ import annotations
@@ -132,15 +134,50 @@ def check_abi(board: BoardDef, board_mpy: int, cross: tuple[int, int]) -> None:
                         f" ({board.mpy_arch_code}): wrong --board?")
 
 
+BUILD_TIME_LINE = re.compile(r"^BUILD_TIME = (\d+)\b.*$", re.M)
+
+
+def build_time() -> int | None:
+    """When the firmware was built, for the board's clock: SOURCE_DATE_EPOCH if set, else
+    the time of the last commit of firmware/ (None outside a git checkout)."""
+    import os
+
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%ct", "--", "."], capture_output=True, text=True,
+                             cwd=FIRMWARE, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return int(out) if out.isdigit() else None
+
+
+def with_build_time(source: str, t: int | None) -> str:
+    """boardapp.py's text with BUILD_TIME = t, if t is later than the constant there."""
+    m = BUILD_TIME_LINE.search(source)
+    if m is None or t is None or t <= int(m.group(1)):
+        return source
+    return source[:m.start()] + f"BUILD_TIME = {t}  # baked by hsmtls board deploy" + source[m.end():]
+
+
 def build(board: BoardDef, out: Path, mpy_cross: list[str] | None = None) -> dict[str, Path]:
     """{remote path: local file}: lib/**.mpy for the board's arch, and main.py."""
     exe = mpy_cross or tool("mpy-cross", "mpy_cross")
     files: dict[str, Path] = {}
+    when = build_time()
     for src in firmware_files():
         rel = src.relative_to(FIRMWARE_LIB).with_suffix(".mpy")
         dst = out / "lib" / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(mpy_cross_argv(board, src, dst, exe), check=True, cwd=FIRMWARE_LIB)
+        what, cwd = src, FIRMWARE_LIB
+        if rel.as_posix() == "boardapp.mpy":
+            # with the build's time (see the top); compiled under its bare name, so that
+            # the same sources give the same .mpy from any temporary directory
+            cwd = out / "src"
+            cwd.mkdir(parents=True, exist_ok=True)
+            (cwd / src.name).write_text(with_build_time(src.read_text(), when))
+            what = Path(src.name)
+        subprocess.run(mpy_cross_argv(board, what, dst.resolve(), exe), check=True, cwd=cwd)
         files["lib/" + rel.as_posix()] = dst
     files["main.py"] = FIRMWARE / "main.py"
     return files
