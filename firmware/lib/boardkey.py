@@ -58,28 +58,41 @@ def next_count(path):
     used. ECDSA nonces and key generation mix it in, so that an os.urandom that repeats
     itself after a reset (an ESP32 with its radio off) repeats neither. A counter that
     cannot be read or written is an error, never a fresh 0: a repeated nonce gives the
-    key away, so the board would rather not sign. (Written in place: littlefs, the
-    ESP32's filesystem, makes that atomic at close; on FAT a torn write leaves a file
-    that does not read back, which refuses again rather than repeats.)"""
-    n = 0
-    try:
-        with open(path) as f:
-            n = int(f.read().strip())
-    except OSError as e:
-        if e.errno != 2:  # ENOENT: no counter yet (a new key), 0
-            raise _counter_error(path, "read", e) from None
-    except ValueError:
-        raise _counter_error(path, "read", "not a number") from None
+    key away, so the board would rather not sign. The new value goes to path + ".tmp"
+    first and is renamed over the old one, so a reset in the middle leaves one of the
+    two whole: the old file, or (where rename does not replace, FAT: removed first) the
+    temporary one, which is read when the counter itself is missing."""
+    tmp = path + ".tmp"
+    n = _read_count(path)
+    if n is None:
+        n = _read_count(tmp) or 0  # (none: a new key)
     n += 1
     try:
-        with open(path, "w") as f:
+        with open(tmp, "w") as f:
             f.write("%d\n" % n)
-        with open(path) as f:
-            if int(f.read().strip()) != n:
-                raise ValueError("does not read back")
+        try:
+            os.rename(tmp, path)  # replaces it (POSIX, littlefs)
+        except OSError:
+            os.remove(path)
+            os.rename(tmp, path)
+        if _read_count(path) != n:
+            raise ValueError("does not read back")
     except (OSError, ValueError) as e:
         raise _counter_error(path, "write", e) from None
     return n
+
+
+def _read_count(path):
+    # the count in `path`, None if there is no such file; anything else is an error
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except OSError as e:
+        if e.errno != 2:  # ENOENT
+            raise _counter_error(path, "read", e) from None
+        return None
+    except ValueError:
+        raise _counter_error(path, "read", "not a number") from None
 
 
 def _counter_error(path, what, why):
