@@ -1,8 +1,17 @@
 # Board entry point (runs after boot.py, once USB CDC is up): link mode on the serial
-# port until the host sends REPL. Then Ctrl-C works again and mpremote can take over.
+# port. A board in development mode (a `dev` file on its flash, or its BOOT button held
+# as it starts) leaves it for the REPL when the host sends REPL; then Ctrl-C works again
+# and mpremote can take over. A production board never reaches its REPL from here: if
+# the firmware stops for any reason, the board restarts (docs/board-security.md).
 # The emulator runs this same file under the MicroPython unix port.
 
-import gc
+import micropython
+
+# before anything else: from here on 0x03 is data, not KeyboardInterrupt (a host that
+# resets the board and sends Ctrl-C would otherwise stop main.py while it imports)
+micropython.kbd_intr(-1)
+
+import gc  # noqa: E402
 
 # While the code loads, collect after every 2 KB allocated: what an import leaves as
 # garbage is free again before the next objects are made, so the code's objects fill
@@ -10,13 +19,20 @@ import gc
 # handshake went from 128 to 120 KiB on the emulator, from ROMFS).
 gc.threshold(2048)
 import board_port  # noqa: E402
-from boardapp import Board  # noqa: E402
 
-gc.threshold(-1)
-gc.collect()
-
-board_port.setup()
+board = None
 try:
-    Board(board_port).run()
+    from boardapp import Board
+
+    gc.threshold(-1)
+    gc.collect()
+    board_port.setup()
+    board = Board(board_port)
+    board.run()
 finally:
-    board_port.leave_link_mode()
+    if board is not None and board.dev and not board.running:
+        board_port.leave_link_mode()  # asked for the REPL, and allowed it
+    elif board is None and board_port.dev_button():
+        board_port.leave_link_mode()  # the firmware did not start: the developer's REPL
+    else:
+        board_port.restart()

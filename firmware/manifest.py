@@ -24,6 +24,7 @@ package("hsmlink", base_path="lib")
 package("board_port", base_path="lib")
 
 # the link app, and what it loads on demand: autorun, status, the board's own key, provisioning, the
-# benchmark's mbedTLS session
-for name in ("boardapp", "boardautorun", "boardstatus", "boardkey", "boardkey_ec", "boardgen", "derwriter", "boardmbedtls"):
+# checks on the host's requests (boardtrust), the benchmark's mbedTLS session
+for name in ("boardapp", "boardautorun", "boardstatus", "boardkey", "boardkey_ec", "boardgen", "derwriter", "boardtrust",
+             "boardmbedtls"):
     module(name + ".py", base_path="lib")

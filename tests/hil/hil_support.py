@@ -42,3 +42,13 @@ def provision_emulated(flash_dir: Path, token, ca: str = "ca", validity=None, ke
         board.stop()
         raise
     return board, prov
+
+
+def refused(link, ftype: int, payload: dict, where: str) -> str:
+    """Send a frame the board must refuse; the reason of the ERROR it answers with."""
+    from hsmtls.board.provisioning import ProvisionError, _wait_for
+
+    link.send(ftype, payload)
+    with pytest.raises(ProvisionError) as e:
+        _wait_for(link, -1, where, 10.0, [], lambda s: None)
+    return str(e.value)

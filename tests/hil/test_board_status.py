@@ -32,7 +32,7 @@ def test_status_names_the_boards_identity(board_tty, board_pki):
     out = status(board_tty)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
-    assert text.startswith("board: ") and "features: provision, ecdsa, autorun" in text, text
+    assert text.startswith("board: ") and "features: provision, ecdsa, autorun, trust" in text, text
     assert f"sha256 {hashlib.sha256(ca.public_bytes(serialization.Encoding.DER)).hexdigest()}" in text, text
     cn = mine.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
     line = next(x for x in text.splitlines() if x.startswith("certificate: "))

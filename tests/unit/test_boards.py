@@ -187,6 +187,49 @@ def test_deploy_checks_the_import_in_a_fresh_interpreter_then_resets(name, real,
     assert ("the board restarts into the firmware (link mode)" in log) == real, log
 
 
+def test_deploy_leaves_the_board_in_the_mode_asked_for(monkeypatch, tmp_path):
+    import hashlib
+
+    from hsmtls.board import FIRMWARE, tools
+
+    main_hash = hashlib.sha256((FIRMWARE / "main.py").read_bytes()).hexdigest()
+    runs: list[str] = []
+
+    def fake_mpremote(argv: list[str]) -> str:
+        runs.append(argv[-1])
+        if "HASHES" in argv[-1]:
+            return 'HASHES{"main.py": "%s"}\n' % main_hash
+        if "import boardapp" in argv[-1]:
+            return "IMPORTED 52000 60000 boardapp.py\n"
+        return "MODE dev\n" if "MODE dev" in argv[-1] else ""
+
+    monkeypatch.setattr(tools, "_mpremote", fake_mpremote)
+    monkeypatch.setattr(tools, "tool", lambda name, module: [name])
+    log: list[str] = []
+    tools.deploy(get_board("esp32-devkitc"), "/dev/ttyX", tmp_path, None, log.append, frozen=True, mode="dev")
+    assert tools.MODE_SCRIPTS["dev"] in runs and any("development mode" in x for x in log), (runs, log)
+    runs.clear()
+    tools.deploy(get_board("esp32-devkitc"), "/dev/ttyX", tmp_path, None, log.append, frozen=True)
+    assert not any("MODE" in r for r in runs)
+    with pytest.raises(ToolError, match="did not take production mode"):
+        tools.deploy(get_board("esp32-devkitc"), "/dev/ttyX", tmp_path, None, log.append, frozen=True,
+                     mode="production")
+
+
+def test_the_build_bakes_its_time_into_the_firmware(monkeypatch):
+    from hsmtls.board import FIRMWARE_LIB, tools
+
+    source = (FIRMWARE_LIB / "boardapp.py").read_text()
+    constant = int(tools.BUILD_TIME_LINE.search(source).group(1))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(constant + 86400))
+    assert tools.build_time() == constant + 86400
+    baked = tools.with_build_time(source, tools.build_time())
+    assert f"\nBUILD_TIME = {constant + 86400}  # baked by hsmtls board deploy\n" in baked
+    assert baked.count("\n") == source.count("\n")
+    # never earlier than the constant the sources hold
+    assert tools.with_build_time(source, constant - 1) == source
+
+
 def test_mpy_abi_check():
     # sys.implementation._mpy: version | sub-version << 8 | arch << 10
     check_abi(get_board("emulator"), 2822, (6, 3))  # the pip unix build

@@ -235,3 +235,21 @@ def test_x509_curve_constants_are_p256s():
     from tlscore import x509
 
     assert (x509._P256_P, x509._P256_B) == (p256.P, p256.B)
+
+
+def test_the_nonce_counter_survives_a_write_cut_short(tmp_path):
+    # written to .tmp and renamed over the counter: a reset leaves one of the two whole.
+    # Where the rename could not replace (FAT: the counter removed first) and the board
+    # stopped there, the counter goes on from the temporary file, not from 0 again.
+    counter = tmp_path / "client.key.boots"
+    assert boardkey.next_count(str(counter)) == 1
+    assert boardkey.next_count(str(counter)) == 2
+    assert counter.read_text() == "2\n" and not (tmp_path / "client.key.boots.tmp").exists()
+    counter.unlink()
+    (tmp_path / "client.key.boots.tmp").write_text("41\n")
+    assert boardkey.next_count(str(counter)) == 42 and counter.read_text() == "42\n"
+    # a counter that does not read as one refuses, and says so
+    counter.write_text("")
+    with pytest.raises(OSError, match=r"cannot read the nonce counter .* \(not a number\)"):
+        boardkey.next_count(str(counter))
+    assert counter.read_text() == ""

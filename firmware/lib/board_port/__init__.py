@@ -5,6 +5,10 @@
 #                              .write(data)
 #   ticks_ms(), ticks_us(), ticks_diff(a, b), info() -> dict, flash_path(name), leave_link_mode()
 #   RX_CHUNK                   bytes to read from the serial port at a time
+#   dev_button() -> bool       the button that puts the board in development mode
+#                              held at boot (the REPL reachable from the link)
+#   rng_seeded() -> bool       os.urandom is truly random (ESP32: the radio is on)
+#   restart()                  where a production board goes instead of its REPL
 # unix.py is the MicroPython unix port on a pty (the emulated board); esp32.py the board.
 
 import sys

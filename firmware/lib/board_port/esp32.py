@@ -1,6 +1,13 @@
 # The ESP32 (classic, S2, S3, C3): USB serial REPL channel as the link. The RF is
 # switched on so that os.urandom is a true RNG (ESP-IDF: esp_random() is only
-# pseudo-random with Wi-Fi and BT off); the radio is not otherwise used.
+# pseudo-random with Wi-Fi and BT off); the radio is not otherwise used, and HELLO
+# says whether it is on (rng_seeded). MicroPython does not call
+# bootloader_random_enable(), so without the radio nothing else seeds it: a build
+# without `network` reports an RNG that is not fully seeded.
+# The BOOT button held as main.py starts puts the board in development mode for that
+# boot (the link then leaves for the REPL when asked): GPIO0 on the ESP32, S2 and S3,
+# GPIO9 on the C3 and C6, low while pressed. Held through the reset itself it would
+# select the ROM bootloader instead: press RESET, release it, then hold BOOT.
 
 
 import os
@@ -56,5 +63,28 @@ def flash_path(name):
     return "/" + name
 
 
+BOOT_PIN = 9 if any(c in os.uname().machine for c in ("ESP32C3", "ESP32C6")) else 0
+
+
+def dev_button():
+    try:
+        return machine.Pin(BOOT_PIN, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0
+    except Exception:
+        return False
+
+
+def rng_seeded():
+    try:
+        import network
+
+        return bool(network.WLAN(network.STA_IF).active())
+    except Exception:
+        return False
+
+
 def leave_link_mode():
     enable_ctrl_c()
+
+
+def restart():
+    machine.reset()

@@ -40,5 +40,19 @@ def flash_path(name):
     return name
 
 
+def dev_button():
+    # the emulator holds the board's BOOT button at boot (EmulatedBoard(dev_button=True))
+    return os.getenv("HSMTLS_DEV_BUTTON") == "1"
+
+
+def rng_seeded():
+    # os.urandom is the host kernel's getrandom()
+    return True
+
+
 def leave_link_mode():
     enable_ctrl_c()
+
+
+def restart():
+    pass  # the emulated board's process ends; the emulator restarts it on reset()

