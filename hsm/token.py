@@ -177,6 +177,20 @@ class Token:
             return self._open(pin, rw)
 
     def _open(self, pin: str | None, rw: bool) -> Any:
+        # The same SoftHSM2 rewrite as in the lookup above can make C_OpenSession or
+        # C_Login fail for a moment (GeneralError, UserPinNotInitialized while the
+        # token's file is half written): look again, as the lookup does, before saying so.
+        attempts = 8
+        for attempt in range(attempts):
+            try:
+                return self._open_once(pin, rw)
+            except (p11e.GeneralError, p11e.UserPinNotInitialized) as e:
+                if attempt == attempts - 1:
+                    raise TokenError(f"cannot open a session on token {self.label!r}: {describe_error(e)}") from None
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _open_once(self, pin: str | None, rw: bool) -> Any:
         try:
             return self.token.open(rw=rw, user_pin=pin)
         except p11e.UserAlreadyLoggedIn:
@@ -185,6 +199,8 @@ class Token:
             raise TokenError(f"wrong PIN for token {self.label!r} (check HSMTLS_PIN / --pin-file)") from None
         except p11e.PinLocked:
             raise TokenError(f"the user PIN of token {self.label!r} is locked: unlock it with the SO PIN") from None
+        except (p11e.GeneralError, p11e.UserPinNotInitialized):
+            raise  # perhaps transient: _open looks again
         except p11e.PKCS11Error as e:
             raise TokenError(f"cannot open a session on token {self.label!r}: {describe_error(e)}") from None
 
