@@ -6,10 +6,10 @@ another state (optional messages: ECDHE's ServerKeyExchange, a client certificat
 those alternatives are read from the handler's own `return STATE` statements, so the
 picture follows the code. Each edge is labelled with the message and its classic step.
 
-    python -m hsmtls.trace_states client   # Mermaid stateDiagram-v2, for the README
+    python -m hsmtls.trace_states client   # Mermaid stateDiagram-v2, for docs/architecture.md
 
 `mermaid(role)` gives the text; `edges(role)` the (state, label, next state) list.
-Paste it into the README between `<!-- states:client -->` and `<!-- /states:client -->`
+Paste it into docs/architecture.md between `<!-- states:client -->` and `<!-- /states:client -->`
 (and the same for server): tests/unit/test_trace_states.py then keeps it in step.
 """
 

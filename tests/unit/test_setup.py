@@ -1,0 +1,38 @@
+"""README's main command as a new user meets it: a fresh clone, a fresh virtual
+environment (no system site-packages), then `scripts/setup && hsmtls demo`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from required_tools import requires_tool
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@requires_tool("softhsm2")
+@requires_tool("micropython")
+def test_main_command_on_a_fresh_clone_and_venv(tmp_path):
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "hsmtls"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "SOFTHSM2_CONF")}
+    env["VIRTUAL_ENV"] = str(venv)
+    # an activated venv: its bin/ first on PATH, where setup puts `hsmtls` and `micropython`
+    env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
+    p = subprocess.run(["bash", "-c", "scripts/setup && hsmtls demo"], cwd=clone, env=env,
+                       capture_output=True, text=True, timeout=850)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "setup: done" in p.stdout
+    assert "step 11" in p.stdout or "renegotiation" in p.stdout, p.stdout[-2000:]
+    assert (venv / "bin" / "hsmtls").exists()
