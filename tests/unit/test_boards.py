@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -307,3 +308,26 @@ def test_deploy_frozen_is_refused_where_it_cannot_be():
     assert r.exit_code == 1 and "cannot have our modules frozen in" in r.output
     r = CliRunner().invoke(board, ["deploy", "--board", "esp32-devkitc", "--port", "/dev/null", "--frozen", "--romfs"])
     assert r.exit_code == 1 and "--romfs or --frozen" in r.output
+
+
+def test_emulated_flash_key_is_0600_from_the_first_byte(tmp_path, monkeypatch):
+    # the board's key file in an emulated flash directory is made 0600, not chmod'ed after
+    # being written world-readable under a permissive umask
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from hsmtls.board import flash
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = tmp_path / "k.pem"
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    monkeypatch.setattr(Path, "chmod", lambda *a, **k: (_ for _ in ()).throw(AssertionError("chmod after write")))
+    old = os.umask(0)
+    try:
+        d = flash.provision(tmp_path / "flash", ca, None, pem)
+    finally:
+        os.umask(old)
+    assert (os.stat(d / "client.key").st_mode & 0o777) == 0o600

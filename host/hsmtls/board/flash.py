@@ -14,6 +14,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from ..keys import write_private_file
+
 FILES = ("ca.pem", "client.pem", "client.key")
 
 
@@ -46,6 +48,5 @@ def provision(
         if not (isinstance(k, rsa.RSAPrivateKey)
                 or (isinstance(k, ec.EllipticCurvePrivateKey) and isinstance(k.curve, ec.SECP256R1))):
             raise ValueError(f"{key}: the board signs with RSA or ECDSA P-256 only")
-        (d / "client.key").write_text(key_lines(k))
-        (d / "client.key").chmod(0o600)
+        write_private_file(d / "client.key", key_lines(k).encode())
     return d
