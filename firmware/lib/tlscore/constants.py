@@ -157,4 +157,8 @@ ECDSA_SIGN = 64
 MAX_PLAINTEXT = 1 << 14
 MAX_CIPHERTEXT = (1 << 14) + 2048
 MAX_HANDSHAKE_MESSAGE = 1 << 16
+# The longest ClientHello body its vectors allow (RFC 5246 §7.4.1.2): version, random,
+# session_id<0..32>, cipher_suites<2..2^16-2>, compression_methods<1..2^8-1>,
+# extensions<0..2^16-1>. A server admits this much whatever its other limits.
+MAX_CLIENT_HELLO = 2 + 32 + 1 + 32 + 2 + 65534 + 1 + 255 + 2 + 65535
 MAX_CERTIFICATE_CHAIN = 10

@@ -29,6 +29,7 @@ from .constants import (
     FINISHED,
     HANDSHAKE_FAILURE,
     ILLEGAL_PARAMETER,
+    MAX_CLIENT_HELLO,
     NO_RENEGOTIATION,
     POINT_FORMAT_UNCOMPRESSED,
     PROTOCOL_VERSION,
@@ -128,6 +129,7 @@ def premaster_from_decryption(result, client_version, substitute):
 
 class ServerConnection(Connection):
     is_client = False
+    max_client_hello = MAX_CLIENT_HELLO
     INITIAL_STATE = WAIT_CLIENT_HELLO
     TRANSITIONS = TRANSITIONS
 
