@@ -10,6 +10,8 @@ hostile or unusual client would send. Refusals check the exact plaintext alert.
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import struct
 
 import pytest
@@ -19,6 +21,7 @@ from test_malformed_records import (
     CHANGE_CIPHER_SPEC,
     DECODE_ERROR,
     HANDSHAKE,
+    PROTOCOL_VERSION,
     SERVER_HELLO,
     UNEXPECTED_MESSAGE,
     client_hello,
@@ -30,6 +33,7 @@ from test_malformed_records import (
     read_record,
     record,
     send_and_expect_alert,
+    vector,
 )
 
 from hsmtls.backend import BACKEND
@@ -207,6 +211,20 @@ def test_two_client_hellos_in_one_record(server):
     )
 
 
+# -- 3. client_version above TLS 1.2 (RFC 5246 Appendix E.1) -------------------------------
+
+
+@pytest.mark.parametrize("suite", ["TLS_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"])
+@pytest.mark.parametrize("version", [0x0304, 0x0401, 0xFEFE])
+def test_higher_client_version_negotiates_tls12(server, version, suite):
+    def reshape(msg):
+        msg.client_version = version
+
+    # an RSA premaster carries the hello's client_version, not the one negotiated
+    got = engine_handshake(server, reshape, ciphers=[suite], premaster_version=version)
+    assert got[0] == b"ping"
+
+
 # -- 4. very large ClientHellos -----------------------------------------------------------
 
 
@@ -266,3 +284,47 @@ def test_malformed_large_extensions_get_decode_error(server, name):
         hello = client_hello(extensions=ext)
     wire = b"".join(record(HANDSHAKE, hello[i : i + 2**14]) for i in range(0, len(hello), 2**14))
     send_and_expect_alert(server, wire, DECODE_ERROR)
+
+
+# -- 5. TLS 1.3-capable clients -----------------------------------------------------------
+
+
+def _tls13_capable(versions):
+    def reshape(msg):
+        msg.cipher_suites[:0] = list(TLS13_SUITES)
+        msg.extensions.append(
+            (EXT_SUPPORTED_VERSIONS, vector(1, b"".join(struct.pack("!H", v) for v in versions)))
+        )
+        msg.extensions.append((EXT_KEY_SHARE, vector(2, struct.pack("!HH", X25519, 32) + bytes(32))))
+
+    return reshape
+
+
+def test_tls13_capable_client_hello_negotiates_tls12(server):
+    assert engine_handshake(server, _tls13_capable((0x0304, 0x0303)))[0] == b"ping"
+
+
+def test_supported_versions_without_tls12_gets_protocol_version(server):
+    exts = (
+        extension(EXT_SUPPORTED_VERSIONS, vector(1, b"\x03\x04"))
+        + extension(EXT_KEY_SHARE, vector(2, struct.pack("!HH", X25519, 32) + bytes(32)))
+    )
+    hello = client_hello(extensions=exts, suites=TLS13_SUITES + (0x009C,))
+    send_and_expect_alert(server, record(HANDSHAKE, hello), PROTOCOL_VERSION)
+
+
+@pytest.mark.parametrize("body", [b"\x03\x03\x03", b"\x00", b"\x02\x03\x03\x00"],
+                         ids=["odd-length", "empty", "trailing-byte"])
+def test_malformed_supported_versions_gets_decode_error(server, body):
+    hello = client_hello(extensions=extension(EXT_SUPPORTED_VERSIONS, body))
+    send_and_expect_alert(server, record(HANDSHAKE, hello), DECODE_ERROR)
+
+
+def test_python_default_context_gets_tls12(server):
+    ctx = ssl.create_default_context(cafile=str(server.pki.ca_cert))  # offers TLS 1.3
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.version() == "TLSv1.2"
+            tls.sendall(b"hello 1.3 client\n")
+            assert tls.recv(100) == b"hello 1.3 client\n"
+
