@@ -244,13 +244,16 @@ def test_old_versions_get_protocol_version(make_configs, version):
         (record(C.CHANGE_CIPHER_SPEC, b"\x01"), C.UNEXPECTED_MESSAGE),
         (record(C.HANDSHAKE, b""), C.UNEXPECTED_MESSAGE),
         (record(C.HANDSHAKE, bytes([1, 0, 0, 5, 3, 3, 0, 0, 0])), C.DECODE_ERROR),
-        (record(C.HANDSHAKE, bytes([1, 0x01, 0, 1])), C.ILLEGAL_PARAMETER),  # 64 KiB + 1 message
+        # a server reads any ClientHello its vectors allow (> 2^16), nothing longer,
+        # and no other message over max_handshake_message (2^16)
+        (record(C.HANDSHAKE, bytes([1, 0x02, 0x10, 0])), C.ILLEGAL_PARAMETER),
+        (record(C.HANDSHAKE, bytes([11, 0x01, 0, 1])), C.ILLEGAL_PARAMETER),
         (record(C.ALERT, b"\x02"), C.DECODE_ERROR),
         (record(C.HANDSHAKE, bytes(20000)), C.RECORD_OVERFLOW),
         (bytes([22, 9, 9, 0, 1, 0]), C.PROTOCOL_VERSION),
     ],
     ids=["http", "unknown-type", "overflow", "appdata-first", "cke-first", "finished-first",
-         "ccs-first", "empty-handshake", "truncated-hello", "huge-message", "short-alert",
+         "ccs-first", "empty-handshake", "truncated-hello", "huge-hello", "huge-message", "short-alert",
          "plaintext-over-2^14", "not-tls-version"],
 )
 def test_malformed_first_flight(make_configs, data, alert):

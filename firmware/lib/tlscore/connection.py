@@ -18,6 +18,7 @@ from .constants import (
     APPLICATION_DATA,
     CERTIFICATE_REVOKED,
     CHANGE_CIPHER_SPEC,
+    CLIENT_HELLO,
     CLOSE_NOTIFY,
     DECODE_ERROR,
     DECRYPT_ERROR,
@@ -116,6 +117,7 @@ class Transcript:
 
 class Connection:
     is_client = False
+    max_client_hello = 0  # a server reads any ClientHello, past max_handshake_message
     TRANSITIONS = {}
     INITIAL_STATE = None
 
@@ -288,17 +290,24 @@ class Connection:
                 hs = self._hs_in
                 if not hs:
                     hs = data  # messages are read where the record lies
+                elif type(hs) is bytearray:
+                    # ours, and no view of it is out (a dispatch leaves a view of the
+                    # rest in its place): the message grows in place, however many
+                    # records it comes in
+                    hs += data
                 else:  # the rest of a message that began in an earlier record
                     hs = bytearray(hs)
                     hs += data
                 self._hs_in = hs
                 if len(hs) >= 4:
                     n = (hs[1] << 16) | (hs[2] << 8) | hs[3]
-                    if n > self.config.max_handshake_message:
+                    if n > self.config.max_handshake_message and not (
+                        hs[0] == CLIENT_HELLO and n <= self.max_client_hello
+                    ):
                         raise TLSError(ILLEGAL_PARAMETER, "handshake message of %d bytes is too large" % n)
             elif content_type == CHANGE_CIPHER_SPEC:
-                if len(data) != 1 or data[0] != 1:
-                    raise TLSError(DECODE_ERROR, "malformed ChangeCipherSpec")
+                if len(data) != 1 or data[0] != 1:  # the only ChangeCipherSpec there is
+                    raise TLSError(UNEXPECTED_MESSAGE, "ChangeCipherSpec body is not the byte 1")
                 if self._hs_in:
                     raise TLSError(UNEXPECTED_MESSAGE, "ChangeCipherSpec inside a handshake message")
                 self._dispatch(CCS, None)
@@ -367,6 +376,8 @@ class Connection:
     def _on_application_data(self, data):
         if not self.established:
             raise TLSError(UNEXPECTED_MESSAGE, "application data before the handshake")
+        if not len(data):
+            return  # RFC 5246 §6.2.1: valid (traffic analysis padding), and nothing to deliver
         if self._hs_in:
             raise TLSError(UNEXPECTED_MESSAGE, "application data inside a handshake message")
         self.events.append(ApplicationData(bytes(data)))

@@ -103,6 +103,7 @@ EXT_SIGNATURE_ALGORITHMS = 13
 EXT_ENCRYPT_THEN_MAC = 22
 EXT_EXTENDED_MASTER_SECRET = 23
 EXT_SESSION_TICKET = 35
+EXT_SUPPORTED_VERSIONS = 43  # RFC 8446 §4.2.1: a TLS 1.3 client lists what it speaks
 EXT_RENEGOTIATION_INFO = 0xFF01
 
 EXTENSION_NAMES = {
@@ -114,6 +115,7 @@ EXTENSION_NAMES = {
     EXT_ENCRYPT_THEN_MAC: "encrypt_then_mac",
     EXT_EXTENDED_MASTER_SECRET: "extended_master_secret",
     EXT_SESSION_TICKET: "session_ticket",
+    EXT_SUPPORTED_VERSIONS: "supported_versions",
     EXT_RENEGOTIATION_INFO: "renegotiation_info",
 }
 
@@ -157,4 +159,8 @@ ECDSA_SIGN = 64
 MAX_PLAINTEXT = 1 << 14
 MAX_CIPHERTEXT = (1 << 14) + 2048
 MAX_HANDSHAKE_MESSAGE = 1 << 16
+# The longest ClientHello body its vectors allow (RFC 5246 §7.4.1.2): version, random,
+# session_id<0..32>, cipher_suites<2..2^16-2>, compression_methods<1..2^8-1>,
+# extensions<0..2^16-1>. A server admits this much whatever its other limits.
+MAX_CLIENT_HELLO = 2 + 32 + 1 + 32 + 2 + 65534 + 1 + 255 + 2 + 65535
 MAX_CERTIFICATE_CHAIN = 10

@@ -438,3 +438,8 @@ def ec_point_formats_extension(formats=(0,)):
 
 def parse_ec_point_formats(data):
     return _nonempty_list(data, 1, 1, "ec_point_formats")
+
+
+def parse_supported_versions(data):
+    # ClientHello form (RFC 8446 §4.2.1): ProtocolVersion versions<2..254>
+    return _nonempty_list(data, 1, 2, "supported_versions")

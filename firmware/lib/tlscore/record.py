@@ -268,10 +268,12 @@ class RecordLayer:
             self.start = self.fill = 0  # all read: the next bytes start at the front
         else:
             self.start = end
-        if length == 0 and content_type != APPLICATION_DATA:
-            raise TLSError(UNEXPECTED_MESSAGE, "empty record of content type %d" % content_type)
         plaintext = self.read_protection.open(self.read_seq, content_type, fragment)
         self.read_seq += 1
+        # RFC 5246 §6.2.1: only application data may come in empty fragments; the
+        # length that counts is the plaintext's, under any protection
+        if not len(plaintext) and content_type != APPLICATION_DATA:
+            raise TLSError(UNEXPECTED_MESSAGE, "empty record of content type %d" % content_type)
         if len(plaintext) > self.max_incoming:
             raise TLSError(RECORD_OVERFLOW, "record of %d bytes exceeds the negotiated max_fragment_length" % len(plaintext))
         return content_type, plaintext

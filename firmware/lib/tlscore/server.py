@@ -26,9 +26,11 @@ from .constants import (
     EXT_SERVER_NAME,
     EXT_SIGNATURE_ALGORITHMS,
     EXT_SUPPORTED_GROUPS,
+    EXT_SUPPORTED_VERSIONS,
     FINISHED,
     HANDSHAKE_FAILURE,
     ILLEGAL_PARAMETER,
+    MAX_CLIENT_HELLO,
     NO_RENEGOTIATION,
     POINT_FORMAT_UNCOMPRESSED,
     PROTOCOL_VERSION,
@@ -65,6 +67,7 @@ from .messages import (
     parse_server_name,
     parse_signature_algorithms,
     parse_supported_groups,
+    parse_supported_versions,
     renegotiation_info_extension,
 )
 
@@ -128,6 +131,7 @@ def premaster_from_decryption(result, client_version, substitute):
 
 class ServerConnection(Connection):
     is_client = False
+    max_client_hello = MAX_CLIENT_HELLO
     INITIAL_STATE = WAIT_CLIENT_HELLO
     TRANSITIONS = TRANSITIONS
 
@@ -179,11 +183,7 @@ class ServerConnection(Connection):
             if not self.renegotiating:  # else it answers our HelloRequest
                 self.events.append(RenegotiationRequested(True, True))
             self.renegotiating = True
-        if (msg.client_version >> 8) != 3 or msg.client_version < TLS1_2:
-            raise TLSError(
-                PROTOCOL_VERSION,
-                "client offers version 0x%04x; this server speaks TLS 1.2 (0x0303) only" % msg.client_version,
-            )
+        self._check_version(msg)
         if not renegotiation:
             if ri is not None:
                 if len(parse_renegotiation_info(ri)):
@@ -252,6 +252,20 @@ class ServerConnection(Connection):
         if self.client_cert_requested:
             return WAIT_CLIENT_CERTIFICATE
         return WAIT_CLIENT_KEY_EXCHANGE
+
+    def _check_version(self, msg):
+        # A TLS 1.3 client lists its versions in supported_versions (RFC 8446 §4.2.1,
+        # client_version is then 0x0303); others offer their highest in client_version,
+        # and any above TLS 1.2 gets TLS 1.2 (RFC 5246 Appendix E.1).
+        sv = msg.extension(EXT_SUPPORTED_VERSIONS)
+        if sv is not None:
+            if TLS1_2 not in parse_supported_versions(sv):
+                raise TLSError(PROTOCOL_VERSION, "client's supported_versions has no TLS 1.2 (0x0303)")
+        elif msg.client_version < TLS1_2:
+            raise TLSError(
+                PROTOCOL_VERSION,
+                "client offers version 0x%04x; this server speaks TLS 1.2 (0x0303) only" % msg.client_version,
+            )
 
     def _ecdhe_parameters(self, msg, client_schemes):
         # (group, signature scheme) for ECDHE_RSA with this client, or None
