@@ -212,8 +212,9 @@ def _run_rows(rows: list[Row], concurrencies: list[int], duration: float, setup:
             cells: dict[int, dict] = {}
             failed = None
             port = _free_port()
+            exited = None
             try:
-                with row.start(port, d):
+                with row.start(port, d) as proc:
                     for c in concurrencies:
                         r = _loadgen(port, setup.ca_pem, cipher, c, duration, setup.env)
                         cells[c] = r
@@ -223,12 +224,16 @@ def _run_rows(rows: list[Row], concurrencies: list[int], duration: float, setup:
                         if r["handshakes"] == 0:
                             failed = r["first_error"] or "no handshake completed"
                             break
+                    exited = proc.poll()
             except RuntimeError as e:  # the server did not start
                 failed = str(e)
             if failed is not None:
                 log = d / row.log
-                reason = failure_reason(log.read_text(errors="replace")) if log.exists() else None
-                failed = reason or failed.strip().splitlines()[-1][:200]
+                text = log.read_text(errors="replace") if log.exists() else ""
+                failed = failure_reason(text) or failed.strip().splitlines()[-1][:200]
+                if exited is not None:  # it died under load: its last words say more than the client's
+                    last = text.strip().splitlines()[-1][:200] if text.strip() else "nothing logged"
+                    failed = f"server exited ({exited}) mid-run: {last}"
                 echo(f"  {row.label:42s} fails: {failed}")
             out[row.id] = {"label": row.label, "suite": row.suite, "cells": cells, "failed": failed}
     return out
@@ -336,9 +341,13 @@ def print_sweep_table(data: dict, echo: Callable[[str], None]) -> None:
         cells = []
         for rows in sweep.values():
             r = rows[row_id]
-            cells.append(" / ".join(f"{r['cells'][c]['handshakes_per_s']:.0f}" if c in r["cells"] else "fails"
-                                    for c in concs))
+            cells.append(" / ".join(f"{r['cells'][c]['handshakes_per_s']:.0f}"
+                                    if r["cells"].get(c, {}).get("handshakes") else "fails" for c in concs))
         echo(f"| {row['label'].removeprefix('hsmtls, ')} | " + " | ".join(cells) + " |")
+    for n, rows in sweep.items():
+        for row in rows.values():
+            if row["failed"] is not None:
+                echo(f"--workers {n}, {row['label']}: fails: {row['failed']}")
 
 
 def _bad_and_good(k: int, n: int, e: int) -> tuple[bytes, bytes]:
