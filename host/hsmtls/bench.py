@@ -1,14 +1,14 @@
 """`hsmtls bench server` and `hsmtls bench premaster`: measured, not asserted.
 
 bench server: full TLS 1.2 handshakes per second and p50/p99 latency at several
-concurrencies, all in one run, on a throwaway SoftHSM2 token:
-  (a) our server, key in the token, RSA key exchange
-  (b) our server, key in the token, ECDHE_RSA
-  (c) openssl s_server, key in the same token through libp11, ECDHE_RSA
-      (and an RSA key exchange attempt, which fails there)
-  (d) openssl s_server, key in a PEM file, RSA key exchange
-The load generator is a separate process (hsmtls.loadgen: OpenSSL through Python's
-ssl, no session reuse). Figures are reported as ratios (a)/(d) and (b)/(c).
+concurrencies, all in one run, on a throwaway SoftHSM2 token, RSA key exchange and
+ECDHE_RSA each: our server with a PEM key and with the token key; nginx (bench_nginx)
+with a PEM key and with the token key through libp11, as many workers as ours; and
+`openssl s_server` (one connection at a time) with a PEM key and through libp11. A
+server that cannot serve a cell says why (its log's error) instead of a figure. Our
+rows are also given as a ratio to nginx with a PEM key, same suite, same run. The load
+generator is a separate process (hsmtls.loadgen: OpenSSL through Python's ssl, no
+session reuse). With --workers-sweep, our server alone at several worker counts.
 
 bench premaster: time of premaster decryption for good and bad ciphertexts: in the
 token with CKM_RSA_PKCS and with CKM_RSA_X_509 + our depadding, the whole
@@ -29,6 +29,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -138,85 +140,214 @@ def _loadgen(port: int, ca: Path, cipher: str, concurrency: int, duration: float
     return json.loads(out.stdout)
 
 
+# (label, the suite as the load generator offers it, as our server takes it)
+SUITES = {
+    "rsa": ("RSA kx", "AES128-GCM-SHA256", "TLS_RSA_WITH_AES_128_GCM_SHA256"),
+    "ecdhe": ("ECDHE_RSA", "ECDHE-RSA-AES128-GCM-SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+}
+
+
+@dataclass
+class Row:
+    """One server in one configuration: a row of the table, a cell per concurrency."""
+
+    id: str  # "<server>-<key>-<suite>", e.g. "nginx-pem-rsa"
+    label: str
+    suite: str  # a SUITES key
+    start: Callable[[int, Path], Any]  # (port, row's directory) -> context manager running the server
+    log: str = "server.log"  # in the row's directory: where its failure reason is read
+
+
+def _argv_row(row_id: str, label: str, suite: str, make: Callable[[int], list[str]], env: dict) -> Row:
+    return Row(row_id, label, suite, lambda port, d: _process(make(port), port, env, d / "server.log"))
+
+
+def _with_port(argv: list[str], port: int) -> list[str]:
+    return [*argv, "--port", str(port)]
+
+
+def _hsmtls_rows(setup: BenchSetup, workers: int) -> list[Row]:
+    rows = []
+    for key, cert, spec in (("PEM", setup.pem_cert, str(setup.pem_key)), ("token", setup.token_cert, setup.key_uri)):
+        for suite, (name, _, iana) in SUITES.items():
+            argv = [sys.executable, "-m", "hsmtls", "serve", "--host", "127.0.0.1", "--cert", str(cert),
+                    "--key", spec, "--workers", str(workers), "--cipher", iana]
+            rows.append(_argv_row(f"hsmtls-{key.lower()}-{suite}", f"hsmtls, {key} key, {name}", suite,
+                                  partial(_with_port, argv), setup.env))
+    return rows
+
+
+def _nginx_rows(setup: BenchSetup, workers: int, nginx: str, engine: bool) -> list[Row]:
+    from .bench_nginx import nginx_argv, nginx_conf
+
+    keys = [("pem", "PEM key", setup.pem_cert, str(setup.pem_key))]
+    if engine:
+        keys.append(("libp11", "token key via libp11", setup.token_cert,
+                     f"engine:pkcs11:{setup.key_uri}?pin-source=file:{setup.pin_file}"))
+    rows = []
+    for key, key_label, cert, spec in keys:
+        for suite, (name, cipher, _) in SUITES.items():
+            def start(port: int, d: Path, cert=cert, spec=spec, cipher=cipher, key=key) -> Any:
+                (d / "nginx.conf").write_text(nginx_conf(d, port, workers, cert, spec, cipher,
+                                                         engine=key == "libp11", root=os.geteuid() == 0))
+                return _process(nginx_argv(nginx, d), port, setup.env, d / "stderr.log")
+
+            rows.append(Row(f"nginx-{key}-{suite}", f"nginx, {key_label}, {name}", suite, start, log="error.log"))
+    return rows
+
+
+def _run_rows(rows: list[Row], concurrencies: list[int], duration: float, setup: BenchSetup, tmp: Path,
+              label: str, echo: Callable[[str], None]) -> dict[str, dict]:
+    """Each row's cells; a row whose server does not start, or whose cell completes no
+    handshake, is not measured further: its result says why ("failed")."""
+    from .bench_nginx import failure_reason
+    from .progress import steps
+
+    out: dict[str, dict] = {}
+    with steps(len(rows) * len(concurrencies), label) as progress:
+        for row in rows:
+            _, cipher, _ = SUITES[row.suite]
+            d = tmp / row.id
+            d.mkdir()
+            cells: dict[int, dict] = {}
+            failed = None
+            port = _free_port()
+            exited = None
+            try:
+                with row.start(port, d) as proc:
+                    for c in concurrencies:
+                        r = _loadgen(port, setup.ca_pem, cipher, c, duration, setup.env)
+                        cells[c] = r
+                        progress(f"{row.id} c={c}")
+                        echo(f"  {row.label:42s} c={c:<3d} {r['handshakes_per_s']:8.1f} hs/s  "
+                             f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}")
+                        if r["handshakes"] == 0:
+                            failed = r["first_error"] or "no handshake completed"
+                            break
+                    exited = proc.poll()
+            except RuntimeError as e:  # the server did not start
+                failed = str(e)
+            if failed is not None:
+                log = d / row.log
+                text = log.read_text(errors="replace") if log.exists() else ""
+                failed = failure_reason(text) or failed.strip().splitlines()[-1][:200]
+                if exited is not None:  # it died under load: its last words say more than the client's
+                    last = text.strip().splitlines()[-1][:200] if text.strip() else "nothing logged"
+                    failed = f"server exited ({exited}) mid-run: {last}"
+                echo(f"  {row.label:42s} fails: {failed}")
+            out[row.id] = {"label": row.label, "suite": row.suite, "cells": cells, "failed": failed}
+    return out
+
+
 def bench_server(concurrencies: list[int], duration: float, workers: int | None,
                  echo: Callable[[str], None]) -> dict:
+    """Ours (PEM key and token key) beside nginx (PEM key, token key via libp11) and
+    `openssl s_server` (PEM key, token key via libp11), each suite, in one run."""
+    from .bench_nginx import MISSING, nginx_path
+    from .workers import default_workers
+
+    n = workers or default_workers()
     tmp = Path(tempfile.mkdtemp(prefix="hsmtls-bench-"))
-    results: dict[str, dict[int, dict]] = {}
     notes: list[str] = []
     try:
         setup = BenchSetup(tmp)
-        env = setup.env
         engine = next((p for p in ENGINE_PATHS if Path(p).exists()), None)
-        ours = [sys.executable, "-m", "hsmtls", "serve", "--host", "127.0.0.1", "--cert", str(setup.token_cert),
-                "--key", setup.key_uri]
-        if workers:
-            ours += ["--workers", str(workers)]
-        configs: list[tuple[str, str, Callable[[int], list[str]] | None]] = [
-            ("a", "AES128-GCM-SHA256",
-             lambda p: ours + ["--port", str(p), "--cipher", "TLS_RSA_WITH_AES_128_GCM_SHA256"]),
-            ("b", "ECDHE-RSA-AES128-GCM-SHA256",
-             lambda p: ours + ["--port", str(p), "--cipher", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]),
-            ("c", "ECDHE-RSA-AES128-GCM-SHA256", (lambda p: openssl_engine_server_argv(setup, p)) if engine else None),
-            ("d", "AES128-GCM-SHA256",
-             lambda p: ["openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{p}", "-tls1_2",
-                        "-key", str(setup.pem_key), "-cert", str(setup.pem_cert), "-naccept", "1000000000"]),
-        ]
-        from .progress import steps
-
-        cells = sum(len(concurrencies) for _, _, make in configs if make is not None)
-        with steps(cells, "bench server") as progress:
-            for name, cipher, make in configs:
-                if make is None:
-                    notes.append("(c) skipped: libp11's OpenSSL engine is not installed (apt install libengine-pkcs11-openssl)")
-                    continue
-                port = _free_port()
-                with _process(make(port), port, env, tmp / f"server-{name}.log"):
-                    if name == "c":  # RSA key exchange through libp11: expected to fail
-                        r = _loadgen(port, setup.ca_pem, "AES128-GCM-SHA256", 1, 1.0, env)
-                        ok = r["handshakes"] > 0
-                        notes.append(
-                            "(c) RSA key exchange through libp11: "
-                            + ("succeeded (!)" if ok else f"fails as expected ({r['errors']} errors: {r['first_error']})")
-                        )
-                    results[name] = {}
-                    for c in concurrencies:
-                        r = _loadgen(port, setup.ca_pem, cipher, c, duration, env)
-                        results[name][c] = r
-                        progress(f"({name}) c={c}")
-                        echo(f"  ({name}) {cipher:30s} c={c:<3d} {r['handshakes_per_s']:8.1f} hs/s  "
-                             f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}")
+        if not engine:
+            notes.append("libp11 rows skipped: libp11's OpenSSL engine is not installed "
+                         "(apt install libengine-pkcs11-openssl)")
+        rows = _hsmtls_rows(setup, n)
+        nginx = nginx_path()
+        if nginx:
+            rows += _nginx_rows(setup, n, nginx, engine is not None)
+        else:
+            notes.append(MISSING)
+        if engine:
+            rows += [_argv_row(f"s_server-libp11-{suite}", f"openssl s_server + libp11, {name}", suite,
+                               lambda p: openssl_engine_server_argv(setup, p), setup.env)
+                     for suite, (name, _, _) in SUITES.items()]
+        rows.append(_argv_row(
+            "s_server-pem-rsa", "openssl s_server, PEM key, RSA kx", "rsa",
+            lambda p: ["openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{p}", "-tls1_2",
+                       "-key", str(setup.pem_key), "-cert", str(setup.pem_cert), "-naccept", "1000000000"],
+            setup.env))
+        for note in notes:
+            echo(note)
+        results = _run_rows(rows, concurrencies, duration, setup, tmp, "bench server", echo)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"results": results, "notes": notes}
+    return {"workers": {"hsmtls": n, "nginx": n, "openssl s_server": 1}, "results": results, "notes": notes}
+
+
+def bench_workers_sweep(worker_counts: list[int], concurrencies: list[int], duration: float,
+                        echo: Callable[[str], None]) -> dict:
+    """Our server alone at each worker count, PEM key and token key, both suites: for sizing."""
+    tmp = Path(tempfile.mkdtemp(prefix="hsmtls-bench-"))
+    sweep: dict[int, dict] = {}
+    try:
+        setup = BenchSetup(tmp)
+        for n in worker_counts:
+            echo(f"workers={n}")
+            d = tmp / f"workers-{n}"
+            d.mkdir()
+            sweep[n] = _run_rows(_hsmtls_rows(setup, n), concurrencies, duration, setup, d, f"workers={n}", echo)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"sweep": sweep}
+
+
+def _cell(r: dict) -> str:
+    return f"{r['handshakes_per_s']:.0f} ({r['p50_ms']:.1f}/{r['p99_ms']:.1f})"
 
 
 def print_server_table(data: dict, echo: Callable[[str], None]) -> None:
+    """One row per server; ours also as a ratio to nginx with a PEM key, same suite."""
     res = data["results"]
-    labels = {
-        "a": "(a) hsmtls, token key, RSA kx",
-        "b": "(b) hsmtls, token key, ECDHE_RSA",
-        "c": "(c) openssl s_server + libp11, ECDHE_RSA",
-        "d": "(d) openssl s_server, PEM key, RSA kx",
-    }
-    concs = sorted({c for r in res.values() for c in r})
+    concs = sorted({c for r in res.values() for c in r["cells"]})
+    w = data["workers"]
     echo("")
-    echo("| server | " + " | ".join(f"c={c} hs/s (p50/p99 ms)" for c in concs) + " |")
-    echo("|---|" + "---|" * len(concs))
-    for k, label in labels.items():
-        if k not in res:
-            continue
-        cells = [f"{res[k][c]['handshakes_per_s']:.0f} ({res[k][c]['p50_ms']:.1f}/{res[k][c]['p99_ms']:.1f})"
-                 for c in concs]
-        echo(f"| {label} | " + " | ".join(cells) + " |")
-    for num, den in (("a", "d"), ("b", "c")):
-        if num in res and den in res:
-            ratios = []
-            for c in concs:
-                d = res[den][c]["handshakes_per_s"]
-                ratios.append(f"c={c}: {res[num][c]['handshakes_per_s'] / d:.2f}x" if d else f"c={c}: n/a")
-            echo(f"({num})/({den}) throughput: " + ", ".join(ratios))
+    echo(f"workers: hsmtls {w['hsmtls']}, nginx {w['nginx']} (worker_processes), "
+         "openssl s_server 1 (one connection at a time)")
+    echo("| server | " + " | ".join(f"c={c} hs/s (p50/p99 ms)" for c in concs)
+         + " | " + " | ".join(f"÷ nginx PEM, c={c}" for c in concs) + " |")
+    echo("|---|" + "---|" * 2 * len(concs))
+    for row_id, row in res.items():
+        cells = [_cell(row["cells"][c]) if row["cells"].get(c, {}).get("handshakes") else "" for c in concs]
+        if row["failed"] is not None:
+            i = cells.index("") if "" in cells else len(cells) - 1
+            cells[i] = f"fails: {row['failed']}"
+            cells[i + 1:] = ["–"] * (len(cells) - i - 1)
+        ratios = ["" for _ in concs]
+        nginx_pem = res.get(f"nginx-pem-{row['suite']}")
+        if row_id.startswith("hsmtls-") and nginx_pem:
+            for i, c in enumerate(concs):
+                mine, theirs = row["cells"].get(c), nginx_pem["cells"].get(c)
+                if mine and theirs and theirs["handshakes_per_s"]:
+                    ratios[i] = f"{mine['handshakes_per_s'] / theirs['handshakes_per_s']:.2f}×"
+        echo(f"| {row['label']} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     for note in data["notes"]:
         echo(note)
+
+
+def print_sweep_table(data: dict, echo: Callable[[str], None]) -> None:
+    """hs/s per worker count, one row per key and suite."""
+    sweep = data["sweep"]
+    first = next(iter(sweep.values()))
+    concs = sorted({c for r in first.values() for c in r["cells"]})
+    per = ", ".join(f"c={c}" for c in concs)
+    echo("")
+    echo("| hsmtls serve, hs/s at " + per + " | " + " | ".join(f"--workers {n}" for n in sweep) + " |")
+    echo("|---|" + "---|" * len(sweep))
+    for row_id, row in first.items():
+        cells = []
+        for rows in sweep.values():
+            r = rows[row_id]
+            cells.append(" / ".join(f"{r['cells'][c]['handshakes_per_s']:.0f}"
+                                    if r["cells"].get(c, {}).get("handshakes") else "fails" for c in concs))
+        echo(f"| {row['label'].removeprefix('hsmtls, ')} | " + " | ".join(cells) + " |")
+    for n, rows in sweep.items():
+        for row in rows.values():
+            if row["failed"] is not None:
+                echo(f"--workers {n}, {row['label']}: fails: {row['failed']}")
 
 
 def _bad_and_good(k: int, n: int, e: int) -> tuple[bytes, bytes]:

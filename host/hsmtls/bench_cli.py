@@ -17,15 +17,21 @@ def bench() -> None:
 @click.option("--concurrency", default="1,8,64", show_default=True, help="Comma-separated client counts.")
 @click.option("--duration", default=5.0, show_default=True, type=float, help="Seconds per measurement.")
 @click.option("--workers", type=int, default=None, help="Our server's worker processes (default: one per core).")
+@click.option("--workers-sweep", help="Comma-separated worker counts: our server alone at each (sizing).")
 @click.option("--json-out", type=click.Path(), help="Also write the raw figures as JSON.")
-def bench_server_cmd(concurrency, duration, workers, json_out) -> None:
-    """Handshakes/s and p50/p99 latency: ours (token key) vs openssl s_server."""
-    from .bench import bench_server, print_server_table
+def bench_server_cmd(concurrency, duration, workers, workers_sweep, json_out) -> None:
+    """Handshakes/s and p50/p99 latency: ours (PEM and token key) vs nginx and openssl s_server."""
+    from .bench import bench_server, bench_workers_sweep, print_server_table, print_sweep_table
 
     concs = [int(c) for c in concurrency.split(",") if c.strip()]
     click.echo(f"bench server: {duration:g} s per cell, concurrency {concs}, load generator: hsmtls.loadgen (OpenSSL)")
-    data = bench_server(concs, duration, workers, click.echo)
-    print_server_table(data, click.echo)
+    if workers_sweep:
+        data = bench_workers_sweep([int(n) for n in workers_sweep.split(",") if n.strip()], concs, duration,
+                                   click.echo)
+        print_sweep_table(data, click.echo)
+    else:
+        data = bench_server(concs, duration, workers, click.echo)
+        print_server_table(data, click.echo)
     if json_out:
         Path(json_out).write_text(json.dumps(data, indent=2))
 
