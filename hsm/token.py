@@ -131,6 +131,19 @@ def describe_error(e: BaseException) -> str:
     return f"{name}: {text}" if text and text != name else name
 
 
+def _transient_retries(budget: float = 5.0) -> Iterator[bool]:
+    """Yields False before each try but the last, True before the last; sleeps between
+    tries (50 ms, growing to 500 ms) for about `budget` seconds in all: for SoftHSM2's
+    transient failures while another process rewrites the token's files."""
+    spent, delay = 0.0, 0.05
+    while spent + delay <= budget:
+        yield False
+        time.sleep(delay)
+        spent += delay
+        delay = min(delay * 1.5, 0.5)
+    yield True
+
+
 class Token:
     """One token, found by the URI's token label (or the only initialised token)."""
 
@@ -140,26 +153,23 @@ class Token:
         self.lib = load_module(self.module_path)
         self.lock = module_lock(self.module_path)
         label = uri.token
-        # SoftHSM2 rewrites a token's files when another process logs in or adds an
-        # object; a listing made at that moment can fail or miss the token. Such a
-        # miss is transient: look again for up to about 1.4 s (a loaded machine was
-        # seen to miss it for longer than the 0.5 s once allowed) before saying it is
-        # not there.
-        attempts = 8
-        for attempt in range(attempts):
+        # SoftHSM2 rewrites a token's files when another process logs in, opens sessions or
+        # adds an object; a listing made at that moment can fail or miss the token. Such a
+        # miss is transient: look again for up to about 5 s (a loaded machine was seen to
+        # miss it for longer than 1.4 s, a server worker then failing to start) before
+        # saying it is not there.
+        tokens = []
+        for last in _transient_retries():
             try:
                 tokens = [
                     t for t in self.lib.get_tokens()
                     if (t.flags & TokenFlag.TOKEN_INITIALIZED) and (label is None or t.label == label)
                 ]
             except p11e.PKCS11Error as e:
-                if attempt == attempts - 1:
+                if last:
                     raise TokenError(f"cannot list tokens of {self.module_path}: {describe_error(e)}") from None
-                tokens = []
             if tokens:
                 break
-            if attempt < attempts - 1:
-                time.sleep(0.05 * (attempt + 1))
         if not tokens:
             where = f"labelled {label!r}" if label else "initialised"
             raise TokenError(
@@ -180,14 +190,12 @@ class Token:
         # The same SoftHSM2 rewrite as in the lookup above can make C_OpenSession or
         # C_Login fail for a moment (GeneralError, UserPinNotInitialized while the
         # token's file is half written): look again, as the lookup does, before saying so.
-        attempts = 8
-        for attempt in range(attempts):
+        for last in _transient_retries():
             try:
                 return self._open_once(pin, rw)
             except (p11e.GeneralError, p11e.UserPinNotInitialized) as e:
-                if attempt == attempts - 1:
+                if last:
                     raise TokenError(f"cannot open a session on token {self.label!r}: {describe_error(e)}") from None
-                time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
     def _open_once(self, pin: str | None, rw: bool) -> Any:
