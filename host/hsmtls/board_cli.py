@@ -77,6 +77,29 @@ def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=Fals
         click.echo(b.stderr.decode("utf-8", "replace"), err=True)
 
 
+@board.command("build")
+@click.option("--machine", type=click.Choice(["unix32", "rv32"]), required=True,
+              help="unix32: the unix port as a 32-bit program; rv32: the QEMU RISC-V board.")
+@click.option("--heap", help="rv32: its static heap, e.g. 64k (unix32 takes the heap at run time: board emulate --heap).")
+@click.option("--micropython", "sources", type=click.Path(),
+              help="MicroPython's sources: a tree or the v1.28.0 tarball (default: ../shared/micropython/).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON.")
+def build_image(machine, heap, sources, as_json) -> None:
+    """Build MicroPython with the firmware frozen in (cached: a second run is instant); print the image's path."""
+    from .board.build import BuildError, build
+
+    try:
+        info = build(machine, heap, sources, log=lambda s: click.echo(s, err=True))
+    except BuildError as e:
+        _fail(str(e))
+    if as_json:
+        import json
+
+        click.echo(json.dumps(info, indent=2))
+    else:
+        click.echo(info["image"])
+
+
 def _board_def(name: str):
     from .board.boards import BoardError, get_board
 
