@@ -31,9 +31,27 @@ def pytest_addoption(parser):
         help="also run tests marked slow (always on when $CI is set)",
     )
     parser.addoption(
-        "--board", default="emulator", help="board to run HIL tests on (default: emulator)"
+        "--board",
+        default="emulator",
+        help="board to run HIL tests on: emulator (the unix64 machine), or the emulated machine "
+        "unix32 or rv32 (built by `hsmtls board build`, or on first use)",
     )
     parser.addoption("--port", default=None, help="serial port of a real board")
+
+
+def pytest_configure(config):
+    # an emulated machine for every EmulatedBoard of the run, and the `hsmtls` commands
+    # it starts; a machine with an image is built (or found in the cache) once, here
+    machine = config.getoption("--board")
+    if machine in ("unix64", "unix32", "rv32"):
+        os.environ["HSMTLS_MACHINE"] = machine
+    if machine == "unix32":
+        from hsmtls.board.build import BuildError, find_image
+
+        try:
+            find_image(machine)
+        except BuildError as e:
+            raise pytest.UsageError(f"--board {machine}: {e}") from None
 
 
 def slow_enabled(config) -> bool:

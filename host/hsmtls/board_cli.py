@@ -45,7 +45,10 @@ def board() -> None:
               help="uart: a classic ESP32's UART0 (a 260-byte receive ring that drops what overflows); "
                    "usb: native USB (the port holds the host back; the board asks for a wide window).")
 @click.option("--rom", is_flag=True, help="The firmware in an emulated ROMFS partition (mapped, executed in place: no heap for code).")
-def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=False) -> None:
+@click.option("--machine", type=click.Choice(["unix64", "unix32", "rv32"]),
+              help="unix64: the unix port from PyPI; unix32: the 32-bit image with the firmware frozen in "
+                   "(hsmtls board build; built here if the sources are at hand). [default: $HSMTLS_MACHINE, else unix64]")
+def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=False, machine=None) -> None:
     """Run firmware/main.py under the MicroPython unix port on a pty; print its path."""
     from pathlib import Path
 
@@ -58,23 +61,30 @@ def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=Fals
     try:
         if deployed:
             b = EmulatedBoard(flash_dir, heap=heap, main=Path(flash_dir) / "main.py", lib=Path(flash_dir) / "lib",
-                              rx_ring=ring, rom=rom)
+                              rx_ring=ring, rom=rom, machine=machine)
         else:
-            b = EmulatedBoard(flash_dir, heap=heap, rx_ring=ring, rom=rom)
+            b = EmulatedBoard(flash_dir, heap=heap, rx_ring=ring, rom=rom, machine=machine)
     except (RuntimeError, ValueError) as e:
         _fail(str(e))
     if ca:
         provision(b.flash_dir, ca, cert, key)
+    stopped = False
     with b:
         click.echo(b.tty)
         sys.stdout.flush()
         try:
             while b.alive:
                 time.sleep(0.2)
+            # ended by itself: leaving link mode (REPL) ends the emulator's firmware
+            # with 0; anything else is said
+            stopped = b.wait_exit(0) != 0
+            words = b.last_words()
         except KeyboardInterrupt:
             pass
     if not b.alive and b.stderr:
         click.echo(b.stderr.decode("utf-8", "replace"), err=True)
+    if stopped:
+        _fail(words)
 
 
 @board.command("build")

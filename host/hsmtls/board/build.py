@@ -54,7 +54,7 @@ TREE_FILES = ("py/mpconfig.h", "mpy-cross/Makefile", "tools/manifestfile.py", "p
 UNIX32_MAKE = ["MICROPY_FORCE_32BIT=1", "MICROPY_PY_FFI=0", "MICROPY_PY_BTREE=0", "MPY_CROSS_FLAGS=-march=x86"]
 
 
-class BuildError(Exception):
+class BuildError(RuntimeError):
     """A build that cannot be done; str() is one line saying what is missing and how to get it."""
 
 
