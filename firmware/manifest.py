@@ -1,4 +1,4 @@
-# ruff: noqa: F821  (include, package and module are the manifest API, given by the build)
+# ruff: noqa: F821  (include, package, module and options are the manifest API, given by the build)
 #
 # The firmware's code frozen into a MicroPython image: bytecode, constants and qstrs in
 # flash, executed in place, so the GC heap holds only what the code builds when it runs
@@ -15,8 +15,11 @@
 # --frozen copies main.py only and checks that boardapp is imported from the image.
 # tests/unit/test_manifest.py holds this list to what `hsmtls board deploy` ships.
 
-# the port's own frozen modules (asyncio, the network helpers, ...)
-include("$(PORT_DIR)/boards/manifest.py")
+# the port's own frozen modules (asyncio, the network helpers, ...): an ESP32 port's
+# boards/manifest.py unless the including manifest names another, as the unix port's
+# boards/unix32/manifest.py does (include(this file, base=...))
+options.defaults(base="$(PORT_DIR)/boards/manifest.py")
+include(options.base)
 
 # the engine, the serial link, the board port (relative paths: this file's directory)
 package("tlscore", base_path="lib")

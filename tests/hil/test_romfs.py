@@ -1,6 +1,8 @@
 """The emulated ROMFS partition (EmulatedBoard(rom=True), hsmtls/board/romfs.py): the
 firmware's .mpy image mapped read-only outside the GC heap, mounted at /rom and
-imported in place, as from an ESP32's memory-mapped flash."""
+imported in place, as from an ESP32's memory-mapped flash. The unix64 machine's (the
+PyPI port's launcher), whatever machine the run's --board names: unix32 has its
+firmware frozen in instead."""
 
 from __future__ import annotations
 
@@ -81,7 +83,7 @@ def test_handshake_with_the_firmware_in_rom(image, flash_dir, servers):
     # about 8 KiB more fails here; the same firmware loaded into the heap needs about
     # 180 KiB. A reset relaunches with the image mapped again.
     port = servers.openssl()
-    with EmulatedBoard(flash_dir, heap="128k", rom=True) as b:
+    with EmulatedBoard(flash_dir, heap="128k", rom=True, machine="unix64") as b:
         for _ in range(2):
             r = handshake_once(b.tty, ("127.0.0.1", port), {"server_name": "localhost"}, timeout=60)
             print("board result:", {k: r.get(k) for k in ("ok", "reason", "heap_base", "heap_peak")})
@@ -96,7 +98,7 @@ def test_out_of_memory_ends_the_session_with_a_result(image, flash_dir, servers)
     # the host hears "out of memory" at once, not a 30 s wait for a RESULT that never
     # comes.
     port = servers.openssl()
-    with EmulatedBoard(flash_dir, heap="106k", rom=True) as b:
+    with EmulatedBoard(flash_dir, heap="106k", rom=True, machine="unix64") as b:
         t = time.monotonic()
         r = handshake_once(b.tty, ("127.0.0.1", port), {"server_name": "localhost"}, timeout=30)
         assert not r["ok"] and "out of memory" in r["reason"], r

@@ -16,6 +16,12 @@ between the two, and that is where the emulator imitates the board:
 The board's flash is a directory (the interpreter's working directory): ca.pem,
 client.pem, client.key (see flash.py). With rom=True the firmware is instead in an
 emulated ROMFS partition, memory-mapped and executed in place (see romfs.py).
+
+The machine: "unix64", the unix port from PyPI running the firmware from firmware/lib
+(or its .mpy build, or ROMFS); "unix32", MicroPython built from its sources as a 32-bit
+program with the firmware frozen in (`hsmtls board build`, build.py), main.py from the
+flash as on a board deployed with --frozen. $HSMTLS_MACHINE picks the default (the HIL
+suite's `pytest --board unix32` sets it), else unix64, which needs nothing built.
 """
 
 from __future__ import annotations
@@ -38,6 +44,14 @@ from . import FIRMWARE, FIRMWARE_LIB, romfs
 from .faults import Faults
 
 ESP32_RX_RING = 260
+MACHINES = ("unix64", "unix32", "rv32")
+
+
+def default_machine() -> str:
+    machine = os.environ.get("HSMTLS_MACHINE") or "unix64"
+    if machine not in MACHINES:
+        raise ValueError(f"HSMTLS_MACHINE={machine}: one of {', '.join(MACHINES)}")
+    return machine
 
 
 def micropython_binary() -> str:
@@ -118,11 +132,18 @@ class EmulatedBoard:
         lib: str | Path | None = None,
         rom: bool = False,
         dev_button: bool = False,
+        machine: str | None = None,
     ) -> None:
         # repl: run the interpreter's REPL instead of main.py (a board that left link
         # mode), for mpremote; lib: import the firmware from there (a deployed flash);
         # rom: the firmware (lib, else the mpy-cross build) is a ROMFS image mapped
-        # outside the GC heap and mounted at /rom, as a board's ROMFS partition
+        # outside the GC heap and mounted at /rom, as a board's ROMFS partition;
+        # machine: see the module's docstring (mpy and rom are unix64's ways to keep
+        # the code out of the heap: unix32's firmware is frozen into its image, executed
+        # in place already)
+        self.machine = machine or default_machine()
+        self.image = self._image()
+        rom = rom and self.image is None
         self._tmp = None
         if flash_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="hsmtls_flash_")
@@ -134,13 +155,15 @@ class EmulatedBoard:
         self.to_board = to_board
         self.to_host = to_host
         self.main = Path(main) if main else FIRMWARE / "main.py"
-        self.lib = Path(lib) if lib else build_mpy() if mpy else FIRMWARE_LIB
+        frozen = self.image is not None
+        self.lib = Path(lib) if lib else None if frozen else build_mpy() if mpy else FIRMWARE_LIB
         self.repl = repl
         self.dev_button = dev_button
         self.rom_image = romfs.build_image(Path(lib) if lib else build_mpy()) if rom else None
         self.proc: subprocess.Popen | None = None
         self.rx_dropped = 0  # bytes lost to the emulated UART ring
         self.rx_peak = 0  # most bytes ever waiting unread on the board side
+        self.tail = b""  # the last bytes the board wrote (its last words if it stops)
         self.resets = 0
         self.stderr = b""
         self._lock = threading.Lock()
@@ -156,6 +179,19 @@ class EmulatedBoard:
         tty.setraw(self._host_slave)
         tty.setraw(self._host_master)
         self.tty = os.ttyname(self._host_slave)
+
+    def _image(self) -> Path | None:
+        """The machine's built image (None: unix64, the installed `micropython`)."""
+        if self.machine == "unix64":
+            return None
+        if self.machine != "unix32":
+            raise RuntimeError(f"the {self.machine} machine is not emulated by this version")
+        from .build import BuildError, find_image
+
+        try:
+            return find_image(self.machine)
+        except BuildError as e:
+            raise RuntimeError(f"no {self.machine} image: {e} (hsmtls board build --machine {self.machine})") from None
 
     # --- lifetime --------------------------------------------------------------------
 
@@ -193,12 +229,13 @@ class EmulatedBoard:
             attrs[6][termios.VTIME] = 0
             termios.tcsetattr(s, termios.TCSANOW, attrs)
             fd = s
-        mp = micropython_binary()
+        mp = str(self.image) if self.image else micropython_binary()
         heap = ["-X", f"heapsize={self.heap}"] if self.heap else []
         env = dict(os.environ)
         if self.rom_image is None:
             args = [mp, *heap] + ([] if self.repl else [str(self.main)])
-            env["MICROPYPATH"] = ".frozen:" + str(self.lib)
+            # frozen modules first, as on a board (a deployed lib after them)
+            env["MICROPYPATH"] = ".frozen" + (f":{self.lib}" if self.lib else "")
         else:
             args = romfs.command(self.rom_image, mp, heap, None if self.repl else self.main)
             env["MICROPYPATH"] = ".frozen"  # the firmware is found in /rom or not at all
@@ -274,6 +311,24 @@ class EmulatedBoard:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def last_words(self) -> str:
+        """Why a board that stopped by itself stopped: the last line of text it wrote
+        (MicroPython's traceback ends with the exception), with its exit code."""
+        rc = self.proc.poll() if self.proc is not None else None
+        if self.direct and self._host_slave >= 0:
+            # no relay saw it: what the host has not read is still on its tty
+            while select.select([self._host_slave], [], [], 0)[0]:
+                data = os.read(self._host_slave, 4096)
+                if not data:
+                    break
+                self.tail = (self.tail + data)[-1024:]
+        text = self.tail.decode("ascii", "replace").replace("\r", "\n")
+        lines = [ln.strip() for ln in text.split("\n") if ln.strip().isprintable() and ln.strip()]
+        why = lines[-1] if lines else "no output"
+        if "MemoryError" in why:
+            why += f" (heap {self.heap} is too small to start the firmware)"
+        return f"the board stopped (exit code {rc}): {why}"
+
     def wait_exit(self, timeout: float) -> int | None:
         proc = self.proc
         if proc is None:
@@ -320,6 +375,7 @@ class EmulatedBoard:
                     self._to_board(m, s, b"")
                 if m >= 0 and m in r:
                     data = os.read(m, 4096)
+                    self.tail = (self.tail + data)[-1024:]
                     if self.to_host is not None:
                         data = self.to_host.apply(data)
                     if data:
