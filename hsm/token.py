@@ -196,6 +196,17 @@ class Token:
             except (p11e.GeneralError, p11e.UserPinNotInitialized) as e:
                 if last:
                     raise TokenError(f"cannot open a session on token {self.label!r}: {describe_error(e)}") from None
+                self._look_again()
+
+    def _look_again(self) -> None:
+        # a new listing makes SoftHSM2 read the token's files again, where the token
+        # object in hand may keep what it read while they were half written
+        try:
+            found = [t for t in self.lib.get_tokens() if t.label == self.label]
+        except p11e.PKCS11Error:
+            return
+        if len(found) == 1:
+            self.token = found[0]
         raise AssertionError("unreachable")
 
     def _open_once(self, pin: str | None, rw: bool) -> Any:
