@@ -13,13 +13,16 @@ import board_port  # noqa: E402
 from boardapp import Board  # noqa: E402
 
 gc.collect()
-# Then collect after every eighth of the heap left free allocated: on a small heap a
+# Where the heap is tight, then collect after every eighth of what is free allocated: a
 # handshake's garbage is freed before the objects that stay are made, so they do not
 # land amid it and split what is free (on the 32-bit emulator, firmware frozen, the
 # smallest heap of a handshake went from 56 to 50 KiB plain, 66 to 60 with an RSA
-# client key); a big heap collects seldom, where a collection sweeps more and
-# fragmentation costs little.
-gc.threshold(gc.mem_free() // 8)
+# client key). With more room the collector runs only when an allocation fails: each
+# collection marks every live object, and with the code in the heap (.mpy files) that
+# made a handshake twice as long.
+_free = gc.mem_free()
+gc.threshold(_free // 8 if _free < 48 * 1024 else -1)
+del _free
 
 board_port.setup()
 try:
