@@ -2,6 +2,7 @@
 MicroPython's own `tls` module (mbedTLS, in C) on the same interpreter, same server.
 
     python benchmarks/bench_board.py [-n 10] [--client-auth [--key-type rsa|ec]] [--no-heap] [--json F]
+                                     [--machine unix64|unix32]
     (also: hsmtls bench board)
 
 Every client talks to one `openssl s_server -tls1_2 -cipher AES128-GCM-SHA256` with an
@@ -36,6 +37,12 @@ Then the smallest -X heapsize at which our handshake still completes: with the m
 precompiled by mpy-cross and loaded into the heap (a board's filesystem), and with them
 in an emulated ROMFS partition executed in place (what a production ESP32 image does
 with frozen modules or ROMFS: code in flash, not RAM).
+
+--machine unix32 runs all of it on the 32-bit image built from MicroPython's sources
+with the firmware frozen in (`hsmtls board build`; mbedTLS is that image's `tls`), and
+the smallest heap is then searched for the three handshakes a board makes: plain, with
+an ECDSA P-256 client key and with an RSA-2048 client key (the firmware is frozen:
+there is no .mpy or ROMFS variant to compare).
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ import time
 from pathlib import Path
 
 from hsmtls.board.bridge import Bridge
-from hsmtls.board.emulator import EmulatedBoard, micropython_binary
+from hsmtls.board.emulator import EmulatedBoard, default_machine, micropython_binary
 from hsmtls.board.flash import provision
 from hsmtls.board.hostlink import HostLink
 from hsmtls.devpki import DevPKI
@@ -118,11 +125,12 @@ def _rom_supported() -> bool:
 
 
 def ours(flash: Path, port: int, n: int, client_auth: bool, heap: str, *, measure_heap: bool = False,
-         rom: bool = False) -> dict:
+         rom: bool = False, machine: str | None = None) -> dict:
     """n cold handshakes on one emulated board with `heap` (-X heapsize), over the UART
     profile: whether they complete (smallest_heap) and their live heap (measure_heap)."""
     peaks, bases = [], []
-    kw = {"rom": True} if rom else {"mpy": True}
+    kw: dict = {"rom": True} if rom else {"mpy": True}
+    kw["machine"] = machine
     opts = {"server_name": "localhost", "client_auth": client_auth, "suites": [SUITE],
             "measure_heap": measure_heap, "signature_cache": False, "prepare_premaster": False}
     with EmulatedBoard(flash, heap=heap, **kw) as b, HostLink(b.tty) as link:
@@ -148,7 +156,8 @@ def _summary(runs: list[dict], wall: list[float], window: int, rx_dropped: int) 
     return out
 
 
-def link_rounds(flash: Path, port: int, n: int, client_auth: bool, ring: int | None = 260) -> dict:
+def link_rounds(flash: Path, port: int, n: int, client_auth: bool, ring: int | None = 260,
+                machine: str | None = None) -> dict:
     """n rounds on one emulated board over one serial profile, each round one handshake
     of every kind in turn: mbedTLS on the board, ours cold, then ours warm after the
     idle pause. Interleaved, so that what the machine does meanwhile
@@ -161,7 +170,7 @@ def link_rounds(flash: Path, port: int, n: int, client_auth: bool, ring: int | N
     }
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
     walls: dict[str, list[float]] = {k: [] for k in kinds}
-    with EmulatedBoard(flash, heap="256k", rx_ring=ring, mpy=True) as b, HostLink(b.tty) as link:
+    with EmulatedBoard(flash, heap="256k", rx_ring=ring, mpy=True, machine=machine) as b, HostLink(b.tty) as link:
         link.connect()
         br = Bridge(link, ("127.0.0.1", port))
         time.sleep(IDLE_S)
@@ -204,12 +213,22 @@ def _der_files(pki: DevPKI, d: Path, key_type: str = "rsa") -> None:
     (d / "client_key.der").write_bytes(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
 
 
-def mbedtls(pki: DevPKI, port: int, n: int, client_auth: bool, key_type: str = "rsa") -> dict:
+def _interpreter(machine: str) -> str:
+    """The machine's MicroPython: the installed unix port, or the built image."""
+    if machine == "unix64":
+        return micropython_binary()
+    from hsmtls.board.build import find_image
+
+    return str(find_image(machine))
+
+
+def mbedtls(pki: DevPKI, port: int, n: int, client_auth: bool, key_type: str = "rsa",
+            machine: str = "unix64") -> dict:
     with tempfile.TemporaryDirectory() as d:
         dd = Path(d)
         _der_files(pki, dd, key_type)
         (dd / "m.py").write_text(MBEDTLS_SCRIPT)
-        out = subprocess.run([micropython_binary(), "m.py", str(port), str(n), "1" if client_auth else "0"],
+        out = subprocess.run([_interpreter(machine), "m.py", str(port), str(n), "1" if client_auth else "0"],
                              cwd=d, capture_output=True, text=True, timeout=120)
     if out.returncode:
         return {"ok": False, "reason": out.stdout + out.stderr}
@@ -240,11 +259,15 @@ def cpython_ssl(pki: DevPKI, port: int, n: int, client_auth: bool, key_type: str
     return {"ok": True, "handshake_ms": statistics.median(times)}
 
 
-def smallest_heap(flash: Path, port: int, client_auth: bool, rom: bool = False) -> int | None:
-    """Smallest -X heapsize (KiB, to 2 KiB) at which a cold handshake completes."""
+def smallest_heap(flash: Path, port: int, client_auth: bool, rom: bool = False,
+                  machine: str | None = None, boards: int = 1) -> int | None:
+    """Smallest -X heapsize (KiB, to 2 KiB) at which a cold handshake completes, on
+    each of `boards` freshly started boards: where the heap is in pieces, whether the
+    largest allocation finds a block varies from one boot to the next."""
     def ok(kib: int) -> bool:
         try:
-            return bool(ours(flash, port, 1, client_auth, f"{kib}k", rom=rom).get("ok"))
+            return all(ours(flash, port, 1, client_auth, f"{kib}k", rom=rom, machine=machine).get("ok")
+                       for _ in range(boards))
         except Exception:
             return False
 
@@ -260,34 +283,57 @@ def smallest_heap(flash: Path, port: int, client_auth: bool, rom: bool = False) 
     return hi
 
 
+HEAP_KINDS = {"plain": (False, "rsa"), "ecdsa": (True, "ec"), "rsa": (True, "rsa")}
+HEAP_BOARDS = 5  # fresh boards that must each complete at a heap size for it to count
+
+
+def smallest_heaps(pki: DevPKI, root: Path, machine: str, kinds=HEAP_KINDS) -> dict[str, int | None]:
+    """The smallest heap (KiB) of each handshake a board makes: plain, and with each
+    kind of client key; the server asks for a client certificate only for the latter."""
+    out: dict[str, int | None] = {}
+    servers = {auth: _openssl(pki, auth) for auth in {a for a, _ in kinds.values()}}
+    try:
+        for kind, (auth, key_type) in kinds.items():
+            flash = provision(root / f"flash-{key_type}", pki.ca_cert, *_client(pki, key_type))
+            out[kind] = smallest_heap(flash, servers[auth][1], auth, machine=machine, boards=HEAP_BOARDS)
+    finally:
+        for srv, _ in servers.values():
+            srv.kill()
+    return out
+
+
 def run(n: int = 10, client_auth: bool = False, echo=print, heap: bool = True, json_path: str | None = None,
-        key_type: str = "rsa") -> dict:
+        key_type: str = "rsa", machine: str | None = None) -> dict:
     """key_type: the client key of every client (with client_auth): "rsa" (RSA-2048; the
-    board signs with CRT) or "ec" (ECDSA P-256)."""
+    board signs with CRT) or "ec" (ECDSA P-256). machine: the emulated machine (default:
+    $HSMTLS_MACHINE, else unix64)."""
     if shutil.which("openssl") is None:
         raise SystemExit("openssl is needed for the benchmark server")
     if key_type not in ("rsa", "ec"):
         raise ValueError("key_type must be rsa or ec")
-    res: dict = {"n": n, "client_auth": client_auth, "key_type": key_type}
+    machine = machine or default_machine()
+    res: dict = {"n": n, "client_auth": client_auth, "key_type": key_type, "machine": machine}
     with tempfile.TemporaryDirectory() as d:
         pki = DevPKI(Path(d) / "pki")
         flash = provision(Path(d) / "flash", pki.ca_cert, *_client(pki, key_type))
         srv, port = _openssl(pki, client_auth)
         try:
-            res["mbedtls"] = mbedtls(pki, port, n, client_auth, key_type)
+            res["mbedtls"] = mbedtls(pki, port, n, client_auth, key_type, machine)
             res["cpython_ssl"] = cpython_ssl(pki, port, n, client_auth, key_type)
             for prof, ring in PROFILES.items():
-                rounds = link_rounds(flash, port, n, client_auth, ring)
+                rounds = link_rounds(flash, port, n, client_auth, ring, machine)
                 res[f"mbedtls_{prof}_link"] = rounds["mbedtls"]
                 for state in ("cold", "warm"):
                     res[f"ours_{prof}_{state}"] = rounds[state]
-            res["ours_heap_probe"] = ours(flash, port, 3, client_auth, "256k", measure_heap=True)
-            if heap:
+            res["ours_heap_probe"] = ours(flash, port, 3, client_auth, "256k", measure_heap=True, machine=machine)
+            if heap and machine == "unix64":
                 res["smallest_heap_kib"] = smallest_heap(flash, port, client_auth)
                 if _rom_supported():
                     res["smallest_heap_kib_rom"] = smallest_heap(flash, port, client_auth, rom=True)
         finally:
             srv.kill()
+        if heap and machine != "unix64":
+            res["smallest_heaps_kib"] = smallest_heaps(pki, Path(d), machine)
     _report(res, echo)
     if json_path:
         Path(json_path).write_text(json.dumps(res, indent=2) + "\n")
@@ -297,7 +343,8 @@ def run(n: int = 10, client_auth: bool = False, echo=print, heap: bool = True, j
 def _report(res: dict, echo) -> None:
     m, c = res["mbedtls"], res["cpython_ssl"]
     key = {"rsa": "RSA-2048", "ec": "ECDSA P-256"}[res.get("key_type", "rsa")]
-    echo(f"client auth: {'yes, ' + key + ' client key' if res['client_auth'] else 'no'}; {res['n']} handshakes each; "
+    echo(f"machine: {res.get('machine', 'unix64')}; "
+         f"client auth: {'yes, ' + key + ' client key' if res['client_auth'] else 'no'}; {res['n']} handshakes each; "
          f"openssl s_server, RSA-2048, {SUITE}; medians; handshake = ClientHello to Finished checked")
     if not m.get("ok"):
         echo(f"mbedTLS failed: {m.get('reason')}")
@@ -333,6 +380,11 @@ def _report(res: dict, echo) -> None:
         echo(f"heap: ours live peak {hp['heap_peak']} B (code and state before the session {hp['heap_base']} B, "
              f"so {hp['heap_peak'] - hp['heap_base']} B for the handshake); mbedTLS GC-heap peak {m['gc_peak']} B "
              "(its ~30 KB of C malloc is outside the GC heap)")
+    if "smallest_heaps_kib" in res:
+        h = res["smallest_heaps_kib"]
+        echo(f"smallest -X heapsize that completes a 2048-bit-chain handshake, firmware frozen ({res['machine']}): "
+             + ", ".join(f"{k} {v} KiB" if v else f"{k}: none up to 512 KiB" for k, v in
+                         zip(("plain", "ECDSA P-256 client key", "RSA-2048 client key"), h.values())))
     if "smallest_heap_kib" in res:
         echo(f"smallest -X heapsize that completes: {res['smallest_heap_kib']} KiB with the .mpy modules in the heap"
              + (f", {res['smallest_heap_kib_rom']} KiB with them in ROMFS (executed in place)"
@@ -346,6 +398,8 @@ if __name__ == "__main__":
     ap.add_argument("--key-type", choices=("rsa", "ec"), default="rsa", help="the client key (with --client-auth)")
     ap.add_argument("--no-heap", action="store_true", help="skip the smallest-heap search")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--machine", choices=("unix64", "unix32"), help="the emulated machine (default: unix64)")
     args = ap.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    run(args.n, args.client_auth, heap=not args.no_heap, json_path=args.json, key_type=args.key_type)
+    run(args.n, args.client_auth, heap=not args.no_heap, json_path=args.json, key_type=args.key_type,
+        machine=args.machine)

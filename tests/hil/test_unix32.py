@@ -51,3 +51,28 @@ def test_emulate_says_when_the_heap_is_too_small_to_start(image, tmp_path):
 def test_other_machines_say_they_are_not_here():
     with pytest.raises(RuntimeError, match="rv32 machine is not emulated by this version"):
         EmulatedBoard(machine="rv32")
+
+
+# The budget: a 2048-bit-chain handshake (RSA-2048 server and CA, TLS_RSA_WITH_AES_128_
+# GCM_SHA256) on fresh boards, the firmware frozen. Measured with `hsmtls bench board
+# --machine unix32`: plain 48 KiB, ECDSA P-256 client key 54-56, RSA-2048 client key
+# 58-60. The target is 64 KiB for all three; plain is held to 50.
+BUDGET_KIB = {"plain": 50, "ecdsa": 64, "rsa": 64}
+
+
+@pytest.mark.parametrize("kind", list(BUDGET_KIB))
+def test_handshake_within_the_heap_budget(image, tmp_path, kind):
+    from hsmtls.board_cli import load_benchmark
+    from hsmtls.devpki import DevPKI
+
+    bb = load_benchmark("bench_board.py")
+    auth, key_type = bb.HEAP_KINDS[kind]
+    pki = DevPKI(tmp_path / "pki")
+    flash = bb.provision(tmp_path / "flash", pki.ca_cert, *bb._client(pki, key_type))
+    srv, port = bb._openssl(pki, auth)
+    try:
+        for _ in range(3):  # fresh boards: how the heap falls into pieces varies per boot
+            r = bb.ours(flash, port, 1, auth, f"{BUDGET_KIB[kind]}k", machine="unix32")
+            assert r["ok"], (kind, r)
+    finally:
+        srv.kill()

@@ -144,6 +144,9 @@ def test_built_once_then_from_the_cache(cache, tmp_path, monkeypatch):
     monkeypatch.setattr(B, "FIRMWARE", firmware)
     code, out4, _ = cli_build("--machine", "unix32", "--micropython", str(tree))
     assert code == 0 and out4 != out
+    # and the least recently used images go, past KEEP_IMAGES
+    B._prune("unix32", 1)
+    assert not Path(out.strip()).exists() and Path(out4.strip()).exists()
 
 
 def test_a_tarball_is_unpacked_once_into_the_cache(cache, tmp_path):

@@ -2,7 +2,7 @@
 # from what the stock firmware has: hashlib (sha1, sha256; no copy(), digest()
 # finalises), cryptolib.aes with ECB=1 and CBC=2 (no CTR, no GCM; 16- or 32-byte keys)
 # and os.urandom. HMAC is written out over hashlib. AES-GCM is CTR made by ECB-encrypting
-# a buffer of counter blocks (one cryptolib call per KiB), plus GHASH from ghash.py;
+# a buffer of counter blocks (one cryptolib call per 512 bytes), plus GHASH from ghash.py;
 # open() checks the tag in constant time before it decrypts anything. seal() and open() return
 # bytearrays, not bytes: a copy of a 16 KiB record is too much heap to spend on the
 # board. SHA-384 suites are not offered (hash_names), so suites.supported_by() drops them.
@@ -22,7 +22,10 @@ _HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 _BLOCK = const(64)  # input block size of SHA-1 and SHA-256
 _IPAD = b"\x36" * _BLOCK
 _OPAD = b"\x5c" * _BLOCK
-_CHUNK = const(1024)  # keystream bytes per ECB call; a multiple of 16
+# keystream bytes per ECB call; a multiple of 16. 512: the two buffers below stay in the
+# heap for good, and 1 KiB less of them took the smallest heap of a handshake on the
+# 32-bit emulator down 2 KiB (plain 50 -> 48 KiB), for one more ECB call per KiB
+_CHUNK = const(512)
 
 
 def _ct_equal16(a, b):
@@ -41,14 +44,14 @@ def _check_nonce(nonce):
 # Counter blocks nonce || c and their encryption, _CHUNK bytes each: scratch that every
 # _GCM shares (seal and open run one at a time and keep nothing in it between calls),
 # allocated once, at import (while the heap is still in one piece; a board's heap is
-# too fragmented mid-handshake for 1 KiB blocks), and kept: every session reuses it.
+# too fragmented mid-handshake for such blocks), and kept: every session reuses it.
 _scratch = (bytearray(_CHUNK), bytearray(_CHUNK))
 
 
 class _GCM:
     # One ECB-encrypt object per key serves both directions: GCM only encrypts. The
     # keystream is made _CHUNK bytes at a time (one ECB call over that many counter
-    # blocks), so a 16 KiB record costs the two shared 1 KiB buffers, not 16 KiB ones.
+    # blocks), so a 16 KiB record costs the two shared buffers, not 16 KiB ones.
 
     def __init__(self, key):
         if len(key) not in (16, 32):

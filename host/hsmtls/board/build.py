@@ -54,6 +54,9 @@ TREE_FILES = ("py/mpconfig.h", "mpy-cross/Makefile", "tools/manifestfile.py", "p
 UNIX32_MAKE = ["MICROPY_FORCE_32BIT=1", "MICROPY_PY_FFI=0", "MICROPY_PY_BTREE=0", "MPY_CROSS_FLAGS=-march=x86"]
 
 
+KEEP_IMAGES = 10  # per machine, the most recently built
+
+
 class BuildError(RuntimeError):
     """A build that cannot be done; str() is one line saying what is missing and how to get it."""
 
@@ -322,6 +325,7 @@ def build(machine: str, heap: str | int | None = None, micropython: str | None =
         if info_path.exists():
             info = json.loads(info_path.read_text())
             if Path(info["image"]).exists():
+                os.utime(info_path)  # used: the last to be pruned
                 return dict(info, built=False)
         _mkdir(out)
         logf = out / "build.log"
@@ -334,7 +338,15 @@ def build(machine: str, heap: str | int | None = None, micropython: str | None =
         info = {"machine": machine, "image": str(image), "key": key, "micropython": version(tree),
                 "sources": _origin(tree), "heap": heap_bytes if machine == "rv32" else None}
         info_path.write_text(json.dumps(info, indent=2) + "\n")
+    _prune(machine)
     return dict(info, built=True)
+
+
+def _prune(machine: str, keep: int = KEEP_IMAGES) -> None:
+    """Every firmware edit is a new image (about 1 MB): those of a machine used least recently go."""
+    infos = sorted(cache_root().glob(f"{machine}-*/image.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in infos[keep:]:
+        shutil.rmtree(old.parent, ignore_errors=True)
 
 
 def _build_unix32(tree: Path, out: Path, log: Path) -> Path:

@@ -315,6 +315,15 @@ class EmulatedBoard:
         """Why a board that stopped by itself stopped: the last line of text it wrote
         (MicroPython's traceback ends with the exception), with its exit code."""
         rc = self.proc.poll() if self.proc is not None else None
+        deadline = time.monotonic() + 1.0
+        while self._thread is not None and time.monotonic() < deadline:
+            # the relay copies what the board wrote last: let it
+            with self._lock:
+                m = self._board_master
+            if m < 0 or not select.select([m], [], [], 0)[0]:
+                time.sleep(0.02)  # and to keep what it read
+                break
+            time.sleep(0.01)
         if self.direct and self._host_slave >= 0:
             # no relay saw it: what the host has not read is still on its tty
             while select.select([self._host_slave], [], [], 0)[0]:
