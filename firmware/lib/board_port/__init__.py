@@ -5,11 +5,14 @@
 #                              .write(data)
 #   ticks_ms(), ticks_us(), ticks_diff(a, b), info() -> dict, flash_path(name), leave_link_mode()
 #   RX_CHUNK                   bytes to read from the serial port at a time
-# unix.py is the MicroPython unix port on a pty (the emulated board); esp32.py the board.
+# unix.py is the MicroPython unix port on a pty (the emulated board); esp32.py the board;
+# qemu.py the emulated MCU (rv32: QEMU's RISC-V virt machine).
 
 import sys
 
 if sys.platform == "esp32":
     from .esp32 import *  # noqa: F403
+elif sys.platform == "qemu":
+    from .qemu import *  # noqa: F403
 else:
     from .unix import *  # noqa: F403
