@@ -14,6 +14,8 @@
 //   executed, and, while the CPU sleeps in rv32_wfe (waiting for the UART or a
 //   timeout), by the real time slept. time.ticks_cpu() is the first part only: the
 //   board's instructions in thousands (µs at 1 ns each), the same on every run.
+// * Serial port: the UART's receive side read a burst at a time into a ring (below),
+//   and waited for asleep.
 // * Flash: a directory on the host (QEMU's working directory) through semihosting,
 //   the `hostfs` module below; board_port/qemu.py mounts it as a VFS at /.
 // * Boot: after the runtime starts, the frozen _boot.py (the flash), then main.py.
@@ -29,6 +31,7 @@
 #include "py/mperrno.h"
 #include "py/mphal.h"
 #include "py/runtime.h"
+#include "py/stream.h"
 #include "shared/runtime/pyexec.h"
 #include "shared/runtime/semihosting_rv32.h"
 #include "uart.h"
@@ -45,6 +48,7 @@
 #define PLIC_CLAIM_M (PLIC_BASE + 0x200004u)
 #define UART0_IRQ 10
 #define UART0_IER 0x10000001u
+#define UART0_FCR 0x10000002u
 #define MIE_MTIE (1u << 7)
 #define MIE_MEIE (1u << 11)
 #define MTIME_PER_MS 10000u
@@ -156,16 +160,17 @@ static void set_mtimecmp(uint64_t t) {
 
 static uint64_t slept; // mtime ticks spent in wfi
 
-// Sleep until the UART has a byte or timeout_ms (-1: no timeout) has passed. Nothing
-// is taken as a trap (interrupts stay off globally): wfi only waits for them.
-void rv32_wfe(int timeout_ms) {
+// Sleep until the UART has a byte or `ticks` of mtime (-1: no limit) have passed;
+// -> whether a byte came. Nothing is taken as a trap (interrupts stay off globally):
+// wfi only waits for them. The time asleep is not the board's work (ticks_cpu).
+static bool sleep_for_rx(int64_t ticks) {
     if (uart_rx_any()) {
-        return;
+        return true;
     }
     uint64_t t0 = mtime();
     uint32_t mie = MIE_MEIE;
-    if (timeout_ms >= 0) {
-        set_mtimecmp(t0 + (uint64_t)timeout_ms * MTIME_PER_MS);
+    if (ticks >= 0) {
+        set_mtimecmp(t0 + (uint64_t)ticks);
         mie |= MIE_MTIE;
     }
     __asm volatile ("csrc mstatus, 8");
@@ -180,6 +185,72 @@ void rv32_wfe(int timeout_ms) {
     }
     set_mtimecmp(UINT64_MAX);
     slept += mtime() - t0;
+    return uart_rx_any();
+}
+
+// --- the serial port's receive side ----------------------------------------------------------
+//
+// What the host sends arrives through QEMU 16 bytes at a time (the UART's FIFO),
+// refilled as the board reads it, as fast as the host process happens to run. So that
+// the board's work per byte received does not depend on that (an instruction count
+// that changes from run to run), a read takes a whole burst: the UART is drained into
+// a 256-byte ring (an ESP32's stdin ring is 260) until it stays quiet for RX_QUIET,
+// asleep meanwhile. rv32.uart_readinto() hands out what the ring holds in one call.
+
+#define RX_RING 256
+#define RX_QUIET (MTIME_PER_MS / 4) // 250 µs of the host not sending: the burst is over
+
+static uint8_t rx_ring[RX_RING];
+static size_t rx_head, rx_count;
+
+static void rx_take_burst(void) {
+    for (;;) {
+        while (rx_count < RX_RING && uart_rx_any()) {
+            rx_ring[(rx_head + rx_count++) % RX_RING] = uart_rx_chr();
+        }
+        if (rx_count == RX_RING || !sleep_for_rx(RX_QUIET)) {
+            return;
+        }
+    }
+}
+
+static int rx_take(void) {
+    int c = rx_ring[rx_head];
+    rx_head = (rx_head + 1) % RX_RING;
+    --rx_count;
+    return c;
+}
+
+// select.poll's (and time.sleep's) wait: until the host sends or the timeout ends
+void rv32_wfe(int timeout_ms) {
+    if (rx_count) {
+        return;
+    }
+    if (sleep_for_rx(timeout_ms >= 0 ? (int64_t)timeout_ms * MTIME_PER_MS : -1)) {
+        rx_take_burst();
+    }
+}
+
+uintptr_t __real_mp_hal_stdio_poll(uintptr_t poll_flags);
+uintptr_t __wrap_mp_hal_stdio_poll(uintptr_t poll_flags) {
+    uintptr_t ret = __real_mp_hal_stdio_poll(poll_flags);
+    if ((poll_flags & MP_STREAM_POLL_RD) && rx_count) {
+        ret |= MP_STREAM_POLL_RD;
+    }
+    return ret;
+}
+
+// sys.stdin and the REPL: the ring first; asleep, not spinning, while nothing comes
+int __wrap_mp_hal_stdin_rx_chr(void) {
+    for (;;) {
+        if (rx_count) {
+            return rx_take();
+        }
+        if (uart_rx_any()) {
+            return uart_rx_chr();
+        }
+        sleep_for_rx(-1);
+    }
 }
 
 // time.ticks_cpu(): the instructions executed, in thousands, sleep left out
@@ -243,6 +314,7 @@ void __wrap_gc_init(void *start, void *end) {
     REG32(PLIC_BASE + 4 * UART0_IRQ) = 1;
     REG32(PLIC_ENABLE_M) = 1u << UART0_IRQ;
     REG32(PLIC_THRESHOLD_M) = 0;
+    *(volatile uint8_t *)UART0_FCR = 0x07; // FIFO on and empty, an interrupt per byte
     *(volatile uint8_t *)UART0_IER = 1;
     set_mtimecmp(UINT64_MAX);
     __real_gc_init(start, end);
@@ -327,6 +399,22 @@ static mp_obj_t hostfs_rename(mp_obj_t old, mp_obj_t new) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_2(hostfs_rename_obj, hostfs_rename);
 
+// rv32.uart_readinto(buf) -> n: what the host has sent, a burst at a time (never waits
+// for a first byte)
+static mp_obj_t rv32_uart_readinto(mp_obj_t buf) {
+    mp_buffer_info_t b;
+    mp_get_buffer_raise(buf, &b, MP_BUFFER_WRITE);
+    if (!rx_count && uart_rx_any()) {
+        rx_take_burst();
+    }
+    size_t n = 0;
+    while (n < b.len && rx_count) {
+        ((uint8_t *)b.buf)[n++] = rx_take();
+    }
+    return MP_OBJ_NEW_SMALL_INT(n);
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(rv32_uart_readinto_obj, rv32_uart_readinto);
+
 // the boot block's flags, for board_port/qemu.py
 static mp_obj_t rv32_boot_flags(void) {
     return MP_OBJ_NEW_SMALL_INT(boot_flags);
@@ -336,6 +424,7 @@ static MP_DEFINE_CONST_FUN_OBJ_0(rv32_boot_flags_obj, rv32_boot_flags);
 // the module `rv32`: the flash's files (fs_*) and the boot flags
 static const mp_rom_map_elem_t hostfs_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_boot_flags), MP_ROM_PTR(&rv32_boot_flags_obj) },
+    { MP_ROM_QSTR(MP_QSTR_uart_readinto), MP_ROM_PTR(&rv32_uart_readinto_obj) },
     { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR_rv32) },
     { MP_ROM_QSTR(MP_QSTR_fs_open), MP_ROM_PTR(&hostfs_open_obj) },
     { MP_ROM_QSTR(MP_QSTR_fs_close), MP_ROM_PTR(&hostfs_close_obj) },

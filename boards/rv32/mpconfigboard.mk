@@ -20,11 +20,12 @@ SRC_BOARD_O += shared/runtime/gchelper_native.o shared/runtime/gchelper_rv32i.o
 SRC_C += $(BOARD_DIR)/board.c shared/runtime/semihosting_rv32.c shared/timeutils/timeutils.c
 SRC_QSTR += $(BOARD_DIR)/board.c
 
-# The port's main.c has no board hooks, so board.c takes three calls main.c makes:
+# The port's main.c has no board hooks, so board.c takes two calls main.c makes:
 # gc_init (the heap size given at boot, and the board's set-up), mp_init (then the
-# board boots: flash, main.py); and it replaces the port's fixed-LCG random bytes and
-# its ticks_cpu() (0) with its own.
-LDFLAGS += -Wl,--wrap=gc_init -Wl,--wrap=mp_init -Wl,--wrap=mp_hal_get_random -Wl,--wrap=mp_hal_ticks_cpu
+# board boots: flash, main.py); and it replaces the port's fixed-LCG random bytes, its
+# ticks_cpu() (0) and its spinning stdin with its own.
+LDFLAGS += -Wl,--wrap=gc_init -Wl,--wrap=mp_init -Wl,--wrap=mp_hal_get_random -Wl,--wrap=mp_hal_ticks_cpu \
+	-Wl,--wrap=mp_hal_stdin_rx_chr -Wl,--wrap=mp_hal_stdio_poll
 
 # MicroPython's own TLS client, as on an ESP32: mbedTLS, which also gives hashlib
 # (sha256, sha1) and cryptolib (AES ECB/CBC)

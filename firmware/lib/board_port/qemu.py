@@ -5,7 +5,7 @@
 # ESP32's. QEMU counts 1 ns per instruction (-icount shift=0), so ticks_us() here is
 # the instructions the board executes, in thousands, leaving out the time it sleeps
 # waiting for the host: a handshake's figures are instruction counts, the same on
-# every run. Timeouts (ticks_ms) run on the board's clock, which sleep advances too.
+# every run. The serial port is read a burst at a time (Serial.read_into). Timeouts (ticks_ms) run on the board's clock, which sleep advances too.
 
 import io
 import time
@@ -14,17 +14,25 @@ import rv32
 
 from .common import (  # noqa: F401
     RING_WINDOW,
-    Serial,
     board_info,
     disable_ctrl_c,
     enable_ctrl_c,
     ticks_diff,
     ticks_ms,
 )
+from .common import Serial as _Serial
 
 BOARD = "rv32"
 RX_CHUNK = 256
-NO_RING = 2  # boot flag: the host's end holds it back (native USB), no 260-byte ring
+NO_RING = 2  # boot flag: the host's end holds it back (a pty, native USB), no 260-byte ring
+
+
+class Serial(_Serial):
+    # what the host sent, a burst at a time from the board's receive ring (board.c)
+    chunked = True
+
+    def read_into(self, buf):
+        return rv32.uart_readinto(buf)
 
 
 def ticks_us():
@@ -36,7 +44,7 @@ def setup():
 
 
 def info():
-    return board_info(BOARD, 2048 if rv32.boot_flags() & NO_RING else RING_WINDOW)
+    return board_info(BOARD, 8192 if rv32.boot_flags() & NO_RING else RING_WINDOW)
 
 
 def flash_path(name):
