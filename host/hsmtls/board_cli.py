@@ -528,9 +528,12 @@ def autorun(port, server_name, client_cert, ciphers, renegotiate, send_text, eve
               help="The client key with --client-auth: RSA-2048 (CRT on the board) or ECDSA P-256.")
 @click.option("--no-heap", is_flag=True, help="Skip the smallest-heap search.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this file.")
-def bench(count, client_auth, key_type="rsa", no_heap=False, json_path=None) -> None:
+@click.option("--machine", type=click.Choice(["unix64", "rv32"]), default="unix64", show_default=True,
+              help="rv32: on the emulated RISC-V MCU, in instructions, both engines in the same image "
+                   "(benchmarks/bench_rv32.py).")
+def bench(count, client_auth, key_type="rsa", no_heap=False, json_path=None, machine="unix64") -> None:
     """Benchmark: our firmware vs MicroPython's tls (mbedTLS); smallest heap (benchmarks/bench_board.py)."""
-    mod = load_benchmark("bench_board.py")
+    mod = load_benchmark("bench_rv32.py" if machine == "rv32" else "bench_board.py")
     mod.run(count, client_auth, echo=click.echo, heap=not no_heap, json_path=json_path, key_type=key_type)
 
 
