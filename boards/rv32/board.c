@@ -24,6 +24,7 @@
 // and mp_init, and replaces mp_hal_get_random and mp_hal_ticks_cpu (mpconfigboard.mk).
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -325,7 +326,12 @@ void __wrap_mp_init(void) {
     __real_mp_init();
     pyexec_frozen_module("_boot.py", false);
     if (pyexec_mode_kind == PYEXEC_MODE_FRIENDLY_REPL && !(boot_flags & BOOT_NO_MAIN)) {
-        pyexec_file_if_exists("main.py");
+        // main.py leaves link mode for the REPL when the host asks; if it dies instead
+        // (a heap too small to start it), the machine stops, with the traceback on the
+        // serial port, as the unix port's process does: the emulator says why
+        if (pyexec_file_if_exists("main.py") == 0) {
+            exit(1);
+        }
     }
 }
 
