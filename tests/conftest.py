@@ -51,7 +51,7 @@ def pytest_configure(config):
     machine = config.getoption("--board")
     if machine in ("unix64", "unix32", "rv32"):
         os.environ["HSMTLS_MACHINE"] = machine
-    if machine == "unix32":
+    if machine in ("unix32", "rv32"):
         from hsmtls.board.build import BuildError, find_image
 
         try:

@@ -165,8 +165,10 @@ class Session:
     # --- data from the host -----------------------------------------------------------
 
     def on_tls(self, data):
-        # straight into the engine's record buffer; poll() runs the engine on it
-        if self.conn is not None and not self.done:
+        # straight into the engine's record buffer; poll() runs the engine on it. Before
+        # OPENED it is the end of the TCP connection a RUN replaced (its server's answer
+        # to the old session's ClientHello, already on the link): not ours
+        if self.conn is not None and not self.done and self.t_hello:
             self.conn.buffer_data(data)
             self.unread += len(data)
 

@@ -11,6 +11,7 @@
 # with the board's key, handed to mbedTLS as DER (RFC 8017 RSAPrivateKey, RFC 5915
 # ECPrivateKey) built here from the key file: the key still never leaves the board.
 
+import gc
 import io
 
 import tls
@@ -32,6 +33,7 @@ def private_key_der(key):
 class LinkStream(io.IOBase):
     def __init__(self, session):
         self.session = session
+        self.flights = []  # ticks_us at each write: where mbedTLS's steps end (RESULT's steps)
 
     def readinto(self, buf):
         s = self.session
@@ -53,6 +55,7 @@ class LinkStream(io.IOBase):
     def write(self, data):
         if self.session.done:
             raise OSError(5)
+        self.flights.append(self.session.board.port.ticks_us())
         self.session.board.link.send(P.TLS, bytes(data))
         self.session.board.flush()
         return len(data)
@@ -85,7 +88,7 @@ class MbedtlsSession(Session):
         self.opened = True
 
     def on_tls(self, data):
-        if not self.done:
+        if not self.done and self.opened:  # (before OPENED: the replaced connection's)
             self.incoming.append(bytes(data))
             self.last_activity = self.board.port.ticks_ms()
 
@@ -118,10 +121,14 @@ class MbedtlsSession(Session):
             return
         self.running = True
         port = self.board.port
+        # on a collected heap, as Session.start() leaves ours: a collection the last
+        # session's garbage owes does not fall into this handshake's figures
+        gc.collect()
         self.last_activity = port.ticks_ms()
         t = port.ticks_us()
+        stream = LinkStream(self)
         try:
-            ss = self.ctx.wrap_socket(LinkStream(self), server_hostname=self.opts.get("server_name"))
+            ss = self.ctx.wrap_socket(stream, server_hostname=self.opts.get("server_name"))
         except Exception as e:  # OSError from the stream, ValueError from verification
             if not self.done:
                 why = " ".join(str(e).split()) or type(e).__name__
@@ -129,7 +136,9 @@ class MbedtlsSession(Session):
                     why = "the server closed the TCP connection (%s)" % why
                 self.finish(False, "mbedtls: " + why)
             return
-        us = port.ticks_diff(port.ticks_us(), t)
+        end = port.ticks_us()
+        us = port.ticks_diff(end, t)
+        self.steps = self._flight_steps(t, stream.flights, end)
         # mbedTLS sends the certificate only when the server asks, and does not say
         # whether it did: what is known is that it had one
         self.handshakes.append({"us": us, "ms": us // 1000, "engine": "mbedtls",
@@ -140,11 +149,22 @@ class MbedtlsSession(Session):
             pass
         self.finish(True, None)
 
+    def _flight_steps(self, t, flights, end):
+        # mbedTLS says nothing between its messages, but each flight it writes marks the
+        # end of a step: ClientHello; the server's flight up to our Finished; the
+        # server's Finished checked. [name, ms] as ours (summed alike by the host)
+        names = ("ClientHello", "server flight to our Finished", "server Finished")
+        marks = [t] + ([flights[0], flights[-1]] if flights else []) + [end]
+        if len(marks) != 4:
+            return []
+        diff = self.board.port.ticks_diff
+        return [[n, round(diff(b, a) / 1000, 2)] for n, a, b in zip(names, marks, marks[1:])]
+
     def _finish(self, ok, reason):
         b = self.board
         b.link.send(P.CLOSE, P.pack({"why": reason or "done"}))
         r = {"ok": ok and bool(self.handshakes), "reason": reason, "engine": "mbedtls",
-             "handshakes": self.handshakes, "steps": []}
+             "handshakes": self.handshakes, "steps": self.steps}
         if self.handshakes:
             r["handshake_us"] = self.handshakes[0]["us"]
             r["handshake_ms"] = self.handshakes[0]["ms"]

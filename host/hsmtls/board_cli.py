@@ -633,15 +633,20 @@ def autorun(port, server_name, client_cert, ciphers, renegotiate, send_text, eve
               help="The client key with --client-auth: RSA-2048 (CRT on the board) or ECDSA P-256.")
 @click.option("--no-heap", is_flag=True, help="Skip the smallest-heap search.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this file.")
-@click.option("--machine", type=click.Choice(["unix64", "unix32"]),
+@click.option("--machine", type=click.Choice(["unix64", "unix32", "rv32"]),
               help="The emulated machine; unix32 (firmware frozen) reports the smallest heap of the plain, "
-                   "ECDSA and RSA client-auth handshakes. [default: $HSMTLS_MACHINE, else unix64]")
+                   "ECDSA and RSA client-auth handshakes; rv32: on the emulated RISC-V MCU, in instructions, "
+                   "both engines in the same image (benchmarks/bench_rv32.py). [default: $HSMTLS_MACHINE, else unix64]")
 def bench(count, client_auth, key_type="rsa", no_heap=False, json_path=None, machine=None) -> None:
     """Benchmark: our firmware vs MicroPython's tls (mbedTLS); smallest heap (benchmarks/bench_board.py)."""
-    mod = load_benchmark("bench_board.py")
     try:
-        mod.run(count, client_auth, echo=click.echo, heap=not no_heap, json_path=json_path, key_type=key_type,
-                machine=machine)
+        if machine == "rv32":
+            mod = load_benchmark("bench_rv32.py")
+            mod.run(count, client_auth, echo=click.echo, heap=not no_heap, json_path=json_path, key_type=key_type)
+        else:
+            mod = load_benchmark("bench_board.py")
+            mod.run(count, client_auth, echo=click.echo, heap=not no_heap, json_path=json_path, key_type=key_type,
+                    machine=machine)
     except RuntimeError as e:  # an image that cannot be built, a machine not emulated here
         _fail(str(e))
 

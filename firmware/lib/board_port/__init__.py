@@ -9,11 +9,14 @@
 #                              held at boot (the REPL reachable from the link)
 #   rng_seeded() -> bool       os.urandom is truly random (ESP32: the radio is on)
 #   restart()                  where a production board goes instead of its REPL
-# unix.py is the MicroPython unix port on a pty (the emulated board); esp32.py the board.
+# unix.py is the MicroPython unix port on a pty (the emulated board); esp32.py the board;
+# qemu.py the emulated MCU (rv32: QEMU's RISC-V virt machine).
 
 import sys
 
 if sys.platform == "esp32":
     from .esp32 import *  # noqa: F403
+elif sys.platform == "qemu":
+    from .qemu import *  # noqa: F403
 else:
     from .unix import *  # noqa: F403

@@ -20,8 +20,10 @@ emulated ROMFS partition, memory-mapped and executed in place (see romfs.py).
 The machine: "unix64", the unix port from PyPI running the firmware from firmware/lib
 (or its .mpy build, or ROMFS); "unix32", MicroPython built from its sources as a 32-bit
 program with the firmware frozen in (`hsmtls board build`, build.py), main.py from the
-flash as on a board deployed with --frozen. $HSMTLS_MACHINE picks the default (the HIL
-suite's `pytest --board unix32` sets it), else unix64, which needs nothing built.
+flash as on a board deployed with --frozen; "rv32", the firmware frozen into
+MicroPython's qemu port, run by QEMU as a 32-bit RISC-V MCU behind the same relay, in the
+same flash directory (rv32.py). $HSMTLS_MACHINE picks the default (the HIL suite's
+`pytest --board unix32` sets it), else unix64, which needs nothing built.
 """
 
 from __future__ import annotations
@@ -184,8 +186,12 @@ class EmulatedBoard:
         """The machine's built image (None: unix64, the installed `micropython`)."""
         if self.machine == "unix64":
             return None
-        if self.machine != "unix32":
+        if self.machine not in MACHINES:
             raise RuntimeError(f"the {self.machine} machine is not emulated by this version")
+        if self.machine == "rv32":
+            from . import rv32
+
+            rv32.qemu_binary()  # RuntimeError saying how to install it
         from .build import BuildError, find_image
 
         try:
@@ -200,7 +206,8 @@ class EmulatedBoard:
         """Nothing to imitate between host and board (no ring, no faults): the board
         reads and writes the host pty's other end itself, without the relay's hop.
         Not for the REPL (mpremote), which wants a terminal of its own."""
-        return self.rx_ring is None and self.to_board is None and self.to_host is None and not self.repl
+        return self.rx_ring is None and self.to_board is None and self.to_host is None and not self.repl \
+            and self.machine != "rv32"  # QEMU opens the board side of the relay's pty
 
     def start(self) -> EmulatedBoard:
         self._spawn()
@@ -229,6 +236,12 @@ class EmulatedBoard:
             attrs[6][termios.VTIME] = 0
             termios.tcsetattr(s, termios.TCSANOW, attrs)
             fd = s
+        if self.machine == "rv32":
+            proc = self._spawn_rv32(s)
+            with self._lock:
+                self.proc = proc
+                self._board_master, self._board_slave = m, s
+            return
         mp = str(self.image) if self.image else micropython_binary()
         heap = ["-X", f"heapsize={self.heap}"] if self.heap else []
         env = dict(os.environ)
@@ -251,6 +264,20 @@ class EmulatedBoard:
         with self._lock:
             self.proc = proc
             self._board_master, self._board_slave = m, s
+
+    def _spawn_rv32(self, slave: int) -> subprocess.Popen:
+        # QEMU opens the board side of the relay itself, and finds a boot block with a
+        # fresh seed at every boot (written beside the stderr log, not into the flash)
+        from . import rv32
+
+        flags = ((rv32.BOOT_NO_MAIN if self.repl else 0) | (0 if self.rx_ring else rv32.BOOT_NO_RING)
+                 | (rv32.BOOT_DEV_BUTTON if self.dev_button else 0))
+        boot = self._stderr_path.with_suffix(".boot")
+        boot.write_bytes(rv32.boot_block(rv32.heap_bytes(self.heap), flags))
+        assert self.image is not None
+        with open(self._stderr_path, "ab") as err:
+            return subprocess.Popen(rv32.qemu_argv(self.image, os.ttyname(slave), boot), stdin=subprocess.DEVNULL,
+                                    stdout=err, stderr=err, cwd=self.flash_dir, close_fds=True)
 
     def _kill(self) -> None:
         with self._lock:
@@ -296,6 +323,7 @@ class EmulatedBoard:
         try:
             self.stderr = self._stderr_path.read_bytes()
             self._stderr_path.unlink()
+            self._stderr_path.with_suffix(".boot").unlink(missing_ok=True)
         except OSError:
             pass
         if self._tmp is not None:

@@ -1,0 +1,91 @@
+"""What only the rv32 machine (QEMU's RISC-V virt board) has to prove: that its random
+numbers, seeded by the host at every boot (the stand-in for the ESP32's hardware RNG),
+never repeat across boots, and that its flash persists across a reset. Runs with
+`pytest --board rv32`."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from hsmtls.board.bridge import Bridge
+from hsmtls.board.emulator import EmulatedBoard, default_machine
+from hsmtls.board.hostlink import HostLink
+
+pytestmark = pytest.mark.skipif(default_machine() != "rv32", reason="the rv32 machine's own tests: pytest --board rv32")
+
+
+class ClientFlight:
+    """A bridge tap: the ClientHello's random and the ClientKeyExchange's encrypted
+    premaster, from the board's plaintext handshake records."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.random: bytes | None = None
+        self.encrypted_premaster: bytes | None = None
+
+    def feed(self, direction: str, data: bytes) -> None:
+        if direction != "c2s":
+            return
+        self.buf += data
+        while len(self.buf) >= 5 and len(self.buf) >= 5 + int.from_bytes(self.buf[3:5], "big"):
+            n = int.from_bytes(self.buf[3:5], "big")
+            ctype, body = self.buf[0], bytes(self.buf[5:5 + n])
+            del self.buf[:5 + n]
+            if ctype == 22 and body[0] == 1 and self.random is None:  # ClientHello
+                self.random = body[6:38]
+            elif ctype == 22 and body[0] == 16 and self.encrypted_premaster is None:  # ClientKeyExchange
+                self.encrypted_premaster = body[6:]
+
+
+def _handshake(board: EmulatedBoard, port: int) -> ClientFlight:
+    tap = ClientFlight()
+    with HostLink(board.tty) as link:
+        link.connect(20)
+        r = Bridge(link, ("127.0.0.1", port), taps=[tap]).run_handshake(
+            {"server_name": "localhost", "suites": ["TLS_RSA_WITH_AES_128_GCM_SHA256"]}, timeout=60)
+    assert r["ok"], r
+    assert tap.random is not None and tap.encrypted_premaster is not None
+    return tap
+
+
+def test_two_boots_never_repeat_the_client_random_or_the_premaster(servers, flash_dir, board_pki):
+    # the port's own generator is a fixed LCG: without the host's seed every boot would
+    # send the same ClientHello random and premaster
+    port = servers.openssl()
+    key = serialization.load_pem_private_key(board_pki.server_key.read_bytes(), None)
+    randoms, premasters = [], []
+    with EmulatedBoard(flash_dir, heap="256k") as b:
+        for boot in range(3):
+            if boot:
+                b.reset()
+            tap = _handshake(b, port)
+            randoms.append(tap.random)
+            premasters.append(key.decrypt(tap.encrypted_premaster, padding.PKCS1v15()))
+    with EmulatedBoard(flash_dir, heap="256k") as b:  # a board of its own, a QEMU of its own
+        tap = _handshake(b, port)
+        randoms.append(tap.random)
+        premasters.append(key.decrypt(tap.encrypted_premaster, padding.PKCS1v15()))
+    assert all(len(p) == 48 and p[:2] == b"\x03\x03" for p in premasters)
+    assert len(set(randoms)) == len(randoms)
+    assert len(set(premasters)) == len(premasters)
+
+
+def test_the_flash_persists_across_a_reset(flash_dir, tmp_path):
+    # what the board writes (autorun.json, through the link) is in the host directory
+    # and, after a reset, read back by the board itself
+    import shutil
+
+    flash = tmp_path / "flash"
+    shutil.copytree(flash_dir, flash)
+    with EmulatedBoard(flash, heap="256k") as b:
+        with HostLink(b.tty) as link:
+            link.connect(20)
+            Bridge(link, ("127.0.0.1", 1)).set_autorun({"server_name": "localhost", "every_s": 3600})
+        assert (flash / "autorun.json").exists()
+        b.reset()
+        with HostLink(b.tty) as link:
+            link.connect(20)
+            status = Bridge(link, ("127.0.0.1", 1)).stats(timeout=10, identity=True)
+    assert (status.get("autorun") or {}).get("every_s") == 3600, status
