@@ -68,7 +68,11 @@ def cache_root() -> Path:
 def default_sources() -> Path | None:
     """../shared/micropython/ beside the repository (the workspace's copy of the
     tarball), looked for from the repository up, so that a git worktree nested deeper
-    finds it too."""
+    finds it too. $HSMTLS_MICROPYTHON (a tree, a tarball or a directory holding one)
+    comes first: where a checkout is not beside the workspace's shared/ folder."""
+    env = os.environ.get("HSMTLS_MICROPYTHON")
+    if env and Path(env).exists():
+        return Path(env)
     for d in REPO.parents:
         if (d / "shared" / "micropython").is_dir():
             return d / "shared" / "micropython"
