@@ -69,11 +69,18 @@ class Servers:
         if client_auth:
             args += ["--client-ca", str(self.pki.ca_cert)]
         env = dict(os.environ, HSMTLS_PIN=softhsm_support.PIN)
-        p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        self.procs.append(p)
-        line = p.stdout.readline()
-        if "listening on" not in line:
-            raise RuntimeError(f"hsmtls serve did not start: {line}{p.stdout.read()}")
+        for attempt in range(3):
+            p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            self.procs.append(p)
+            line = p.stdout.readline()
+            if "listening on" in line:
+                break
+            out = line + p.stdout.read()
+            # SoftHSM2's file store rewrites token.object at every login; a server that
+            # reads it meanwhile (the test's own keys, another server logging in) finds
+            # no token or a broken one, and the next try does not
+            if attempt == 2 or ("on token" not in out and "no token labelled" not in out):
+                raise RuntimeError(f"hsmtls serve did not start: {out}")
         m = re.search(r"listening on [^ ]+:(\d+)", line)
         assert m, line
         return int(m.group(1))

@@ -1,9 +1,11 @@
 """`hsmtls board deploy --board emulator`: mpy-cross, mpremote into the emulator's flash
 over its pty exactly as into a board, only what changed, verified by hash; then the
-deployed firmware runs a handshake."""
+deployed firmware runs a handshake. On the unix64 machine whatever --board the run names:
+.mpy files for x64 into the PyPI port's flash (unix32 has the firmware frozen in)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -17,7 +19,8 @@ pytestmark = [pytest.mark.micropython, requires_emulator, pytest.mark.slow]
 
 def _deploy(flash, *args: str) -> str:
     proc = subprocess.run([sys.executable, "-m", "hsmtls", "board", "deploy", "--board", "emulator",
-                           "--flash", str(flash), *args], capture_output=True, text=True, timeout=300)
+                           "--flash", str(flash), *args], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HSMTLS_MACHINE="unix64"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
