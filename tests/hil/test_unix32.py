@@ -48,11 +48,6 @@ def test_emulate_says_when_the_heap_is_too_small_to_start(image, tmp_path):
     assert len(err) == 1 and "MemoryError" in err[0] and "heap 24k is too small to start the firmware" in err[0], err
 
 
-def test_other_machines_say_they_are_not_here():
-    with pytest.raises(RuntimeError, match="rv32 machine is not emulated by this version"):
-        EmulatedBoard(machine="rv32")
-
-
 # The budget: a 2048-bit-chain handshake (RSA-2048 server and CA, TLS_RSA_WITH_AES_128_
 # GCM_SHA256) on fresh boards, the firmware frozen. Measured with `hsmtls bench board
 # --machine unix32`: plain 48 KiB, ECDSA P-256 client key 54-56, RSA-2048 client key
