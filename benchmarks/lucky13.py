@@ -35,8 +35,8 @@ except ImportError:  # MicroPython
     from time import time_ns as _now
 
 from tlscore.constants import APPLICATION_DATA, BAD_RECORD_MAC
+from tlscore.consttime import ct_equal
 from tlscore.errors import TLSError
-from tlscore.keyschedule import ct_equal
 from tlscore.record import CBCProtection, _padding_bad
 
 RECORD = 2048  # bytes of a record's fragment: explicit IV || ciphertext

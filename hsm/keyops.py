@@ -1,7 +1,7 @@
 """A private key inside a PKCS#11 token, answering the engine's key operations.
 
 Premaster decryption uses raw RSA (CKM_RSA_X_509) and removes the PKCS#1 v1.5 padding
-on the host (hsmtls.keys: depad_premaster), with no branch on the result, instead of
+on the host (tlscore.pkcs1.depad_premaster), with no branch on the result, instead of
 CKM_RSA_PKCS: SoftHSM2 (like most tokens) answers a bad padding under CKM_RSA_PKCS with
 an error return, which becomes a Python exception -- a different code path, and a
 different time, for bad ciphertexts. With CKM_RSA_X_509 every ciphertext below the
@@ -42,11 +42,13 @@ from typing import Any
 from pkcs11 import MGF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11e
 
-from ..keys import depad_premaster, premaster_choice, well_formed_ciphertext
+from tlscore.pkcs1 import depad_premaster
+
+from ..keys import PremasterAnswer, well_formed_ciphertext
 from .token import SESSION_ERRORS, SessionPool, Token, TokenError, describe_error, read_pin
 from .uri import PKCS11URI
 
-__all__ = ["IR_SUFFIX", "TokenKey", "depad_premaster", "ensure_implicit_rejection_key"]
+__all__ = ["IR_SUFFIX", "TokenKey", "ensure_implicit_rejection_key"]
 
 log = logging.getLogger("hsmtls.hsm")
 
@@ -188,8 +190,8 @@ class TokenKey:
 
     # -- operations --------------------------------------------------------------------
 
-    def decrypt_premaster(self, ciphertext: bytes) -> tuple[bytes, bytes]:
-        """(premaster candidate, deterministic substitute) for the engine to choose from."""
+    def decrypt_premaster(self, ciphertext: bytes) -> PremasterAnswer:
+        """(good, message, deterministic substitute) for the engine to choose from."""
         ct = bytes(ciphertext)
         em = b""
         with self.pool.session() as w:
@@ -204,7 +206,7 @@ class TokenKey:
                     self.decrypt_errors("%s: the token failed a premaster decryption (%s); the handshake "
                                         "goes on with the substitute and will fail at Finished",
                                         self.description, describe_error(e))
-        return premaster_choice(em, self.k, substitute)
+        return (*depad_premaster(em, self.k), substitute[:46])
 
     def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes:
         try:

@@ -23,10 +23,13 @@ from hsmlink.framing import MAX_PAYLOAD
 from hsmlink.link import Link
 from tlscore import suites, x509
 from tlscore.backend_micropython import BACKEND
-from tlscore.client import CLIENT_HELLO_SENT, ClientConnection, PreparedPremaster
+from tlscore.client import WAIT_SERVER_HELLO, ClientConnection, PreparedPremaster
 from tlscore.config import TLSConfig
+from tlscore.connection import CCS
 from tlscore.constants import HANDSHAKE_NAMES, alert_name
 from tlscore.events import (
+    SIGN,
+    SIGN_DIGEST,
     ApplicationData,
     ConnectionClosed,
     HandshakeComplete,
@@ -56,18 +59,21 @@ TIME_FLOOR_STEP = 86400
 
 
 class TimedClient(ClientConnection):
-    # The engine, timed per handshake message (ticks = (ticks_us, ticks_diff)): what the board computes at each step
+    # The engine, timed per message received (ticks = (ticks_us, ticks_diff)): what the board computes at each step
     # (Certificate: the chain check; ServerHelloDone: premaster encryption and keys).
+    # The API's own events (initiate(), ...) are timed by the Session that calls them.
     steps = None
     ticks = None
+    _t0 = 0
 
-    def _dispatch(self, msg_type, raw):
-        t = self.ticks[0]()
-        try:
-            ClientConnection._dispatch(self, msg_type, raw)
-        finally:
-            name = msg_type if isinstance(msg_type, str) else HANDSHAKE_NAMES.get(msg_type, str(msg_type))
-            self.steps(name, self.ticks[1](self.ticks[0](), t))
+    def before_dispatch(self, event):
+        self._t0 = self.ticks[0]()
+
+    def after_dispatch(self, event):
+        if type(event) is int:
+            self.steps(HANDSHAKE_NAMES.get(event, str(event)), self.ticks[1](self.ticks[0](), self._t0))
+        elif event == CCS:
+            self.steps(event, self.ticks[1](self.ticks[0](), self._t0))
 
 
 class Session:
@@ -195,7 +201,7 @@ class Session:
         if self.done:
             return
         conn = self.conn
-        if not self.unread and self.expect_key is not None and conn is not None and conn.state == CLIENT_HELLO_SENT:
+        if not self.unread and self.expect_key is not None and conn is not None and conn.state == WAIT_SERVER_HELLO:
             # our ClientHello is out; while the server answers, do step 4's RSA
             # operation for the key this server had last time
             n, e = self.expect_key
@@ -280,10 +286,10 @@ class Session:
             t = port.ticks_us()
             try:
                 key = self.board.key()
-                if ev.kind not in ("sign", "sign_digest") or not key.can_sign(ev.scheme):
+                if ev.kind not in (SIGN, SIGN_DIGEST) or not key.can_sign(ev.scheme):
                     raise ValueError("board cannot do %s %s" % (ev.kind, ev.scheme))
                 self.presigned = getattr(key, "ready", None)  # an ECDSA nonce made ahead
-                if ev.kind == "sign":
+                if ev.kind == SIGN:
                     sig = key.sign(BACKEND, ev.hash_name, ev.data)
                 else:
                     sig = key.sign_digest(BACKEND, ev.hash_name, ev.data)

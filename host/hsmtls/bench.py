@@ -381,9 +381,11 @@ def bench_premaster(rounds: int, echo: Callable[[str], None]) -> dict:
     from pkcs11 import Mechanism
     from pkcs11 import exceptions as p11e
 
+    from tlscore.pkcs1 import depad_premaster
+
     from . import devpki
     from .hsm.keyops import TokenKey
-    from .keys import FileKey, depad_premaster
+    from .keys import FileKey
 
     tmp = Path(tempfile.mkdtemp(prefix="hsmtls-bench-"))
     try:

@@ -7,10 +7,11 @@ package. Operations may be slow (a token): hosts run them off their event loop.
 The premaster rule both keys share (RFC 5246 §7.4.7.1, RFC 8017 §7.2.2): a ciphertext
 whose length is not the modulus's or whose value is not in 1..n-1 is refused before
 any private-key operation (the peer knows that much already, so the branch tells it
-nothing); every other one goes through raw RSA and `depad_premaster`, which has no
-branch on the result, and the caller picks between the decrypted message and a
-substitute derived from the ciphertext with a secret key (implicit rejection), so a
-bad ciphertext gives the same wrong premaster each time and fails at Finished.
+nothing); every other one goes through raw RSA and `tlscore.pkcs1.depad_premaster`,
+which has no branch on the result. The key answers (good, message, substitute) with a
+substitute derived from the ciphertext with a secret key (implicit rejection), and the
+engine picks one (`tlscore.server.premaster_from_decryption`), so a bad ciphertext
+gives the same wrong premaster each time and fails at Finished.
 
 A file key decrypts through OpenSSL only if OpenSSL answers a bad padding with a
 message instead of an error (implicit rejection, OpenSSL 3.2+, constant-time C); that
@@ -30,8 +31,8 @@ from typing import Protocol
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from tlscore.events import KeyOperationRequest
-from tlscore.keyschedule import ct_select
+from tlscore.events import DECRYPT, SIGN, SIGN_DIGEST, KeyOperationRequest
+from tlscore.pkcs1 import depad_premaster, premaster_candidate
 
 _HASHES = {
     "sha1": hashes.SHA1,
@@ -45,11 +46,15 @@ class KeyError_(Exception):
     """A key cannot be loaded or used; the message says what to do."""
 
 
+# a DECRYPT answer: (good, 48-byte message, 46-byte substitute); see tlscore.events
+PremasterAnswer = tuple[int, bytes, bytes]
+
+
 class PrivateKey(Protocol):
     description: str
     performer: str  # who runs the operation: "host", "token", "board"
 
-    def decrypt_premaster(self, ciphertext: bytes) -> bytes | tuple[bytes, bytes] | None: ...
+    def decrypt_premaster(self, ciphertext: bytes) -> PremasterAnswer: ...
 
     def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes: ...
 
@@ -57,25 +62,6 @@ class PrivateKey(Protocol):
 def well_formed_ciphertext(ct: bytes, k: int, n: int) -> bool:
     """RSADP's public input checks: the modulus's length, and 0 < c < n."""
     return len(ct) == k and 0 < int.from_bytes(ct, "big") < n
-
-
-def depad_premaster(em: bytes, k: int) -> tuple[int, bytes]:
-    """(good, last 48 bytes) for EM = 00 02 PS(>=8 nonzero) 00 M(48), branch-free."""
-    em = em.rjust(k, b"\x00")[-k:]
-    sep = k - 49
-    bad = em[0] | (em[1] ^ 2) | em[sep]
-    zeros = 0
-    for i in range(2, sep):
-        zeros |= ((em[i] - 1) >> 8) & 1  # 1 if em[i] == 0
-    good = (((bad - 1) >> 8) & 1) & (zeros ^ 1) & (((sep - 10) >> 31) ^ -1) & 1
-    return good, em[k - 48:]
-
-
-def premaster_choice(em: bytes, k: int, substitute: bytes) -> tuple[bytes, bytes]:
-    """(premaster candidate, substitute46) for the engine, from raw RSA's output (b""
-    when there was none) and a 48-byte substitute."""
-    good, m = depad_premaster(em, k)
-    return ct_select(good, m, substitute), substitute[:46]
 
 
 def _openssl_rejects_implicitly(key: rsa.RSAPrivateKey) -> bool:
@@ -155,20 +141,20 @@ class FileKey:
         mb = m2 + (r.iqmp * (m1 - m2) % p) * q
         return mb * pow(blind, -1, n) % n
 
-    def decrypt_premaster(self, ciphertext: bytes) -> tuple[bytes, bytes]:
-        """(premaster candidate, deterministic substitute), as a token key answers."""
+    def decrypt_premaster(self, ciphertext: bytes) -> PremasterAnswer:
+        """(good, message, deterministic substitute), as a token key answers."""
         if self._rsa is None:
             raise KeyError_(f"{self.description} is an ECDSA key: it cannot decrypt a premaster")
         ct = bytes(ciphertext)
         substitute = hmac.new(self._ir_key, ct, hashlib.sha384).digest()
         if not well_formed_ciphertext(ct, self.k, self.n):
-            return premaster_choice(b"", self.k, substitute)
+            return (*depad_premaster(b"", self.k), substitute[:46])
         if self.openssl_rejects_implicitly:
             # a bad padding gives OpenSSL's own deterministic message, of any length:
-            # the engine's length and version checks send it to the substitute
-            return self._rsa_key.decrypt(ct, padding.PKCS1v15()), substitute[:46]
+            # the length check here and the engine's version check send it to the substitute
+            return (*premaster_candidate(self._rsa_key.decrypt(ct, padding.PKCS1v15())), substitute[:46])
         em = self._rsadp(int.from_bytes(ct, "big")).to_bytes(self.k, "big")
-        return premaster_choice(em, self.k, substitute)
+        return (*depad_premaster(em, self.k), substitute[:46])
 
     def sign(self, scheme: str, hash_name: str, data: bytes) -> bytes:
         return self._sign(scheme, hash_name, bytes(data), False)
@@ -227,14 +213,14 @@ def load_private_key(
     return FileKey(spec, signing_only)
 
 
-def run_key_operation(key: PrivateKey, req: KeyOperationRequest) -> bytes | tuple[bytes, bytes] | None:
+def run_key_operation(key: PrivateKey, req: KeyOperationRequest) -> bytes | PremasterAnswer:
     """Run the engine's request on the key (blocking: call it from a worker thread)."""
-    if req.kind == "decrypt":
+    if req.kind == DECRYPT:
         return key.decrypt_premaster(req.data)
-    if req.kind == "sign":
+    if req.kind == SIGN:
         assert req.scheme is not None and req.hash_name is not None
         return key.sign(req.scheme, req.hash_name, bytes(req.data))
-    if req.kind == "sign_digest":  # a client configured with TLSConfig.sign_digest
+    if req.kind == SIGN_DIGEST:  # a client configured with TLSConfig.sign_digest
         assert req.scheme is not None and req.hash_name is not None
         sign_digest = getattr(key, "sign_digest", None)
         if sign_digest is None:

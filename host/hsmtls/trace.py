@@ -28,6 +28,7 @@ from typing import Any
 
 from tlscore import constants as C
 from tlscore import suites, x509
+from tlscore.events import DECRYPT
 
 TraceHook = Callable[[Any, str, Any, Any, int], None]
 
@@ -305,7 +306,7 @@ class Trace:
         elif event in ("key_op", "key_op_done"):
             performer = self.performers.get(role, "host")
             lane = role + "_key"
-            if what == "decrypt":
+            if what == DECRYPT:
                 step, label = 6, "decrypt premaster"
             elif role == "client":
                 step, label = 5, "sign CertificateVerify"
@@ -323,7 +324,7 @@ class Trace:
                 if start is not None:
                     start["fields"]["duration_ms"] = round(dur * 1000, 3)
                 fields["duration_ms"] = round(dur * 1000, 3)
-                result = "premaster" if what == "decrypt" else "signature"
+                result = "premaster" if what == DECRYPT else "signature"
                 self._add(role, t, rnd, step, "key_result", lane, role, result, 0, fields,
                           "%.1f ms (%s)" % (dur * 1000, PERFORMER_LABELS.get(performer, performer)))
         elif event == "milestone":

@@ -1,10 +1,11 @@
-"""State diagrams of the engine's handshakes, generated from its transition tables.
+"""State diagrams of the engine's handshakes, drawn from its transition tables alone.
 
-`tlscore.client.TRANSITIONS` and `tlscore.server.TRANSITIONS` say, per state, which
-message is expected, which handler runs and the usual next state. A handler may return
-another state (optional messages: ECDHE's ServerKeyExchange, a client certificate);
-those alternatives are read from the handler's own `return STATE` statements, so the
-picture follows the code. Each edge is labelled with the message and its classic step.
+`tlscore.client.TRANSITIONS` and `tlscore.server.TRANSITIONS` are the whole state
+machine: per state, each event that may come (a handshake message, ChangeCipherSpec,
+or a local event such as initiate()), the handler that runs and every state it may lead
+to; the engine checks each move against them (Connection._dispatch). Each edge is
+labelled with the event and its classic step. Not drawn: the exit every state has to
+CLOSED (a fatal alert either way, close_notify, close()).
 
     python -m hsmtls.trace_states client   # Mermaid stateDiagram-v2, for docs/architecture.md
 
@@ -15,66 +16,42 @@ Paste it into docs/architecture.md between `<!-- states:client -->` and `<!-- /s
 
 from __future__ import annotations
 
-import inspect
-import re
 import sys
 
 from tlscore import client, server
-from tlscore.connection import CCS
+from tlscore.connection import CCS, INITIATE, RENEGOTIATE, RENEGOTIATION_REFUSED
 
 from .trace import _CLIENT_MESSAGE_STEPS, _SERVER_MESSAGE_STEPS, message_name
 
-ROLES = {"client": (client, client.ClientConnection), "server": (server, server.ServerConnection)}
+ROLES = {"client": client.ClientConnection, "server": server.ServerConnection}
 
-_RETURN_STATE = re.compile(r"^\s*return ([A-Z][A-Z0-9_]*)\s*$", re.M)
-_SET_STATE = re.compile(r"self\.state = ([A-Z][A-Z0-9_]*)")
-
-
-def _states(module) -> set[str]:
-    return {v for k, v in vars(module).items() if k.isupper() and isinstance(v, str)}
+# the classic steps of the local events: the first ClientHello, a renegotiation
+_LOCAL_STEPS = {INITIATE: 1, RENEGOTIATE: 11, RENEGOTIATION_REFUSED: 11}
 
 
-def _label(role: str, msg) -> str:
+def _label(role: str, event) -> str:
+    if event in _LOCAL_STEPS:
+        return "%s [%d]" % (event, _LOCAL_STEPS[event])
     # the sender of a message the `role` side receives is the other side
     steps = _SERVER_MESSAGE_STEPS if role == "client" else _CLIENT_MESSAGE_STEPS
-    name = CCS if msg == CCS else message_name(msg)
-    step = steps.get(msg)
+    name = CCS if event == CCS else message_name(event)
+    step = steps.get(event)
     return "%s [%s]" % (name, step) if step else name
 
 
 def edges(role: str) -> list[tuple[str, str, str]]:
-    """(state, label, next state) for every table entry and handler alternative."""
-    module, cls = ROLES[role]
-    states = _states(module) | {"CONNECTED", "CLOSED"}
-    out: list[tuple[str, str, str]] = []
-    for state, table in cls.TRANSITIONS.items():
-        for msg, (handler, nxt) in table.items():
-            label = _label(role, msg)
-            targets = [nxt] if nxt is not None else [state]
-            try:
-                src = inspect.getsource(getattr(cls, handler))
-            except (OSError, TypeError):
-                src = ""
-            for alt in _RETURN_STATE.findall(src):
-                # returning to CONNECTED mid-handshake means "refused a renegotiation":
-                # only possible on an established connection, i.e. from CONNECTED
-                if alt == "CONNECTED" and state != "CONNECTED":
-                    continue
-                if alt in states and alt not in targets:
-                    targets.append(alt)
-            for t in targets:
-                out.append((state, label, t))
-    # the first ClientHello is sent by initiate(), outside the table
-    if not cls.TRANSITIONS.get(cls.INITIAL_STATE):
-        for name, fn in inspect.getmembers(cls, inspect.isfunction):
-            if name.startswith("_send"):
-                for t in _SET_STATE.findall(inspect.getsource(fn)):
-                    out.append((cls.INITIAL_STATE, "initiate() sends ClientHello [1]", t))
-    return out
+    """(state, label, next state) for every move the table allows."""
+    cls = ROLES[role]
+    return [
+        (state, _label(role, event), nxt)
+        for state, table in cls.TRANSITIONS.items()
+        for event, (_handler, next_states) in table.items()
+        for nxt in next_states
+    ]
 
 
 def mermaid(role: str) -> str:
-    _, cls = ROLES[role]
+    cls = ROLES[role]
     lines = ["stateDiagram-v2", "    [*] --> %s" % cls.INITIAL_STATE]
     for a, label, b in edges(role):
         lines.append("    %s --> %s : %s" % (a, b, label))

@@ -137,7 +137,7 @@ def test_token_error_on_a_well_formed_ciphertext_takes_the_substitute(token_env,
         with caplog.at_level(logging.WARNING, logger="hsmtls.hsm"):
             results = [key.decrypt_premaster(ct) for _ in range(3)]
         assert key.decrypt_errors.count == 3
-        assert results[0] == results[1] == results[2] and len(results[0][0]) == 48
+        assert results[0] == results[1] == results[2] and results[0][0] == 0 and len(results[0][2]) == 46
         lines = [r.getMessage() for r in caplog.records if "failed a premaster decryption" in r.getMessage()]
         assert len(lines) == 1 and "0x68" in lines[0], lines  # CKR_KEY_FUNCTION_NOT_PERMITTED
         assert (key.pool.logins, key.pool.reopened) == (1, 0)

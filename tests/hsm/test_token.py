@@ -257,7 +257,7 @@ def test_same_bad_ciphertext_same_substitute(token_env):
     try:
         bad = (12345).to_bytes(key.k, "big")
         a, b = key.decrypt_premaster(bad), key.decrypt_premaster(bad)
-        assert a == b and len(a[0]) == 48 and len(a[1]) == 46
+        assert a == b and a[0] == 0 and len(a[1]) == 48 and len(a[2]) == 46
         other = key.decrypt_premaster((54321).to_bytes(key.k, "big"))
         assert other != a
     finally:

@@ -11,6 +11,7 @@ from engine_pair import Pair, record, records
 from tlscore import constants as C
 from tlscore import suites, x509
 from tlscore.client import ClientConnection, PreparedPremaster
+from tlscore.errors import TLSError
 from tlscore.events import (
     AlertReceived,
     ApplicationData,
@@ -19,6 +20,7 @@ from tlscore.events import (
     RenegotiationRequested,
 )
 from tlscore.messages import ClientHello, frame, renegotiation_info_extension
+from tlscore.pkcs1 import premaster_candidate
 from tlscore.server import ServerConnection, premaster_from_decryption
 
 SUITES = [s.name for s in suites.ALL]
@@ -343,10 +345,17 @@ def test_bad_finished_is_decrypt_error(make_configs, client_key, server_key):
 def test_premaster_selection():
     good = b"\x03\x03" + bytes(range(46))
     sub = bytes([0xEE]) * 46
-    assert premaster_from_decryption(good, 0x0303, sub) == good
+    assert premaster_from_decryption(1, good, 0x0303, sub) == good
     fallback = b"\x03\x03" + sub
-    for bad in (None, b"", good[:47], good + b"\x00", b"\x03\x01" + good[2:], b"\x02\x03" + good[2:]):
-        assert premaster_from_decryption(bad, 0x0303, sub) == fallback
+    assert premaster_from_decryption(0, good, 0x0303, sub) == fallback  # bad padding
+    for bad in (b"\x03\x01" + good[2:], b"\x02\x03" + good[2:]):  # wrong version
+        assert premaster_from_decryption(1, bad, 0x0303, sub) == fallback
+    # a message decrypted elsewhere, of any length: only 48 bytes can be good
+    for other in (b"", good[:47], good + b"\x00"):
+        assert premaster_from_decryption(*premaster_candidate(other), 0x0303, sub) == fallback
+    assert premaster_from_decryption(*premaster_candidate(good), 0x0303, sub) == good
+    with pytest.raises(TLSError):  # a key's answer of the wrong shape is a bug, not a premaster
+        premaster_from_decryption(1, good[:47], 0x0303, sub)
 
 
 def test_corrupt_premaster_fails_only_at_finished(make_configs, client_key, server_key):

@@ -13,6 +13,7 @@ import os
 import cryptolib
 from micropython import const
 
+from .consttime import ct_equal
 from .ghash import GHash, fill_counters, xor_into
 from .montgomery import Modulus
 
@@ -26,14 +27,6 @@ _OPAD = b"\x5c" * _BLOCK
 # heap for good, and 1 KiB less of them took the smallest heap of a handshake on the
 # 32-bit emulator down 2 KiB (plain 50 -> 48 KiB), for one more ECB call per KiB
 _CHUNK = const(512)
-
-
-def _ct_equal16(a, b):
-    # no early exit: every byte of the tag is examined whatever the first mismatch
-    r = 0
-    for i in range(16):
-        r |= a[i] ^ b[i]
-    return r == 0
 
 
 def _check_nonce(nonce):
@@ -120,7 +113,7 @@ class _GCM:
         ks, m = self._start(nonce, n)
         tag = bytearray(self._ghash.digest(aad, data[:n]))
         xor_into(tag, ks, 16)
-        if not _ct_equal16(tag, data[n:]):
+        if not ct_equal(tag, data[n:]):
             return None
         out = data[:n] if in_place else bytearray(data[:n])
         xor_into(out, ks[16:], m)

@@ -12,7 +12,7 @@
 # Only the table below says which message may come next.
 
 from . import pkcs1, suites, x509
-from .connection import CCS, CLOSED, CONNECTED, Connection
+from .connection import CCS, CONNECTED, INITIATE, RENEGOTIATE, RENEGOTIATION_REFUSED, Connection
 from .constants import (
     BAD_CERTIFICATE,
     CERTIFICATE,
@@ -44,13 +44,14 @@ from .constants import (
     SERVER_KEY_EXCHANGE,
     SIGNATURE_SCHEMES,
     TLS1_2,
+    UNEXPECTED_MESSAGE,
     UNSUPPORTED_CERTIFICATE,
     UNSUPPORTED_EXTENSION,
     WARNING,
 )
+from .consttime import ct_equal
 from .errors import TLSError
-from .events import RenegotiationRequested
-from .keyschedule import ct_equal
+from .events import SIGN, SIGN_DIGEST, RenegotiationRequested
 from .messages import (
     Certificate,
     CertificateVerify,
@@ -113,50 +114,52 @@ class PreparedPremaster:
         return r
 
 
-START = "START"
-CLIENT_HELLO_SENT = "CLIENT_HELLO_SENT"
-SERVER_HELLO_RECEIVED = "SERVER_HELLO_RECEIVED"
-SERVER_CERTIFICATE_RECEIVED = "SERVER_CERTIFICATE_RECEIVED"
+START = "START"  # nothing sent yet: initiate() sends the first ClientHello
+WAIT_SERVER_HELLO = "WAIT_SERVER_HELLO"
+WAIT_SERVER_CERTIFICATE = "WAIT_SERVER_CERTIFICATE"
 WAIT_SERVER_KEY_EXCHANGE = "WAIT_SERVER_KEY_EXCHANGE"
-SERVER_KEY_EXCHANGE_RECEIVED = "SERVER_KEY_EXCHANGE_RECEIVED"
-CERTIFICATE_REQUEST_RECEIVED = "CERTIFICATE_REQUEST_RECEIVED"
-CLIENT_FINISHED_SENT = "CLIENT_FINISHED_SENT"
-SERVER_CHANGE_CIPHER_SPEC_RECEIVED = "SERVER_CHANGE_CIPHER_SPEC_RECEIVED"
+WAIT_CERTIFICATE_REQUEST = "WAIT_CERTIFICATE_REQUEST"  # or straight ServerHelloDone
+WAIT_SERVER_HELLO_DONE = "WAIT_SERVER_HELLO_DONE"
+WAIT_CHANGE_CIPHER_SPEC = "WAIT_CHANGE_CIPHER_SPEC"
+WAIT_FINISHED = "WAIT_FINISHED"
 
-_IGNORE_HELLO_REQUEST = ("_on_hello_request_while_handshaking", None)
-
+# state: {event: (handler, (next state, other next states the handler may pick))}
 TRANSITIONS = {
-    CLIENT_HELLO_SENT: {
-        SERVER_HELLO: ("_on_server_hello", SERVER_HELLO_RECEIVED),
-        HELLO_REQUEST: _IGNORE_HELLO_REQUEST,
+    START: {
+        INITIATE: ("_send_client_hello", (WAIT_SERVER_HELLO,)),
     },
-    SERVER_HELLO_RECEIVED: {
-        # RSA key exchange goes on to SERVER_CERTIFICATE_RECEIVED, ECDHE_RSA to
-        # WAIT_SERVER_KEY_EXCHANGE (the handler says which)
-        CERTIFICATE: ("_on_server_certificate", SERVER_CERTIFICATE_RECEIVED),
+    WAIT_SERVER_HELLO: {
+        SERVER_HELLO: ("_on_server_hello", (WAIT_SERVER_CERTIFICATE,)),
+        # RFC 5246 §7.4.1.1: ignored while negotiating
+        HELLO_REQUEST: ("_on_hello_request_while_handshaking", (WAIT_SERVER_HELLO,)),
+        # the server refused our renegotiation: the current session goes on
+        RENEGOTIATION_REFUSED: ("_on_renegotiation_refused", (CONNECTED,)),
     },
-    SERVER_CERTIFICATE_RECEIVED: {
-        CERTIFICATE_REQUEST: ("_on_certificate_request", CERTIFICATE_REQUEST_RECEIVED),
-        SERVER_HELLO_DONE: ("_on_server_hello_done", CLIENT_FINISHED_SENT),
+    WAIT_SERVER_CERTIFICATE: {
+        # RSA key exchange goes on to CertificateRequest/ServerHelloDone, ECDHE_RSA
+        # to its ServerKeyExchange
+        CERTIFICATE: ("_on_server_certificate", (WAIT_CERTIFICATE_REQUEST, WAIT_SERVER_KEY_EXCHANGE)),
     },
     WAIT_SERVER_KEY_EXCHANGE: {
-        SERVER_KEY_EXCHANGE: ("_on_server_key_exchange", SERVER_KEY_EXCHANGE_RECEIVED),
+        SERVER_KEY_EXCHANGE: ("_on_server_key_exchange", (WAIT_CERTIFICATE_REQUEST,)),
     },
-    SERVER_KEY_EXCHANGE_RECEIVED: {
-        CERTIFICATE_REQUEST: ("_on_certificate_request", CERTIFICATE_REQUEST_RECEIVED),
-        SERVER_HELLO_DONE: ("_on_server_hello_done", CLIENT_FINISHED_SENT),
+    WAIT_CERTIFICATE_REQUEST: {
+        CERTIFICATE_REQUEST: ("_on_certificate_request", (WAIT_SERVER_HELLO_DONE,)),
+        SERVER_HELLO_DONE: ("_on_server_hello_done", (WAIT_CHANGE_CIPHER_SPEC,)),
     },
-    CERTIFICATE_REQUEST_RECEIVED: {
-        SERVER_HELLO_DONE: ("_on_server_hello_done", CLIENT_FINISHED_SENT),
+    WAIT_SERVER_HELLO_DONE: {
+        SERVER_HELLO_DONE: ("_on_server_hello_done", (WAIT_CHANGE_CIPHER_SPEC,)),
     },
-    CLIENT_FINISHED_SENT: {
-        CCS: ("_on_change_cipher_spec", SERVER_CHANGE_CIPHER_SPEC_RECEIVED),
+    WAIT_CHANGE_CIPHER_SPEC: {
+        CCS: ("_on_change_cipher_spec", (WAIT_FINISHED,)),
     },
-    SERVER_CHANGE_CIPHER_SPEC_RECEIVED: {
-        FINISHED: ("_on_server_finished", CONNECTED),
+    WAIT_FINISHED: {
+        FINISHED: ("_on_server_finished", (CONNECTED,)),
     },
     CONNECTED: {
-        HELLO_REQUEST: ("_on_hello_request", CONNECTED),
+        # a renegotiation the server asks for: we start it, or refuse it
+        HELLO_REQUEST: ("_on_hello_request", (WAIT_SERVER_HELLO, CONNECTED)),
+        RENEGOTIATE: ("_send_client_hello", (WAIT_SERVER_HELLO,)),
     },
 }
 
@@ -192,7 +195,7 @@ class ClientConnection(Connection):
         # Step 1: queue the first ClientHello; call data_to_send() next.
         if self.state != START:
             raise ValueError("handshake already started")
-        self._run(self._send_client_hello)
+        self._run(self._dispatch, INITIATE)
 
     def renegotiate(self):
         # Step 11, client side: a new ClientHello under the current keys.
@@ -201,7 +204,7 @@ class ClientConnection(Connection):
         if not self.secure_renegotiation:
             raise ValueError("the server did not negotiate secure renegotiation (RFC 5746)")
         self.renegotiating = True
-        self._run(self._send_client_hello)
+        self._run(self._dispatch, RENEGOTIATE)
 
     # --- step 1 -------------------------------------------------------------------------
 
@@ -212,7 +215,15 @@ class ClientConnection(Connection):
         names = self.backend.hash_names
         return [s for s in schemes if SIGNATURE_SCHEMES[s][1] in names]
 
-    def _send_client_hello(self):
+    def _reset_handshake(self):
+        Connection._reset_handshake(self)
+        self.offered_suites = None
+        self.offered_extensions = None
+        self.server_key_exchange = None
+        self.certificate_request = None
+        self._cv_scheme = None
+
+    def _send_client_hello(self, msg=None):
         self._reset_handshake()
         self.transcript = self._new_transcript()
         cfg = self.config
@@ -240,7 +251,6 @@ class ClientConnection(Connection):
             ClientHello(TLS1_2, self.client_random, b"", [s.code for s in offered], [0], ext)
         )
         self._flush_handshake()
-        self.state = CLIENT_HELLO_SENT
 
     # --- step 2 -------------------------------------------------------------------------
 
@@ -300,7 +310,7 @@ class ClientConnection(Connection):
         self.peer_certificate = leaf
         if self.suite.key_exchange == "ECDHE_RSA":
             return WAIT_SERVER_KEY_EXCHANGE
-        return None
+        return None  # WAIT_CERTIFICATE_REQUEST
 
     def _on_server_key_exchange(self, msg):
         # ECDHE_RSA: the server's ephemeral key, signed by its certificate key
@@ -358,11 +368,11 @@ class ClientConnection(Connection):
                 # the session_hash just taken (a MicroPython hash gives one digest)
                 digest = session_hash if session_hash is not None else self.transcript.digest()
                 self._request_key_operation(
-                    "sign_digest", digest, self._on_certificate_verify_signed, name, hash_name
+                    SIGN_DIGEST, digest, self._on_certificate_verify_signed, name, hash_name
                 )
             else:
                 self._request_key_operation(
-                    "sign", self.transcript.messages(), self._on_certificate_verify_signed, name, hash_name
+                    SIGN, self.transcript.messages(), self._on_certificate_verify_signed, name, hash_name
                 )
         else:
             self._send_client_finished()
@@ -413,16 +423,13 @@ class ClientConnection(Connection):
         self.events.append(RenegotiationRequested(True, True))
         self.renegotiating = True
         self._send_client_hello()
-        return CLIENT_HELLO_SENT
+        return None  # WAIT_SERVER_HELLO
 
     def _on_hello_request_while_handshaking(self, msg):
-        return self.state  # RFC 5246 §7.4.1.1: ignored while negotiating
+        pass
 
-    def _on_no_renegotiation(self):
-        if self.established and self.state == CLIENT_HELLO_SENT:
-            # the server refused our renegotiation: carry on with the current session
-            self.renegotiating = False
-            self.transcript = self._new_transcript()
-            self.state = CONNECTED
-        elif self.state != CLOSED:
-            Connection._on_no_renegotiation(self)
+    def _on_renegotiation_refused(self, msg):
+        if not self.established:
+            raise TLSError(UNEXPECTED_MESSAGE, "no_renegotiation alert in answer to a first ClientHello")
+        self.renegotiating = False
+        self.transcript = self._new_transcript()

@@ -1,15 +1,18 @@
 # What client and server connections share: bytes in and out, the record layer,
 # reassembly of handshake messages across records, the transcript, ChangeCipherSpec,
-# alerts, application data, and the dispatch of each handshake message through the
-# role's transition table. Everything that decides *which* message may come next lives
-# in the table of client.py / server.py:
+# alerts, application data, and the dispatch of each event through the role's
+# transition table. The table of client.py / server.py is the whole state machine:
 #
-#     TRANSITIONS[state][message type] -> (handler name, next state)
+#     TRANSITIONS[state][event] -> (handler name, (next state, other next states...))
 #
-# Anything not in the table is unexpected_message, raised in one place (_dispatch).
-# A handler may return a state to go to instead of the table's (optional messages).
-# Every failure becomes a fatal alert, a closed connection and a ConnectionClosed
-# event; no exception leaves receive_data().
+# An event is a handshake message type, CCS, or one of the local events below (a call
+# of the API, a no_renegotiation alert). The handler runs, and returns None for the
+# first next state or names one of the others; _dispatch checks the pick. An event not
+# in the table is unexpected_message, raised in one place (_dispatch). Only _enter()
+# assigns a state from the table; _close() is the one exit, from any state to CLOSED
+# (a fatal alert either way, close_notify, or close()). Every failure becomes a fatal
+# alert, a closed connection and a ConnectionClosed event; no exception leaves
+# receive_data().
 
 from . import keyschedule, x509
 from .constants import (
@@ -34,6 +37,7 @@ from .constants import (
     WARNING,
     alert_name,
 )
+from .consttime import ct_equal
 from .errors import TLSError
 from .events import (
     AlertReceived,
@@ -49,8 +53,17 @@ from .record import RecordLayer, make_protections
 # content type, not a handshake message, but its place in the flow is fixed).
 CCS = "ChangeCipherSpec"
 
+# Local events: a call of the API, or the alert that refuses a renegotiation.
+INITIATE = "initiate()"
+RENEGOTIATE = "renegotiate()"
+RENEGOTIATION_REFUSED = "no_renegotiation alert"
+
 CONNECTED = "CONNECTED"
 CLOSED = "CLOSED"
+
+
+def _event_name(event):
+    return event if type(event) is str else HANDSHAKE_NAMES.get(event, "handshake type %s" % event)
 
 
 class Transcript:
@@ -163,6 +176,8 @@ class Connection:
         self.pending_protections = None
         self.server_name = None
         self.client_cert_requested = False
+        # and each role's own (ClientConnection, ServerConnection): nothing of one
+        # handshake survives into a renegotiation's
 
     # --- caller API ---------------------------------------------------------------
 
@@ -212,7 +227,7 @@ class Connection:
         if self.state != CLOSED:
             self._flush_handshake()
             self._write_record(ALERT, bytes([WARNING, CLOSE_NOTIFY]))
-            self.state = CLOSED
+            self._close()
 
     def key_operation_result(self, op_id, result):
         # Resume after a KeyOperationRequest with the key's answer.
@@ -266,7 +281,7 @@ class Connection:
             self._write_record(ALERT, bytes([FATAL, err.alert]))
         except Exception:
             pass
-        self.state = CLOSED
+        self._close()
         self.pending_op = None
         self.events.append(ConnectionClosed(False, err.alert, err.reason, True))
 
@@ -329,27 +344,49 @@ class Connection:
         self._dispatch(msg_type, mv[: 4 + n])
         return True
 
-    def _dispatch(self, msg_type, raw):
+    def _dispatch(self, event, raw=None):
+        # The one place an event meets the table: a handshake message (raw: its bytes,
+        # header included), CCS, or a local event.
         table = self.TRANSITIONS.get(self.state, {})
-        entry = table.get(msg_type)
+        entry = table.get(event)
         if entry is None:
-            name = msg_type if msg_type == CCS else HANDSHAKE_NAMES.get(msg_type, "handshake type %s" % msg_type)
-            raise TLSError(UNEXPECTED_MESSAGE, "%s not expected in state %s" % (name, self.state))
-        handler, next_state = entry
-        if msg_type == CCS:
+            raise TLSError(UNEXPECTED_MESSAGE, "%s not expected in state %s" % (_event_name(event), self.state))
+        handler, next_states = entry
+        self.before_dispatch(event)
+        try:
             msg = None
-        else:
-            cls = MESSAGE_CLASSES[msg_type]
-            msg = cls.parse(memoryview(raw)[4:])
-            if msg_type != 0:  # HelloRequest is not part of the transcript
-                # the peer's Finished is checked against the messages before it
-                self.transcript.add(raw, msg_type == FINISHED)
-        if self.config.trace is not None:
-            self._trace("recv", msg_type, msg, 1 if raw is None else len(raw))
-        override = getattr(self, handler)(msg)
-        if self.state == CLOSED:
-            return
-        self.state = override if override is not None else next_state
+            if type(event) is int:
+                cls = MESSAGE_CLASSES[event]
+                msg = cls.parse(memoryview(raw)[4:])
+                if event != 0:  # HelloRequest is not part of the transcript
+                    # the peer's Finished is checked against the messages before it
+                    self.transcript.add(raw, event == FINISHED)
+            if self.config.trace is not None and (msg is not None or event == CCS):
+                self._trace("recv", event, msg, 1 if raw is None else len(raw))
+            pick = getattr(self, handler)(msg)
+            if self.state != CLOSED:
+                self._enter(next_states[0] if pick is None else pick, next_states, event)
+        finally:
+            self.after_dispatch(event)
+
+    def _enter(self, state, allowed, event):
+        if state not in allowed:  # a handler's bug, caught before it takes effect
+            raise TLSError(
+                INTERNAL_ERROR, "%s in state %s picked %s, not in the table" % (_event_name(event), self.state, state)
+            )
+        self.state = state
+
+    def _close(self):
+        self.state = CLOSED
+
+    # Public hooks around each dispatched event (the board times its steps with them):
+    # called with the event before its message is parsed, and after its handler ran
+    # and the state moved (or the handler failed: the connection is then closing).
+    def before_dispatch(self, event):
+        pass
+
+    def after_dispatch(self, event):
+        pass
 
     def _on_alert(self, data):
         if len(data) != 2:
@@ -360,18 +397,16 @@ class Connection:
         if desc == CLOSE_NOTIFY:
             self._flush_handshake()
             self._write_record(ALERT, bytes([WARNING, CLOSE_NOTIFY]))
-            self.state = CLOSED
+            self._close()
             self.events.append(ConnectionClosed(True, CLOSE_NOTIFY, "peer closed the connection"))
         elif level == FATAL or desc not in ALERT_NAMES:
-            self.state = CLOSED
+            self._close()
             self.events.append(
                 ConnectionClosed(False, desc, "peer sent alert %s" % alert_name(desc), False)
             )
         elif desc == NO_RENEGOTIATION:
-            self._on_no_renegotiation()
-
-    def _on_no_renegotiation(self):
-        raise TLSError(UNEXPECTED_MESSAGE, "no_renegotiation alert outside a renegotiation")
+            # a warning: the peer refuses a renegotiation; only the table knows where
+            self._dispatch(RENEGOTIATION_REFUSED)
 
     def _on_application_data(self, data):
         if not self.established:
@@ -473,7 +508,7 @@ class Connection:
     def _check_peer_finished(self, msg):
         # Steps 8/9: the peer's Finished, compared in constant time.
         expected = self._verify_data(not self.is_client, self.transcript.digest_before_last())
-        if not keyschedule.ct_equal(expected, msg.verify_data):
+        if not ct_equal(expected, msg.verify_data):
             raise TLSError(DECRYPT_ERROR, "Finished verify_data does not match: handshake was tampered with or keys differ")
         if self.is_client:
             self.server_verify_data = expected

@@ -50,14 +50,22 @@ class RenegotiationRequested(Event):
         self.accepted = accepted
 
 
+# The kinds of private-key operation the engine asks for.
+DECRYPT = "decrypt"
+SIGN = "sign"
+SIGN_DIGEST = "sign_digest"
+
+
 class KeyOperationRequest(Event):
-    # kind "decrypt": data is the EncryptedPreMasterSecret; answer the PKCS#1 v1.5
-    #   decryption result (any bytes; a padding failure may be answered with anything,
-    #   the engine substitutes a random premaster without branching), or a pair
-    #   (message, substitute46) when the key derives its own substitute.
-    # kind "sign": data is the message to sign with `scheme` (e.g. "rsa_pkcs1_sha256",
+    # kind DECRYPT: data is the EncryptedPreMasterSecret; answer (good, message,
+    #   substitute): tlscore.pkcs1.depad_premaster's (good, message) for raw RSA's
+    #   output (b"" when the ciphertext was refused or the key failed), or
+    #   premaster_candidate's for a message decrypted elsewhere, and 46 bytes to use
+    #   instead (derived from the ciphertext with a secret, or random). The engine
+    #   chooses between them without a branch (server.premaster_from_decryption).
+    # kind SIGN: data is the message to sign with `scheme` (e.g. "rsa_pkcs1_sha256",
     #   hash `hash_name`); answer the signature.
-    # kind "sign_digest": data is the `hash_name` digest of the message (a client with
+    # kind SIGN_DIGEST: data is the `hash_name` digest of the message (a client with
     #   TLSConfig.sign_digest); answer the signature over the message it digests.
     def __init__(self, op_id, kind, data, scheme=None, hash_name=None):
         self.op_id = op_id

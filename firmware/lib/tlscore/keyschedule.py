@@ -58,20 +58,3 @@ def split_key_block(suite, block):
 
 def key_block_length(suite):
     return 2 * (suite.mac_len + suite.key_len + suite.fixed_iv_len)
-
-
-def ct_equal(a, b):
-    # constant-time comparison of two byte strings (length is not secret)
-    if len(a) != len(b):
-        return False
-    r = 0
-    for i in range(len(a)):
-        r |= a[i] ^ b[i]
-    return r == 0
-
-
-def ct_select(good, a, b):
-    # a where good == 1, b where good == 0, byte by byte, without a branch on good
-    m = (-good) & 0xFF
-    n = m ^ 0xFF
-    return bytes([(x & m) | (y & n) for x, y in zip(a, b)])

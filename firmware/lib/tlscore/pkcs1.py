@@ -7,7 +7,8 @@
 # crypto backend, so the same code runs under CPython and MicroPython. RSASSA-PSS
 # verification (§8.1.2) checks ServerKeyExchange signatures (rsa_pss_rsae_*).
 
-from .keyschedule import ct_equal as equal
+from .consttime import ct_eq
+from .consttime import ct_equal as equal
 
 
 def byte_length(n):
@@ -72,6 +73,30 @@ def encrypt(backend, n, e, message):
                 i += 1
     em[end + 1 :] = message
     return int_to_bytes(_modexp(backend)(int.from_bytes(em, "big"), e, n), k)
+
+
+def depad_premaster(em, k):
+    # RSAES-PKCS1-v1_5 decryption's padding check (RFC 8017 §7.2.2 step 3) for a
+    # 48-byte premaster, with no branch on EM's content: (good, its last 48 bytes) for
+    # EM = 00 02 PS (>= 8 nonzero bytes) 00 M(48). A shorter EM (b"": none, the
+    # ciphertext was refused) is taken as left-padded with zeros, a longer one as cut.
+    em = bytes(em)
+    if len(em) != k:  # the length is public
+        em = (bytes(k) + em)[-k:]
+    sep = k - 49
+    bad = em[0] | (em[1] ^ 2) | em[sep]
+    zeros = 0
+    for i in range(2, sep):
+        zeros |= ((em[i] - 1) >> 8) & 1  # 1 if em[i] == 0
+    good = (((bad - 1) >> 8) & 1) & (zeros ^ 1) & (((sep - 10) >> 31) ^ -1) & 1
+    return good, em[k - 48:]
+
+
+def premaster_candidate(message):
+    # a message decrypted elsewhere (OpenSSL's implicit rejection gives one of any
+    # length for a bad padding): (good, 48 bytes), as depad_premaster answers
+    m = bytes(message)
+    return ct_eq(len(m), 48), (m + bytes(48))[:48]
 
 
 def _modexp(backend):

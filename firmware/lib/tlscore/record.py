@@ -33,8 +33,9 @@ from .constants import (
     TLS1_2,
     UNEXPECTED_MESSAGE,
 )
+from .consttime import ct_equal
 from .errors import TLSError
-from .keyschedule import ct_equal, split_key_block
+from .keyschedule import split_key_block
 
 CONTENT_TYPES = (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA)
 _INITIAL_BUFFER = const(256)  # first receive buffer of a RecordLayer that was not lent one; grows

@@ -9,7 +9,7 @@
 # Only the table below says which message may come next.
 
 from . import pkcs1, suites, x509
-from .connection import CCS, CONNECTED, Connection
+from .connection import CCS, CONNECTED, RENEGOTIATE, RENEGOTIATION_REFUSED, Connection
 from .constants import (
     CERTIFICATE,
     CERTIFICATE_VERIFY,
@@ -30,6 +30,7 @@ from .constants import (
     FINISHED,
     HANDSHAKE_FAILURE,
     ILLEGAL_PARAMETER,
+    INTERNAL_ERROR,
     MAX_CLIENT_HELLO,
     NO_RENEGOTIATION,
     POINT_FORMAT_UNCOMPRESSED,
@@ -46,12 +47,13 @@ from .constants import (
     SIGNATURE_SCHEMES,
     TLS1_2,
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
+    UNEXPECTED_MESSAGE,
     UNSUPPORTED_CERTIFICATE,
     WARNING,
 )
+from .consttime import ct_eq, ct_equal, ct_select
 from .errors import TLSError
-from .events import RenegotiationRequested
-from .keyschedule import ct_equal, ct_select
+from .events import DECRYPT, SIGN, RenegotiationRequested
 from .messages import (
     Certificate,
     CertificateRequest,
@@ -87,46 +89,48 @@ WAIT_CERTIFICATE_VERIFY = "WAIT_CERTIFICATE_VERIFY"
 WAIT_CHANGE_CIPHER_SPEC = "WAIT_CHANGE_CIPHER_SPEC"
 WAIT_FINISHED = "WAIT_FINISHED"
 
+# state: {event: (handler, (next state, other next states the handler may pick))}
 TRANSITIONS = {
     WAIT_CLIENT_HELLO: {
-        CLIENT_HELLO: ("_on_client_hello", WAIT_CLIENT_KEY_EXCHANGE),
+        CLIENT_HELLO: ("_on_client_hello", (WAIT_CLIENT_KEY_EXCHANGE, WAIT_CLIENT_CERTIFICATE)),
     },
     WAIT_CLIENT_CERTIFICATE: {
-        CERTIFICATE: ("_on_client_certificate", WAIT_CLIENT_KEY_EXCHANGE),
+        CERTIFICATE: ("_on_client_certificate", (WAIT_CLIENT_KEY_EXCHANGE,)),
     },
     WAIT_CLIENT_KEY_EXCHANGE: {
-        CLIENT_KEY_EXCHANGE: ("_on_client_key_exchange", WAIT_CHANGE_CIPHER_SPEC),
+        # with a client certificate, its CertificateVerify comes next
+        CLIENT_KEY_EXCHANGE: ("_on_client_key_exchange", (WAIT_CHANGE_CIPHER_SPEC, WAIT_CERTIFICATE_VERIFY)),
     },
     WAIT_CERTIFICATE_VERIFY: {
-        CERTIFICATE_VERIFY: ("_on_certificate_verify", WAIT_CHANGE_CIPHER_SPEC),
+        CERTIFICATE_VERIFY: ("_on_certificate_verify", (WAIT_CHANGE_CIPHER_SPEC,)),
     },
     WAIT_CHANGE_CIPHER_SPEC: {
-        CCS: ("_on_change_cipher_spec", WAIT_FINISHED),
+        CCS: ("_on_change_cipher_spec", (WAIT_FINISHED,)),
     },
     WAIT_FINISHED: {
-        FINISHED: ("_on_client_finished", CONNECTED),
+        FINISHED: ("_on_client_finished", (CONNECTED,)),
     },
     CONNECTED: {
-        CLIENT_HELLO: ("_on_client_hello", WAIT_CLIENT_KEY_EXCHANGE),
+        # a renegotiation: the client's own, or its answer to our HelloRequest; we
+        # refuse it (no_renegotiation) where the configuration says so
+        CLIENT_HELLO: ("_on_client_hello", (WAIT_CLIENT_KEY_EXCHANGE, WAIT_CLIENT_CERTIFICATE, CONNECTED)),
+        RENEGOTIATE: ("_send_hello_request", (CONNECTED,)),
+        # the client declined our HelloRequest
+        RENEGOTIATION_REFUSED: ("_on_renegotiation_refused", (CONNECTED,)),
     },
 }
 
 
-def _eq_mask(x, y):
-    # 1 if the small non-negative ints x == y else 0, without a comparison branch
-    return ((((x ^ y) - 1) >> 32) & 1)
-
-
-def premaster_from_decryption(result, client_version, substitute):
-    # RFC 5246 §7.4.7.1: whatever the decryption gave (wrong padding, wrong length,
-    # wrong version, or an error reported as None) the handshake continues with a
-    # premaster; only a Finished mismatch later reveals it, as for any wrong key.
-    m = bytes(result) if result is not None else b""
-    good = _eq_mask(len(m), 48)
-    m48 = (m + bytes(48))[:48]
-    good &= _eq_mask(m48[0], client_version >> 8) & _eq_mask(m48[1], client_version & 0xFF)
+def premaster_from_decryption(good, message, client_version, substitute):
+    # RFC 5246 §7.4.7.1, the one place the premaster is chosen: whatever the decryption
+    # gave (wrong padding: good == 0, wrong version, no decryption at all) the handshake
+    # goes on with a premaster, and only a Finished mismatch later reveals it, as for
+    # any wrong key. message: 48 bytes; substitute: 46 bytes (a key's answer, DECRYPT).
+    if len(message) != 48 or len(substitute) < 46:  # the answer's shape is public
+        raise TLSError(INTERNAL_ERROR, "the key's premaster answer is not (good, 48 bytes, 46 bytes)")
+    good &= ct_eq(message[0], client_version >> 8) & ct_eq(message[1], client_version & 0xFF)
     fallback = bytes([client_version >> 8, client_version & 0xFF]) + substitute[:46]
-    return ct_select(good, m48, fallback)
+    return ct_select(good, message, fallback)
 
 
 class ServerConnection(Connection):
@@ -142,13 +146,23 @@ class ServerConnection(Connection):
         if not self.secure_renegotiation:
             raise ValueError("the client did not negotiate secure renegotiation (RFC 5746)")
         self.renegotiating = True
-        self._run(self._send_handshake, HelloRequest())
+        self._run(self._dispatch, RENEGOTIATE)
 
-    def _on_no_renegotiation(self):
-        if self.renegotiating and self.state == CONNECTED:
-            self.renegotiating = False  # the client declined our HelloRequest
-        else:
-            Connection._on_no_renegotiation(self)
+    def _send_hello_request(self, msg):
+        self._send_handshake(HelloRequest())
+
+    def _on_renegotiation_refused(self, msg):
+        if not self.renegotiating:
+            raise TLSError(UNEXPECTED_MESSAGE, "no_renegotiation alert without our HelloRequest")
+        self.renegotiating = False
+
+    def _reset_handshake(self):
+        Connection._reset_handshake(self)
+        self.client_version = None
+        self._ecdhe = None  # (group, signature scheme) of ECDHE_RSA
+        self._ecdh_private = None
+        self._ske = None
+        self._ems_hash = None
 
     def _ecdsa(self):
         # whether the backend checks ECDSA P-256 signatures (the board's does not)
@@ -246,7 +260,7 @@ class ServerConnection(Connection):
             self._ske = ServerKeyExchange(group, public, scheme, b"")
             name, hash_name = SIGNATURE_SCHEMES[scheme]
             signed = self.client_random + self.server_random + self._ske.params()
-            self._request_key_operation("sign", signed, self._on_server_key_exchange_signed, name, hash_name)
+            self._request_key_operation(SIGN, signed, self._on_server_key_exchange_signed, name, hash_name)
         else:
             self._send_certificate_request_and_done()
         if self.client_cert_requested:
@@ -329,21 +343,15 @@ class ServerConnection(Connection):
         else:
             self._ems_hash = self._session_hash()
             self._request_key_operation(
-                "decrypt", msg.encrypted_pre_master_secret(), self._on_premaster_decrypted
+                DECRYPT, msg.encrypted_pre_master_secret(), self._on_premaster_decrypted
             )
         if self.peer_certificate is not None:
             return WAIT_CERTIFICATE_VERIFY
-        return None
+        return None  # WAIT_CHANGE_CIPHER_SPEC
 
-    def _on_premaster_decrypted(self, op, result):
-        # result: the decrypted message, or (message, substitute) from a key that
-        # derives its substitute deterministically from the ciphertext (implicit
-        # rejection in a token); otherwise the substitute is random.
-        if isinstance(result, tuple):
-            result, substitute = result
-        else:
-            substitute = self.backend.random(46)
-        pre_master_secret = premaster_from_decryption(result, self.client_version, substitute)
+    def _on_premaster_decrypted(self, op, answer):
+        good, message, substitute = answer
+        pre_master_secret = premaster_from_decryption(good, message, self.client_version, substitute)
         self._derive_master_secret(pre_master_secret, self._ems_hash)
         self._ems_hash = None
 

@@ -43,7 +43,8 @@ def answer(k, req):
     size = pkcs1.byte_length(k["n"])
     if req.kind == "decrypt":
         em = pkcs1.int_to_bytes(private(k, pkcs1.bytes_to_int(req.data)), size)
-        return em[em.index(b"\x00", 2) + 1:]
+        good, message = pkcs1.depad_premaster(em, size)
+        return good, message, BACKEND.random(46)
     em = pkcs1.encode_signature(BACKEND, req.hash_name, req.data, size)
     return pkcs1.int_to_bytes(private(k, pkcs1.bytes_to_int(em)), size)
 
