@@ -45,12 +45,13 @@ def main() -> None:
 @click.option("--trace-out", type=click.Path(), help="Write each connection's trace: FILE.json, FILE.svg or FILE.html (2nd connection: FILE-2.svg, ...).")
 @click.option("--keylog", type=click.Path(), help="Append NSS key log lines (CLIENT_RANDOM) for Wireshark (default: $SSLKEYLOGFILE).")
 @click.option("--crl", "crls", multiple=True, type=click.Path(), help="CRL of a client CA (PEM/DER, e.g. from `hsmtls ca crl`): revoked client certificates get certificate_revoked. Repeatable.")
-def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file, workers, trace, trace_out, keylog, crls) -> None:
+@click.option("--allow-sha1", is_flag=True, help="Accept SHA-1 in a client's CertificateVerify (refused by default: SHA-1 signatures can be forged by chosen-prefix collisions).")
+def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file, workers, trace, trace_out, keylog, crls, allow_sha1) -> None:
     """Serve TLS 1.2: RSA key exchange and ECDHE_RSA, key in a file or a token."""
     from .workers import ServeSettings, build_server, default_workers, run_workers
 
     settings = ServeSettings(host, port, cert, key_spec, client_ca, verify_client, app, tuple(ciphers),
-                             renegotiate, module, pin_file, crls=tuple(crls))
+                             renegotiate, module, pin_file, crls=tuple(crls), allow_sha1=allow_sha1)
     n = workers if workers is not None else default_workers()
     if n < 1:
         _fail("--workers must be at least 1")

@@ -78,6 +78,7 @@ def server_config(
     verify_client: str | None = None,
     ciphers: list[str] | tuple[str, ...] | None = None,
     crls: list[str] | tuple[str, ...] = (),
+    allow_sha1: bool = False,
 ) -> TLSConfig:
     mode = verify_client or ("require" if client_ca else "none")
     if mode != "none" and not client_ca:
@@ -91,6 +92,7 @@ def server_config(
         client_auth=mode,
         cipher_suites=parse_ciphers(ciphers),
         revoked=load_crls(crls, anchors) if crls else None,
+        allow_sha1=allow_sha1,
     )
 
 

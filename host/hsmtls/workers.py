@@ -34,6 +34,7 @@ class ServeSettings:
     pin_file: str | None = None
     pin: str | None = None
     crls: tuple[str, ...] = ()
+    allow_sha1: bool = False
 
 
 def build_server(s: ServeSettings, out: Callable[[str], None]):
@@ -41,7 +42,7 @@ def build_server(s: ServeSettings, out: Callable[[str], None]):
     from .server import TLSServer
     from .tlsconfig import server_config
 
-    config = server_config(s.cert, s.client_ca, s.verify_client, s.ciphers, s.crls)
+    config = server_config(s.cert, s.client_ca, s.verify_client, s.ciphers, s.crls, s.allow_sha1)
     key = load_private_key(s.key_spec, s.module, s.pin_file, pin=s.pin)
     return TLSServer(config, key, app=s.app, renegotiate=s.renegotiate, out=out)
 

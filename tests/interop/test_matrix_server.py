@@ -181,7 +181,7 @@ def test_no_common_suite_is_a_handshake_failure(pki, hsmtls_server):
     assert python_exchange(ctx, server.port)[1] == "AES128-SHA"
 
 
-@pytest.mark.parametrize("iana, cipher", [SUITES[1]], ids=["AES256-GCM-SHA384"])
+@pytest.mark.parametrize("iana, cipher", [("TLS_RSA_WITH_AES_256_GCM_SHA384", "AES256-GCM-SHA384")], ids=["AES256-GCM-SHA384"])
 def test_http_app_names_the_suite(pki, hsmtls_server, iana, cipher):
     server = hsmtls_server(pki.server_cert, pki.server_key, app="http")
     ctx = python_client_context(pki, cipher, client_cert=False)
@@ -203,3 +203,28 @@ def test_http_app_names_the_suite(pki, hsmtls_server, iana, cipher):
                     break
     assert response.startswith(b"HTTP/1.1 200"), response
     assert iana.encode() in response.partition(b"\r\n\r\n")[2], response
+
+
+@pytest.mark.parametrize("sigalg", ["rsa_pss_rsae_sha256", "rsa_pss_rsae_sha384", "rsa_pkcs1_sha512"])
+def test_client_certificate_verify_schemes(pki, hsmtls_server_pool, sigalg):
+    # OpenSSL signs CertificateVerify with the one scheme it is allowed: RSA-PSS is
+    # taken as readily as PKCS#1 v1.5
+    server = shared_server(pki, hsmtls_server_pool, clientauth=True)
+    mark = server.mark()
+    result = s_client(server.port, ca=pki.ca_cert, cipher="ECDHE-RSA-AES128-SHA256", cert=pki.client_cert,
+                      key=pki.client_key, extra=["-client_sigalgs", sigalg],
+                      script=[("send", "ping"), ("expect", "ping")])
+    assert result.returncode == 0, result
+    check_log(server.wait_log("handshake complete:", start=mark), "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+              pki.client_subject)
+
+
+def test_sha1_certificate_verify_refused(pki, hsmtls_server_pool):
+    # SHA-1 is not offered in CertificateRequest: a client that can sign nothing else
+    # has no certificate to send, and a server requiring one says handshake_failure
+    server = shared_server(pki, hsmtls_server_pool, clientauth=True)
+    result = s_client(server.port, ca=pki.ca_cert, cert=pki.client_cert, key=pki.client_key,
+                      extra=["-client_sigalgs", "rsa_pkcs1_sha1"], script=[("send", "ping"), ("expect", "ping")],
+                      timeout=5)
+    assert result.returncode != 0, result
+    assert alert_seen(result.output, "handshake_failure"), result

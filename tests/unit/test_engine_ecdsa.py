@@ -85,7 +85,10 @@ def test_certificate_request_offers_ecdsa(make_configs, server_key, epki):
     assert C.ECDSA_SECP256R1_SHA256 in req.supported_signature_algorithms
     # a server whose backend cannot check ECDSA does not ask for it
     s = ServerConnection(sc, RSAOnlyBackend())
-    assert s._signature_schemes() == [C.RSA_PKCS1_SHA256, C.RSA_PKCS1_SHA384, C.RSA_PKCS1_SHA512]
+    assert s._signature_schemes() == [
+        C.RSA_PSS_RSAE_SHA256, C.RSA_PKCS1_SHA256, C.RSA_PSS_RSAE_SHA384, C.RSA_PKCS1_SHA384,
+        C.RSA_PSS_RSAE_SHA512, C.RSA_PKCS1_SHA512,
+    ]
 
 
 def test_board_signer_against_the_engine(make_configs, server_key, epki):

@@ -13,6 +13,9 @@ class TLSConfig:
         self.verify_peer = True  # client: check the server's chain and name (needs server_name)
         # client: a server certificate without subjectAltName may name its host in its CN
         self.allow_cn = False
+        # server: accept SHA-1 in a client's CertificateVerify (refused by default: SHA-1
+        # signatures are forgeable by chosen-prefix collision, SHAttered/Shambles)
+        self.allow_sha1 = False
         self.client_auth = "none"  # server: "none", "optional" or "require"
         self.now = None  # callable -> unix seconds (the board gets it from the host)
         self.extended_master_secret = True

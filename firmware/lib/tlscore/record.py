@@ -39,9 +39,10 @@ from .keyschedule import split_key_block
 
 CONTENT_TYPES = (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA)
 _INITIAL_BUFFER = const(256)  # first receive buffer of a RecordLayer that was not lent one; grows
-_HASH_BLOCK = const(64)  # SHA-1's and SHA-256's, the only MACs of the CBC suites
+_HASH_BLOCK = const(64)  # SHA-1's and SHA-256's block; SHA-384's is twice that
 # Dummy blocks for _mac_const: the plaintext length varies over at most 256 bytes (the
-# padding), so it never needs more than 4 compressions' worth.
+# padding), so it never needs more than 4 compressions' worth (SHA-384, 3 of its blocks,
+# gets its own on the host: the board has no SHA-384).
 _DUMMY = memoryview(bytes(4 * _HASH_BLOCK))
 
 
@@ -103,8 +104,14 @@ class CBCProtection:
         self.mac_len = mac_len
         self.etm = encrypt_then_mac
         self.overhead = 16 + mac_len + 16
+        # the hash's block and the bytes its padding adds at the least (MD padding: 0x80
+        # and the length, 8 bytes of it for SHA-1/256 and 16 for SHA-384)
+        if mac_hash == "sha384":
+            self._block, self._appended, self._dummy = 128, 17, memoryview(bytes(4 * 128))
+        else:
+            self._block, self._appended, self._dummy = _HASH_BLOCK, 9, _DUMMY
         # HMAC's padded keys (RFC 2104), for _mac_const; the MAC keys are shorter than a block
-        k = bytes(mac_key) + bytes(_HASH_BLOCK - len(mac_key))
+        k = bytes(mac_key) + bytes(self._block - len(mac_key))
         self._ipad = bytes(x ^ 0x36 for x in k)
         self._opad = bytes(x ^ 0x5C for x in k)
 
@@ -120,7 +127,8 @@ class CBCProtection:
         # hash compresses dummy blocks, so that the two run the compression function as
         # often as the MAC of `longest` bytes would. SHA-1 and SHA-256 append at least 9
         # bytes to their input and compress 64-byte blocks: m bytes cost (m + 72) // 64
-        # compressions, and the inner hash takes 64 + 13 + length bytes.
+        # compressions, and the inner hash takes 64 + 13 + length bytes (SHA-384: 17 and
+        # 128-byte blocks; block and appended below).
         name = self.mac_hash
         new_hash = self.backend.new_hash
         mv = memoryview(p)
@@ -130,9 +138,11 @@ class CBCProtection:
         h.update(mv[:shortest])
         h.update(mv[shortest:length])
         inner = h.digest()
-        extra = (longest + 149) // _HASH_BLOCK - (length + 149) // _HASH_BLOCK
+        block = self._block
+        fixed = 2 * block + 12 + self._appended  # block + 13 + appended + block - 1
+        extra = (longest + fixed) // block - (length + fixed) // block
         d = new_hash(name)
-        d.update(_DUMMY[: extra * _HASH_BLOCK])  # extra + 1 compressions, always one call
+        d.update(self._dummy[: extra * block])  # extra + 1 compressions, always one call
         d.digest()
         h = new_hash(name)
         h.update(self._opad)

@@ -74,8 +74,11 @@ from .messages import (
 )
 
 # What we accept in a client's CertificateVerify, best first (ECDSA only with a backend
-# that verifies it: see _signature_schemes).
-SERVER_SIGNATURE_SCHEMES = (RSA_PKCS1_SHA256, RSA_PKCS1_SHA384, RSA_PKCS1_SHA512, ECDSA_SECP256R1_SHA256)
+# that verifies it: see _signature_schemes). SHA-1 only with config.allow_sha1.
+SERVER_SIGNATURE_SCHEMES = (
+    RSA_PSS_RSAE_SHA256, RSA_PKCS1_SHA256, RSA_PSS_RSAE_SHA384, RSA_PKCS1_SHA384,
+    RSA_PSS_RSAE_SHA512, RSA_PKCS1_SHA512, ECDSA_SECP256R1_SHA256,
+)
 # How we sign ServerKeyExchange (ECDHE_RSA), best first, if the client offers it.
 SERVER_KEY_EXCHANGE_SCHEMES = (
     RSA_PSS_RSAE_SHA256, RSA_PKCS1_SHA256, RSA_PSS_RSAE_SHA384, RSA_PKCS1_SHA384,
@@ -171,8 +174,9 @@ class ServerConnection(Connection):
     def _signature_schemes(self):
         names = self.backend.hash_names
         ecdsa = self._ecdsa()
+        schemes = SERVER_SIGNATURE_SCHEMES + ((RSA_PKCS1_SHA1,) if self.config.allow_sha1 else ())
         return [
-            s for s in SERVER_SIGNATURE_SCHEMES
+            s for s in schemes
             if SIGNATURE_SCHEMES[s][1] in names and (ecdsa or s != ECDSA_SECP256R1_SHA256)
         ]
 
@@ -287,6 +291,9 @@ class ServerConnection(Connection):
         theirs = parse_supported_groups(groups_ext) if groups_ext is not None else [SECP256R1]
         formats = msg.extension(EXT_EC_POINT_FORMATS)
         if formats is not None and POINT_FORMAT_UNCOMPRESSED not in parse_ec_point_formats(formats):
+            # RFC 8422 §5.1.2: with curves offered, uncompressed points are a must
+            if groups_ext is not None:
+                raise TLSError(ILLEGAL_PARAMETER, "ec_point_formats without the uncompressed format")
             return None
         group = None
         for g in self.backend.groups:
@@ -366,6 +373,8 @@ class ServerConnection(Connection):
         signed = self.transcript.messages_before_last()
         if ecdsa:
             ok = self.backend.ecdsa_verify(key.group, key.point, hash_name, signed, bytes(msg.signature))
+        elif SIGNATURE_SCHEMES[msg.algorithm][0].startswith("rsa_pss"):
+            ok = pkcs1.verify_pss(self.backend, key.n, key.e, hash_name, signed, msg.signature)
         else:
             ok = pkcs1.verify(self.backend, key.n, key.e, hash_name, signed, msg.signature)
         if not ok:

@@ -28,6 +28,21 @@ TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 = CipherSuite(
     0xC030, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE_RSA",
     "GCM", 32, None, "sha384",
 )
+# CBC with ECDHE (RFC 4492, RFC 5289): what many embedded clients offer
+TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256 = CipherSuite(
+    0xC027, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", "ECDHE-RSA-AES128-SHA256", "ECDHE_RSA",
+    "CBC", 16, "sha256", "sha256",
+)
+TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384 = CipherSuite(
+    0xC028, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384", "ECDHE-RSA-AES256-SHA384", "ECDHE_RSA",
+    "CBC", 32, "sha384", "sha384",
+)
+TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA = CipherSuite(
+    0xC013, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "ECDHE-RSA-AES128-SHA", "ECDHE_RSA", "CBC", 16, "sha1", "sha256"
+)
+TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA = CipherSuite(
+    0xC014, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", "ECDHE-RSA-AES256-SHA", "ECDHE_RSA", "CBC", 32, "sha1", "sha256"
+)
 TLS_RSA_WITH_AES_128_GCM_SHA256 = CipherSuite(
     0x009C, "TLS_RSA_WITH_AES_128_GCM_SHA256", "AES128-GCM-SHA256", "RSA", "GCM", 16, None, "sha256"
 )
@@ -41,11 +56,15 @@ TLS_RSA_WITH_AES_128_CBC_SHA = CipherSuite(
     0x002F, "TLS_RSA_WITH_AES_128_CBC_SHA", "AES128-SHA", "RSA", "CBC", 16, "sha1", "sha256"
 )
 
-# Default preference: forward secrecy first; RSA key exchange stays for clients (like
-# the board) that offer only it.
+# Default preference: forward secrecy first, AEAD before CBC; RSA key exchange stays for
+# clients (like the board) that offer only it.
 ALL = (
     TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
     TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256,
+    TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384,
+    TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+    TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
     TLS_RSA_WITH_AES_128_GCM_SHA256,
     TLS_RSA_WITH_AES_256_GCM_SHA384,
     TLS_RSA_WITH_AES_128_CBC_SHA256,
