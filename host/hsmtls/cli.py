@@ -45,16 +45,22 @@ def main() -> None:
 @click.option("--trace-out", type=click.Path(), help="Write each connection's trace: FILE.json, FILE.svg or FILE.html (2nd connection: FILE-2.svg, ...).")
 @click.option("--keylog", type=click.Path(), help="Append NSS key log lines (CLIENT_RANDOM) for Wireshark (default: $SSLKEYLOGFILE).")
 @click.option("--crl", "crls", multiple=True, type=click.Path(), help="CRL of a client CA (PEM/DER, e.g. from `hsmtls ca crl`): revoked client certificates get certificate_revoked. Repeatable.")
+@click.option("--session-cache", type=int, default=20000, show_default=True, help="Resumable sessions kept (by session ID, shared by the workers, sealed); 0: none.")
+@click.option("--session-lifetime", type=int, default=7200, show_default=True, help="Seconds a session can be resumed for (cache and tickets).")
+@click.option("--tickets", is_flag=True, help="Issue RFC 5077 session tickets, sealed by the token's ticket key (`hsmtls token keygen --ticket-key`; a key in memory for a file key).")
 @click.option("--allow-sha1", is_flag=True, help="Accept SHA-1 in a client's CertificateVerify (refused by default: SHA-1 signatures can be forged by chosen-prefix collisions).")
-def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file, workers, trace, trace_out, keylog, crls, allow_sha1) -> None:
+def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file, workers, trace, trace_out, keylog, crls, session_cache, session_lifetime, tickets, allow_sha1) -> None:
     """Serve TLS 1.2: RSA key exchange and ECDHE_RSA, key in a file or a token."""
     from .workers import ServeSettings, build_server, default_workers, run_workers
 
     settings = ServeSettings(host, port, cert, key_spec, client_ca, verify_client, app, tuple(ciphers),
-                             renegotiate, module, pin_file, crls=tuple(crls), allow_sha1=allow_sha1)
+                             renegotiate, module, pin_file, crls=tuple(crls), allow_sha1=allow_sha1,
+                             session_cache=session_cache, tickets=tickets, session_lifetime=session_lifetime)
     n = workers if workers is not None else default_workers()
     if n < 1:
         _fail("--workers must be at least 1")
+    if session_cache < 0 or session_lifetime < 1:
+        _fail("--session-cache must be 0 or more and --session-lifetime at least 1 second")
     tracing = trace or trace_out is not None
     if tracing:
         if n > 1 and workers is not None:
@@ -83,16 +89,32 @@ def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, re
         server = build_server(settings, lambda s: click.echo(s))  # checks files, key and PIN once
     except (ConfigError, KeyError_, TLSError) as e:
         _fail(str(e))
-    note = getattr(server.key, "premaster_note", None)
-    if note:
-        click.echo(note)
+    for note in (getattr(server.key, "premaster_note", None), getattr(server.sessions, "note", None)):
+        if note:
+            click.echo(note)
     if tracing:
         _trace_server(server, trace, trace_out)
     if n > 1:
         close = getattr(server.key, "close", None)
         if close is not None:
             close()  # the workers open their own token sessions
-        sys.exit(run_workers(settings, n, lambda s: click.echo(s, err=s.startswith("error"))))
+        manager = None
+        if session_cache:
+            # one cache for all workers (a manager process holds it: sealed sessions only);
+            # the in-memory sealing key, if one is used, is the same in every worker
+            from .sessions import shared_table
+
+            manager, settings.table = shared_table(session_cache)
+        if session_cache or tickets:
+            import os
+
+            settings.ram_key = (os.urandom(32), os.urandom(8))
+        try:
+            rc = run_workers(settings, n, lambda s: click.echo(s, err=s.startswith("error")))
+        finally:
+            if manager is not None:
+                manager.shutdown()
+        sys.exit(rc)
 
     def ready(h: str, p: int) -> None:
         click.echo(f"listening on {h}:{p}")
@@ -155,6 +177,37 @@ def _trace_server(server, show: bool, trace_out: str | None) -> None:
     server.on_connection_end = hub.finish
 
 
+def _reconnect(host, port, config, key, timeout, session, times: int, send_text) -> None:
+    """`connect --resume/--reconnect N`: each connection offers the last one's session."""
+    import copy
+    import time
+
+    from .client import TLSClient
+
+    resumed = 0
+    start = time.perf_counter()
+    for i in range(times):
+        cfg = copy.copy(config)
+        cfg.session = session
+        client = TLSClient(host, port, cfg, key, timeout=timeout)
+        try:
+            hs = client.handshake()
+            if send_text is not None:
+                client.send(send_text.replace("\\n", "\n").encode())
+                client.read(0.2)
+        finally:
+            client.close()
+        resumed += hs.resumed
+        session = hs.session
+        if times <= 10:
+            click.echo(f"reconnect {i + 1}: resumed: {'yes' if hs.resumed else 'no'} cipher: {hs.cipher_suite}")
+    took = time.perf_counter() - start
+    if times == 1:
+        click.echo(f"resumed: {'yes' if resumed else 'no'}")
+    else:
+        click.echo(f"resumed: {resumed}/{times} ({times / took:.0f} connections/s)")
+
+
 def _split_target(target: str) -> tuple[str, int]:
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit():
@@ -172,6 +225,8 @@ def _split_target(target: str) -> tuple[str, int]:
 @click.option("--servername", help="Name to verify and send as SNI (default: the host).")
 @click.option("--allow-cn", is_flag=True, help="Accept a server certificate without subjectAltName whose CN is the name.")
 @click.option("--renegotiate", is_flag=True, help="Renegotiate once after the handshake.")
+@click.option("--resume", is_flag=True, help="Connect a second time, offering the first connection's session (ID or ticket).")
+@click.option("--reconnect", type=int, default=0, help="Connect this many more times, each offering the session of the one before (implies --resume).")
 @click.option("--send", "send_text", help="Text to send (\\n becomes a newline).")
 @click.option("--until", "until_text", help="Stop reading once this text has arrived.")
 @click.option("--idle-timeout", default=1.0, show_default=True, type=float, help="Stop reading after this long without data.")
@@ -182,7 +237,7 @@ def _split_target(target: str) -> tuple[str, int]:
 @click.option("--trace-out", type=click.Path(), help="Write the trace: FILE.json, FILE.svg (sequence diagram) or FILE.html.")
 @click.option("--keylog", type=click.Path(), help="Append NSS key log lines (CLIENT_RANDOM) for Wireshark (default: $SSLKEYLOGFILE).")
 @click.option("--crl", "crls", multiple=True, type=click.Path(), help="CRL of the server's CA: a revoked server certificate fails the handshake. Repeatable.")
-def connect(target, ca, insecure, cert, key_spec, ciphers, servername, allow_cn, renegotiate, send_text, until_text, idle_timeout, timeout, module, pin_file, trace, trace_out, keylog, crls) -> None:
+def connect(target, ca, insecure, cert, key_spec, ciphers, servername, allow_cn, renegotiate, resume, reconnect, send_text, until_text, idle_timeout, timeout, module, pin_file, trace, trace_out, keylog, crls) -> None:
     """Connect to a TLS 1.2 server and report what was negotiated."""
     from .client import TLSClient, TLSFailure
 
@@ -224,8 +279,14 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, allow_cn,
         click.echo(f"encrypt_then_mac: {yn[hs.encrypt_then_mac]}")
         click.echo(f"peer: {hs.peer_subject or '-'}")
         click.echo(f"renegotiations: {client.conn.renegotiation_count}")
+        click.echo(f"resumed: {yn[hs.resumed]}")
         if send_text is not None or until_text is not None:
             click.echo(f"received: {received.decode('utf-8', 'replace')}")
+        again = reconnect if reconnect > 0 else (1 if resume else 0)
+        if again:
+            client.close()
+            client = None
+            _reconnect(host, port, config, key, timeout, hs.session, again, send_text)
     except TLSFailure as e:
         _fail(str(e))
     finally:

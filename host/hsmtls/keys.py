@@ -26,12 +26,20 @@ import hashlib
 import hmac
 import os
 import secrets
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from tlscore.events import DECRYPT, SIGN, SIGN_DIGEST, KeyOperationRequest
+from tlscore.events import (
+    DECRYPT,
+    FIND_SESSION,
+    OPEN_TICKET,
+    SEAL_TICKET,
+    SIGN,
+    SIGN_DIGEST,
+    KeyOperationRequest,
+)
 from tlscore.pkcs1 import depad_premaster, premaster_candidate
 
 _HASHES = {
@@ -213,8 +221,13 @@ def load_private_key(
     return FileKey(spec, signing_only)
 
 
-def run_key_operation(key: PrivateKey, req: KeyOperationRequest) -> bytes | PremasterAnswer:
-    """Run the engine's request on the key (blocking: call it from a worker thread)."""
+def run_key_operation(key: PrivateKey | None, req: KeyOperationRequest, sessions: Any = None) -> Any:
+    """Answer the engine's request: with the key, or for a server's sessions with its
+    `hsmtls.sessions.SessionStore` (blocking: call it from a worker thread)."""
+    if req.kind in (FIND_SESSION, OPEN_TICKET, SEAL_TICKET):
+        return sessions.answer(req) if sessions is not None else None
+    if key is None:
+        raise KeyError_("no private key for this operation")
     if req.kind == DECRYPT:
         return key.decrypt_premaster(req.data)
     if req.kind == SIGN:

@@ -25,6 +25,7 @@ from tlscore.server import ServerConnection
 from .backend import BACKEND
 from .keylog import keylog_from
 from .keys import PrivateKey, run_key_operation
+from .sessions import SessionStore
 from .trace import chain_hooks
 
 log = logging.getLogger("hsmtls.server")
@@ -37,7 +38,7 @@ def describe(ev: HandshakeComplete) -> str:
     yn = {True: "yes", False: "no"}
     return (
         f"{ev.version} {ev.cipher_suite} ems={yn[ev.extended_master_secret]} "
-        f"secure_renegotiation={yn[ev.secure_renegotiation]} client={ev.peer_subject or '-'}"
+        f"secure_renegotiation={yn[ev.secure_renegotiation]} resumed={yn[ev.resumed]} client={ev.peer_subject or '-'}"
     )
 
 
@@ -50,6 +51,7 @@ class TLSServer:
         renegotiate: bool = False,
         out: Callable[[str], None] = print,
         keylog: str | None = None,
+        sessions: SessionStore | None = None,
     ) -> None:
         # keylog: NSS key log file (default: $SSLKEYLOGFILE; KeyLogError, a ConfigError,
         # if unwritable). on_connection_end(conn) is called as each connection ends
@@ -61,6 +63,8 @@ class TLSServer:
         self.on_connection_end: Callable[[ServerConnection], None] | None = None
         self.config = config
         self.key = key
+        # resumption (config.session_cache / session_tickets): who seals the sessions
+        self.sessions = sessions
         self.app = app
         self.renegotiate_after_data = renegotiate
         self.out = out
@@ -85,7 +89,7 @@ class TLSServer:
             for ev in events:
                 if isinstance(ev, KeyOperationRequest):
                     try:
-                        result = await loop.run_in_executor(None, run_key_operation, self.key, ev)
+                        result = await loop.run_in_executor(None, run_key_operation, self.key, ev, self.sessions)
                     except Exception as e:  # token/device failure: fail this handshake only
                         why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
                         log.warning("key operation failed on %s: %s", self.key.description, why)
@@ -96,6 +100,8 @@ class TLSServer:
                     await handle_events(more)
                 elif isinstance(ev, HandshakeComplete):
                     self.handshakes += 1
+                    if self.sessions is not None and not ev.resumed and ev.session is not None:
+                        loop.run_in_executor(None, self.sessions.keep, ev.session)  # no need to wait
                     kind = "renegotiation complete" if ev.renegotiation else "handshake complete"
                     self.out(f"{kind}: {describe(ev)}")
                 elif isinstance(ev, ApplicationData):

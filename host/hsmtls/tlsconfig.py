@@ -115,4 +115,5 @@ def client_config(
         server_name=server_name,
         certificate_chain=load_cert_chain(cert) if cert else [],
         cipher_suites=parse_ciphers(ciphers),
+        session_tickets=True,  # ask for a ticket, as OpenSSL's clients do
     )

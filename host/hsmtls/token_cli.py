@@ -122,21 +122,30 @@ def token_list(module, pin_file, no_login) -> None:
 @click.option("--bits", type=click.Choice(["2048", "3072", "4096"]), default="2048", show_default=True)
 @click.option("--implicit-rejection-only", is_flag=True,
               help="Only (re)make the existing key's implicit-rejection key (replaces a wrongly made one).")
+@click.option("--ticket-key", is_flag=True,
+              help="Make a new session ticket key (AES-256, in the token) for server key NAME; the previous one "
+              "still opens tickets until they expire, older ones are destroyed.")
 @token_option
 @module_option
 @pin_file_option
-def token_keygen(name, bits, implicit_rejection_only, token_label, module, pin_file) -> None:
+def token_keygen(name, bits, implicit_rejection_only, ticket_key, token_label, module, pin_file) -> None:
     """Generate an RSA key pair inside the token (private key never leaves it)."""
     from .hsm.provision import keygen, remake_implicit_rejection_key
     from .hsm.token import Token, read_pin
     from .hsm.uri import PKCS11URI
 
+    if implicit_rejection_only and ticket_key:
+        _fail("--implicit-rejection-only and --ticket-key are separate commands")
     try:
         from .progress import status
 
         tok = Token(PKCS11URI.parse(_token_uri(token_label)), module)
         pin = read_pin(pin_file)
-        if implicit_rejection_only:
+        if ticket_key:
+            from .hsm.tickets import make_ticket_key
+
+            uri = make_ticket_key(tok, pin, name)
+        elif implicit_rejection_only:
             uri = remake_implicit_rejection_key(tok, pin, name)
         else:
             with status(f"generating an RSA-{bits} key pair inside token {tok.label!r} ..."):

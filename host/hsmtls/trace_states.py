@@ -19,14 +19,15 @@ from __future__ import annotations
 import sys
 
 from tlscore import client, server
-from tlscore.connection import CCS, INITIATE, RENEGOTIATE, RENEGOTIATION_REFUSED
+from tlscore.connection import CCS, INITIATE, RENEGOTIATE, RENEGOTIATION_REFUSED, SESSION_ANSWERED
 
 from .trace import _CLIENT_MESSAGE_STEPS, _SERVER_MESSAGE_STEPS, message_name
 
 ROLES = {"client": client.ClientConnection, "server": server.ServerConnection}
 
-# the classic steps of the local events: the first ClientHello, a renegotiation
-_LOCAL_STEPS = {INITIATE: 1, RENEGOTIATE: 11, RENEGOTIATION_REFUSED: 11}
+# the classic steps of the local events: the first ClientHello, the session an
+# offered resumption names (the server's answer to step 1), a renegotiation
+_LOCAL_STEPS = {INITIATE: 1, SESSION_ANSWERED: 2, RENEGOTIATE: 11, RENEGOTIATION_REFUSED: 11}
 
 
 def _label(role: str, event) -> str:

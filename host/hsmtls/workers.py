@@ -17,6 +17,7 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -35,6 +36,13 @@ class ServeSettings:
     pin: str | None = None
     crls: tuple[str, ...] = ()
     allow_sha1: bool = False
+    # resumption: a cache of this many sessions (0: none), tickets, their lifetime; with
+    # workers the parent hands over the shared table and the in-memory sealing key
+    session_cache: int = 0
+    tickets: bool = False
+    session_lifetime: int = 7200
+    table: Any = None
+    ram_key: tuple[bytes, bytes] | None = None
 
 
 def build_server(s: ServeSettings, out: Callable[[str], None]):
@@ -43,8 +51,44 @@ def build_server(s: ServeSettings, out: Callable[[str], None]):
     from .tlsconfig import server_config
 
     config = server_config(s.cert, s.client_ca, s.verify_client, s.ciphers, s.crls, s.allow_sha1)
+    config.session_cache = s.session_cache > 0
+    config.session_tickets = s.tickets
+    config.session_lifetime = s.session_lifetime
     key = load_private_key(s.key_spec, s.module, s.pin_file, pin=s.pin)
-    return TLSServer(config, key, app=s.app, renegotiate=s.renegotiate, out=out)
+    server = TLSServer(config, key, app=s.app, renegotiate=s.renegotiate, out=out,
+                       sessions=session_store(s, key))
+    return server
+
+
+def session_store(s: ServeSettings, key: Any):
+    """Who seals this server's sessions: the token's ticket key when the server key is
+    in a token that has one (tickets need it), else a key in memory; None: no resumption."""
+    from .keys import KeyError_
+    from .sessions import RamSealer, SessionStore, SessionTable
+
+    if not (s.session_cache or s.tickets):
+        return None
+    sealer: Any = None
+    if getattr(key, "performer", "") == "token":
+        from .hsm.tickets import TokenSealer
+        from .hsm.token import TokenError
+
+        try:
+            sealer = TokenSealer(key)
+        except TokenError as e:
+            if s.tickets:
+                raise KeyError_(f"--tickets: {e}") from None
+    note = None
+    if sealer is None:
+        sealer = RamSealer(*s.ram_key) if s.ram_key else RamSealer()
+        if getattr(key, "performer", "") == "token":
+            obj = getattr(getattr(key, "uri", None), "object", None) or "NAME"
+            note = (f"cached sessions are sealed with a key in memory; `hsmtls token keygen --object {obj} "
+                    "--ticket-key` keeps it in the token")
+    table = s.table if s.table is not None else (SessionTable(s.session_cache) if s.session_cache else None)
+    store = SessionStore(sealer, table)
+    store.note = note  # type: ignore[attr-defined]
+    return store
 
 
 async def _exit_with_parent(parent: int) -> None:

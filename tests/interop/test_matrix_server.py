@@ -23,10 +23,10 @@ pytestmark = pytest.mark.interop
 AUTH = ["noauth", "clientauth"]
 RENEG = ["noreneg", "client-reneg", "server-reneg"]
 
-# "handshake complete: TLS 1.2 <suite> ems=yes secure_renegotiation=yes client=<subject>"
+# "handshake complete: TLS 1.2 <suite> ems=yes secure_renegotiation=yes resumed=no client=<subject>"
 LOG_LINE = re.compile(
     r"^(?P<what>handshake|renegotiation) complete: (?P<version>TLS 1\.2) (?P<suite>\S+) "
-    r"ems=(?P<ems>\w+) secure_renegotiation=(?P<sr>\w+) client=(?P<client>.*?)\s*$"
+    r"ems=(?P<ems>\w+) secure_renegotiation=(?P<sr>\w+) resumed=(?P<resumed>\w+) client=(?P<client>.*?)\s*$"
 )
 
 

@@ -38,11 +38,13 @@ class Pair:
         server_key: FileKey | None = None,
         client_cls: type = ClientConnection,
         server_cls: type = ServerConnection,
+        sessions: object = None,
     ) -> None:
         self.c = client_cls(client_config, BACKEND)
         self.s = server_cls(server_config, BACKEND)
         self.client_key = client_key
         self.server_key = server_key
+        self.sessions = sessions  # the server's hsmtls.sessions.SessionStore
         self.cev: list = []
         self.sev: list = []
         self.wire_c2s: list[bytes] = []
@@ -51,8 +53,8 @@ class Pair:
     def _answer(self, conn, key, events, sink) -> None:
         for ev in events:
             sink.append(ev)
-            if isinstance(ev, KeyOperationRequest) and key is not None:
-                result = run_key_operation(key, ev)
+            if isinstance(ev, KeyOperationRequest) and (key is not None or self.sessions is not None):
+                result = run_key_operation(key, ev, self.sessions if conn is self.s else None)
                 self._answer(conn, key, conn.key_operation_result(ev.op_id, result), sink)
 
     def start(self) -> None:

@@ -25,12 +25,14 @@ from .constants import (
     EXT_MAX_FRAGMENT_LENGTH,
     EXT_RENEGOTIATION_INFO,
     EXT_SERVER_NAME,
+    EXT_SESSION_TICKET,
     EXT_SIGNATURE_ALGORITHMS,
     FINISHED,
     HANDSHAKE_FAILURE,
     HELLO_REQUEST,
     ILLEGAL_PARAMETER,
     INTERNAL_ERROR,
+    NEW_SESSION_TICKET,
     NO_RENEGOTIATION,
     PROTOCOL_VERSION,
     RSA_PKCS1_SHA256,
@@ -120,6 +122,7 @@ WAIT_SERVER_CERTIFICATE = "WAIT_SERVER_CERTIFICATE"
 WAIT_SERVER_KEY_EXCHANGE = "WAIT_SERVER_KEY_EXCHANGE"
 WAIT_CERTIFICATE_REQUEST = "WAIT_CERTIFICATE_REQUEST"  # or straight ServerHelloDone
 WAIT_SERVER_HELLO_DONE = "WAIT_SERVER_HELLO_DONE"
+WAIT_NEW_SESSION_TICKET = "WAIT_NEW_SESSION_TICKET"
 WAIT_CHANGE_CIPHER_SPEC = "WAIT_CHANGE_CIPHER_SPEC"
 WAIT_FINISHED = "WAIT_FINISHED"
 
@@ -129,7 +132,9 @@ TRANSITIONS = {
         INITIATE: ("_send_client_hello", (WAIT_SERVER_HELLO,)),
     },
     WAIT_SERVER_HELLO: {
-        SERVER_HELLO: ("_on_server_hello", (WAIT_SERVER_CERTIFICATE,)),
+        # a full handshake; or the server resumes our session (RFC 5246 §7.3): its
+        # ChangeCipherSpec and Finished come first, maybe after a new ticket
+        SERVER_HELLO: ("_on_server_hello", (WAIT_SERVER_CERTIFICATE, WAIT_CHANGE_CIPHER_SPEC, WAIT_NEW_SESSION_TICKET)),
         # RFC 5246 §7.4.1.1: ignored while negotiating
         HELLO_REQUEST: ("_on_hello_request_while_handshaking", (WAIT_SERVER_HELLO,)),
         # the server refused our renegotiation: the current session goes on
@@ -145,10 +150,14 @@ TRANSITIONS = {
     },
     WAIT_CERTIFICATE_REQUEST: {
         CERTIFICATE_REQUEST: ("_on_certificate_request", (WAIT_SERVER_HELLO_DONE,)),
-        SERVER_HELLO_DONE: ("_on_server_hello_done", (WAIT_CHANGE_CIPHER_SPEC,)),
+        SERVER_HELLO_DONE: ("_on_server_hello_done", (WAIT_CHANGE_CIPHER_SPEC, WAIT_NEW_SESSION_TICKET)),
     },
     WAIT_SERVER_HELLO_DONE: {
-        SERVER_HELLO_DONE: ("_on_server_hello_done", (WAIT_CHANGE_CIPHER_SPEC,)),
+        SERVER_HELLO_DONE: ("_on_server_hello_done", (WAIT_CHANGE_CIPHER_SPEC, WAIT_NEW_SESSION_TICKET)),
+    },
+    WAIT_NEW_SESSION_TICKET: {
+        # RFC 5077 §3.3: announced in ServerHello
+        NEW_SESSION_TICKET: ("_on_new_session_ticket", (WAIT_CHANGE_CIPHER_SPEC,)),
     },
     WAIT_CHANGE_CIPHER_SPEC: {
         CCS: ("_on_change_cipher_spec", (WAIT_FINISHED,)),
@@ -222,6 +231,9 @@ class ClientConnection(Connection):
         self.server_key_exchange = None
         self.certificate_request = None
         self._cv_scheme = None
+        self._offered_session = None  # the Session our ClientHello offers to resume
+        self._expect_ticket = False
+        self._ticket = None  # (ticket, lifetime hint) from NewSessionTicket
 
     def _send_client_hello(self, msg=None):
         self._reset_handshake()
@@ -245,10 +257,20 @@ class ClientConnection(Connection):
         if cfg.encrypt_then_mac and [s for s in offered if s.cipher == "CBC"]:
             ext.append((EXT_ENCRYPT_THEN_MAC, b""))
         ext.append(renegotiation_info_extension(self.client_verify_data if self.established else b""))
+        session_id = b""
+        s = cfg.session if not self.established else None
+        if s is not None and s.server_name == cfg.server_name and [x for x in offered if x.code == s.cipher_suite]:
+            self._offered_session = s
+            # with a ticket, an ID of our own: the server echoes it if it resumes (RFC 5077 §3.4)
+            session_id = s.session_id or self.backend.random(32)
+            s.session_id = session_id
+        if cfg.session_tickets:
+            t = self._offered_session.ticket if self._offered_session is not None else None
+            ext.append((EXT_SESSION_TICKET, t or b""))
         self.offered_extensions = [t for t, _ in ext]
         self.client_random = self.backend.random(32)
         self._send_handshake(
-            ClientHello(TLS1_2, self.client_random, b"", [s.code for s in offered], [0], ext)
+            ClientHello(TLS1_2, self.client_random, session_id, [s.code for s in offered], [0], ext)
         )
         self._flush_handshake()
 
@@ -292,6 +314,32 @@ class ClientConnection(Connection):
             self._limit_fragments(self.config.max_fragment_length)
         if msg.has_extension(EXT_SERVER_NAME):
             self.server_name = self.config.server_name
+        self.session_id = bytes(msg.session_id)
+        self._expect_ticket = msg.has_extension(EXT_SESSION_TICKET)
+        s = self._offered_session
+        if s is not None and len(msg.session_id) and ct_equal(msg.session_id, s.session_id):
+            return self._resume(s)
+        return None  # WAIT_SERVER_CERTIFICATE
+
+    def _resume(self, s):
+        # the server took our session: its keys, its certificate; no RSA, no chain
+        if self.suite.code != s.cipher_suite:
+            raise TLSError(ILLEGAL_PARAMETER, "server resumed the session with another cipher suite")
+        if self.use_ems != s.extended_master_secret:
+            # RFC 7627 §5.3
+            raise TLSError(HANDSHAKE_FAILURE, "server resumed a session with extended_master_secret changed")
+        self.resumed = True
+        self.master_secret = s.master_secret
+        self.peer_certificate = s.peer_certificate
+        self.server_name = s.server_name
+        self._derive_keys()
+        if self._expect_ticket:
+            return WAIT_NEW_SESSION_TICKET
+        return WAIT_CHANGE_CIPHER_SPEC
+
+    def _on_new_session_ticket(self, msg):
+        # an empty ticket: the server announced one and then could not make it
+        self._ticket = (msg.ticket, msg.ticket_lifetime_hint) if len(msg.ticket) else None
 
     # --- step 3 -------------------------------------------------------------------------
 
@@ -376,6 +424,9 @@ class ClientConnection(Connection):
                 )
         else:
             self._send_client_finished()
+        if self._expect_ticket:
+            return WAIT_NEW_SESSION_TICKET
+        return None  # WAIT_CHANGE_CIPHER_SPEC
 
     def _choose_certificate_verify_scheme(self):
         # by the key in our own certificate (the leaf we just sent)
@@ -407,6 +458,11 @@ class ClientConnection(Connection):
 
     def _on_server_finished(self, msg):
         self._check_peer_finished(msg)
+        if self.resumed:  # the server's Finished went first: ours now
+            self._send_client_finished()
+        s = self.session = self._offered_session if self.resumed else self._new_session()
+        if self._ticket is not None:
+            s.ticket, s.lifetime = self._ticket
         self._handshake_complete()
 
     # --- step 11 ------------------------------------------------------------------------

@@ -16,6 +16,15 @@ class TLSConfig:
         # server: accept SHA-1 in a client's CertificateVerify (refused by default: SHA-1
         # signatures are forgeable by chosen-prefix collision, SHAttered/Shambles)
         self.allow_sha1 = False
+        # resumption (RFC 5246 §7.3, RFC 5077). client: the Session to offer
+        # (HandshakeComplete.session of an earlier connection to the same server), and
+        # whether to ask for a ticket. server: look offered session IDs up
+        # (KeyOperationRequest FIND_SESSION) and/or issue and open tickets (SEAL_TICKET,
+        # OPEN_TICKET); sessions older than session_lifetime seconds are not resumed.
+        self.session = None
+        self.session_tickets = False
+        self.session_cache = False
+        self.session_lifetime = 7200
         self.client_auth = "none"  # server: "none", "optional" or "require"
         self.now = None  # callable -> unix seconds (the board gets it from the host)
         self.extended_master_secret = True

@@ -48,6 +48,7 @@ from .events import (
 )
 from .messages import MESSAGE_CLASSES, Finished, frame
 from .record import RecordLayer, make_protections
+from .session import Session
 
 # Pseudo message type for ChangeCipherSpec in the transition tables (it is a record
 # content type, not a handshake message, but its place in the flow is fixed).
@@ -57,6 +58,7 @@ CCS = "ChangeCipherSpec"
 INITIATE = "initiate()"
 RENEGOTIATE = "renegotiate()"
 RENEGOTIATION_REFUSED = "no_renegotiation alert"
+SESSION_ANSWERED = "session answered"  # the caller's answer to FIND_SESSION / OPEN_TICKET
 
 CONNECTED = "CONNECTED"
 CLOSED = "CLOSED"
@@ -176,6 +178,9 @@ class Connection:
         self.pending_protections = None
         self.server_name = None
         self.client_cert_requested = False
+        self.session_id = b""
+        self.session = None  # the Session this handshake resumes or makes
+        self.resumed = False
         # and each role's own (ClientConnection, ServerConnection): nothing of one
         # handshake survives into a renegotiation's
 
@@ -472,6 +477,13 @@ class Connection:
             self.master_secret = keyschedule.master_secret(
                 b, h, pre_master_secret, self.client_random, self.server_random
             )
+        self._derive_keys()
+
+    def _derive_keys(self):
+        # the session keys from the master secret (a resumed one too) and this
+        # handshake's randoms
+        b = self.backend
+        h = self.suite.prf_hash
         block = keyschedule.key_block(
             b, h, self.master_secret, self.server_random, self.client_random,
             keyschedule.key_block_length(self.suite),
@@ -523,6 +535,8 @@ class Connection:
         self.session_used_ems = self.use_ems
         self.renegotiating = False
         self.transcript = self._new_transcript()
+        if self.session is None:
+            self.session = self._new_session()
         self._trace("milestone", "complete")
         self.events.append(
             HandshakeComplete(
@@ -535,8 +549,20 @@ class Connection:
                 self.server_name,
                 renegotiation,
                 self.client_cert_requested,
+                self.resumed,
+                self.session,
             )
         )
+
+    def _new_session(self):
+        # the Session this full handshake made: a server keeps the client's certificate
+        # as DER (to seal it), a client the server's as parsed
+        peer = self.peer_certificate
+        if peer is not None and not self.is_client:
+            peer = bytes(peer.der)
+        # a client's session is for the name it asked for, a server's for the one it got
+        name = self.config.server_name if self.is_client else self.server_name
+        return Session(self.session_id, self.suite.code, self.master_secret, self.use_ems, name, peer, self._now())
 
     def _check_ems_kept(self):
         # A renegotiation may not drop extended master secret once a session used it

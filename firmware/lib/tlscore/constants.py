@@ -23,6 +23,7 @@ SERVER_HELLO_DONE = 14
 CERTIFICATE_VERIFY = 15
 CLIENT_KEY_EXCHANGE = 16
 FINISHED = 20
+NEW_SESSION_TICKET = 4  # RFC 5077 §3.3
 
 HANDSHAKE_NAMES = {
     HELLO_REQUEST: "HelloRequest",
@@ -35,6 +36,7 @@ HANDSHAKE_NAMES = {
     CERTIFICATE_VERIFY: "CertificateVerify",
     CLIENT_KEY_EXCHANGE: "ClientKeyExchange",
     FINISHED: "Finished",
+    NEW_SESSION_TICKET: "NewSessionTicket",
 }
 
 # AlertLevel / AlertDescription (RFC 5246 §7.2, RFC 5746, RFC 6066)

@@ -14,7 +14,7 @@ class HandshakeComplete(Event):
     # Negotiated parameters of a finished handshake (initial or renegotiation).
     def __init__(self, version, cipher_suite, extended_master_secret, secure_renegotiation,
                  encrypt_then_mac, peer_certificate, server_name, renegotiation,
-                 client_certificate_requested=False):
+                 client_certificate_requested=False, resumed=False, session=None):
         self.version = version
         self.cipher_suite = cipher_suite  # IANA name
         self.extended_master_secret = extended_master_secret
@@ -24,6 +24,10 @@ class HandshakeComplete(Event):
         self.server_name = server_name
         self.renegotiation = renegotiation
         self.client_certificate_requested = client_certificate_requested
+        self.resumed = resumed  # an abbreviated handshake (RFC 5246 §7.3)
+        # the tlscore.session.Session to resume next time: a client offers it again
+        # (TLSConfig.session), a server with a session cache keeps it under its ID
+        self.session = session
 
     @property
     def peer_subject(self):
@@ -54,6 +58,10 @@ class RenegotiationRequested(Event):
 DECRYPT = "decrypt"
 SIGN = "sign"
 SIGN_DIGEST = "sign_digest"
+# a server's sessions, sealed with a key the engine never sees
+FIND_SESSION = "find_session"  # data: a session ID; answer: that session's bytes, or None
+OPEN_TICKET = "open_ticket"  # data: an RFC 5077 ticket; answer: its session's bytes, or None
+SEAL_TICKET = "seal_ticket"  # data: Session.to_bytes(); answer: the ticket (None: none given)
 
 
 class KeyOperationRequest(Event):

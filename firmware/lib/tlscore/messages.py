@@ -24,6 +24,7 @@ from .constants import (
     ILLEGAL_PARAMETER,
     MAX_CERTIFICATE_CHAIN,
     NAMED_CURVE,
+    NEW_SESSION_TICKET,
     SERVER_HELLO,
     SERVER_HELLO_DONE,
     SERVER_KEY_EXCHANGE,
@@ -336,6 +337,26 @@ class Finished:
         return self.verify_data
 
 
+class NewSessionTicket:
+    # RFC 5077 §3.3: the server's sealed session, for the client to offer next time
+    msg_type = NEW_SESSION_TICKET
+
+    def __init__(self, lifetime_hint, ticket):
+        self.ticket_lifetime_hint = lifetime_hint
+        self.ticket = ticket
+
+    @classmethod
+    def parse(cls, body):
+        p = Parser(body)
+        hint = p.get(4)
+        ticket = p.get_vector(2)
+        p.expect_end()
+        return cls(hint, bytes(ticket))
+
+    def write(self):
+        return Writer().add(self.ticket_lifetime_hint, 4).add_vector(2, self.ticket).bytes()
+
+
 MESSAGE_CLASSES = {
     c.msg_type: c
     for c in (
@@ -349,6 +370,7 @@ MESSAGE_CLASSES = {
         CertificateVerify,
         ClientKeyExchange,
         Finished,
+        NewSessionTicket,
     )
 }
 

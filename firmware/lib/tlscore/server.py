@@ -9,7 +9,14 @@
 # Only the table below says which message may come next.
 
 from . import pkcs1, suites, x509
-from .connection import CCS, CONNECTED, RENEGOTIATE, RENEGOTIATION_REFUSED, Connection
+from .connection import (
+    CCS,
+    CONNECTED,
+    RENEGOTIATE,
+    RENEGOTIATION_REFUSED,
+    SESSION_ANSWERED,
+    Connection,
+)
 from .constants import (
     CERTIFICATE,
     CERTIFICATE_VERIFY,
@@ -24,6 +31,7 @@ from .constants import (
     EXT_MAX_FRAGMENT_LENGTH,
     EXT_RENEGOTIATION_INFO,
     EXT_SERVER_NAME,
+    EXT_SESSION_TICKET,
     EXT_SIGNATURE_ALGORITHMS,
     EXT_SUPPORTED_GROUPS,
     EXT_SUPPORTED_VERSIONS,
@@ -53,11 +61,12 @@ from .constants import (
 )
 from .consttime import ct_eq, ct_equal, ct_select
 from .errors import TLSError
-from .events import DECRYPT, SIGN, RenegotiationRequested
+from .events import DECRYPT, FIND_SESSION, OPEN_TICKET, SEAL_TICKET, SIGN, RenegotiationRequested
 from .messages import (
     Certificate,
     CertificateRequest,
     HelloRequest,
+    NewSessionTicket,
     ServerHello,
     ServerHelloDone,
     ServerKeyExchange,
@@ -72,6 +81,7 @@ from .messages import (
     parse_supported_versions,
     renegotiation_info_extension,
 )
+from .session import Session
 
 # What we accept in a client's CertificateVerify, best first (ECDSA only with a backend
 # that verifies it: see _signature_schemes). SHA-1 only with config.allow_sha1.
@@ -86,6 +96,7 @@ SERVER_KEY_EXCHANGE_SCHEMES = (
 )
 
 WAIT_CLIENT_HELLO = "WAIT_CLIENT_HELLO"
+WAIT_SESSION = "WAIT_SESSION"  # a resumption offered: its session is being looked up
 WAIT_CLIENT_CERTIFICATE = "WAIT_CLIENT_CERTIFICATE"
 WAIT_CLIENT_KEY_EXCHANGE = "WAIT_CLIENT_KEY_EXCHANGE"
 WAIT_CERTIFICATE_VERIFY = "WAIT_CERTIFICATE_VERIFY"
@@ -95,7 +106,14 @@ WAIT_FINISHED = "WAIT_FINISHED"
 # state: {event: (handler, (next state, other next states the handler may pick))}
 TRANSITIONS = {
     WAIT_CLIENT_HELLO: {
-        CLIENT_HELLO: ("_on_client_hello", (WAIT_CLIENT_KEY_EXCHANGE, WAIT_CLIENT_CERTIFICATE)),
+        # a full handshake, or a session to look up first
+        CLIENT_HELLO: ("_on_client_hello", (WAIT_CLIENT_KEY_EXCHANGE, WAIT_CLIENT_CERTIFICATE, WAIT_SESSION)),
+    },
+    WAIT_SESSION: {
+        # the caller opened the ticket or found the ID (or not): resume, or a full handshake
+        SESSION_ANSWERED: (
+            "_on_session_answered", (WAIT_CLIENT_KEY_EXCHANGE, WAIT_CLIENT_CERTIFICATE, WAIT_CHANGE_CIPHER_SPEC)
+        ),
     },
     WAIT_CLIENT_CERTIFICATE: {
         CERTIFICATE: ("_on_client_certificate", (WAIT_CLIENT_KEY_EXCHANGE,)),
@@ -162,6 +180,12 @@ class ServerConnection(Connection):
     def _reset_handshake(self):
         Connection._reset_handshake(self)
         self.client_version = None
+        self._suites = ()  # what we and the client both have, our preference first
+        self._client_ems = self._client_etm = self._client_point_formats = self._client_tickets = False
+        self._mfl = None
+        self._offered_session_id = b""
+        self._found = None
+        self._issue_ticket = False
         self._ecdhe = None  # (group, signature scheme) of ECDHE_RSA
         self._ecdh_private = None
         self._ske = None
@@ -217,22 +241,99 @@ class ServerConnection(Connection):
         # RFC 5246 §7.4.1.4.1: no extension means the client does SHA-1 only
         client_schemes = parse_signature_algorithms(sig) if sig is not None else [RSA_PKCS1_SHA1]
         ecdhe = self._ecdhe_parameters(msg, client_schemes)
+        self._suites = [s for s in suites.supported_by(self.backend, cfg.cipher_suites) if s.code in msg.cipher_suites]
         suite = None
-        for s in suites.supported_by(self.backend, cfg.cipher_suites):
-            if s.code in msg.cipher_suites and (s.key_exchange == "RSA" or ecdhe is not None):
+        for s in self._suites:
+            if s.key_exchange == "RSA" or ecdhe is not None:
                 suite = s
                 break
         if suite is None:
             raise TLSError(HANDSHAKE_FAILURE, "no cipher suite in common with the client")
         self.suite = suite
-        self.transcript.start(suite.prf_hash)
         self._ecdhe = ecdhe if suite.key_exchange == "ECDHE_RSA" else None
         sni = msg.extension(EXT_SERVER_NAME)
         if sni is not None:
             self.server_name = parse_server_name(sni)
-        self.use_ems = cfg.extended_master_secret and msg.has_extension(EXT_EXTENDED_MASTER_SECRET)
-        self._check_ems_kept()
-        self.use_etm = cfg.encrypt_then_mac and suite.cipher == "CBC" and msg.has_extension(EXT_ENCRYPT_THEN_MAC)
+        self._client_ems = msg.has_extension(EXT_EXTENDED_MASTER_SECRET)
+        self._client_etm = msg.has_extension(EXT_ENCRYPT_THEN_MAC)
+        self._client_point_formats = msg.has_extension(EXT_EC_POINT_FORMATS)
+        mfl = msg.extension(EXT_MAX_FRAGMENT_LENGTH)
+        if mfl is not None and cfg.accept_max_fragment_length:
+            self._mfl = parse_max_fragment_length(mfl)
+            if self._mfl is None:
+                raise TLSError(ILLEGAL_PARAMETER, "max_fragment_length code not in RFC 6066")
+            if self.max_fragment_length not in (None, self._mfl):
+                raise TLSError(ILLEGAL_PARAMETER, "max_fragment_length changed in a renegotiation")
+        # step 1 with a session to resume (RFC 5246 §7.3, RFC 5077 §3.1): the caller
+        # opens a ticket or looks the ID up, with keys the engine never sees; none in a
+        # renegotiation
+        ticket = msg.extension(EXT_SESSION_TICKET)
+        self._client_tickets = ticket is not None and cfg.session_tickets
+        self._offered_session_id = bytes(msg.session_id)
+        if not renegotiation:
+            if self._client_tickets and len(ticket):
+                self._request_key_operation(OPEN_TICKET, bytes(ticket), self._on_session_answer)
+                return WAIT_SESSION
+            if cfg.session_cache and len(msg.session_id):
+                self._request_key_operation(FIND_SESSION, self._offered_session_id, self._on_session_answer)
+                return WAIT_SESSION
+        return self._full_handshake()
+
+    def _on_session_answer(self, op, answer):
+        self._found = Session.from_bytes(answer, self._offered_session_id) if answer else None
+        self._dispatch(SESSION_ANSWERED)
+
+    def _on_session_answered(self, msg):
+        s = self._found
+        self._found = None
+        if s is not None and s.extended_master_secret and not self._client_ems:
+            # RFC 7627 §5.3: an EMS session resumed by a hello without it
+            raise TLSError(HANDSHAKE_FAILURE, "resumption of an extended_master_secret session without it")
+        suite = self._resumable_suite(s)
+        if suite is None:
+            return self._full_handshake()
+        # the abbreviated handshake (RFC 5246 §7.3): ServerHello with the client's
+        # session ID, then our ChangeCipherSpec and Finished first
+        self.suite = suite
+        self.resumed = True
+        self.session = s
+        self.master_secret = s.master_secret
+        self.use_ems = s.extended_master_secret
+        if s.peer_certificate:
+            self.peer_certificate = x509.parse_certificate(s.peer_certificate)
+        self._send_server_hello(self._offered_session_id)
+        self._derive_keys()
+        self._send_change_cipher_spec()
+        self._send_finished()
+        return WAIT_CHANGE_CIPHER_SPEC
+
+    def _resumable_suite(self, s):
+        # the session's suite if this hello may resume it, else None (a full handshake)
+        cfg = self.config
+        if s is None:
+            return None
+        age = self._now() - s.created
+        if age < -60 or age > cfg.session_lifetime:
+            return None
+        if not s.extended_master_secret and self._client_ems and cfg.extended_master_secret:
+            return None  # RFC 7627 §5.3: a full handshake, which gets EMS
+        if s.server_name != self.server_name:
+            return None  # RFC 6066 §3: a session is bound to its name
+        if cfg.client_auth == "require" and not s.peer_certificate:
+            return None
+        for suite in self._suites:
+            if suite.code == s.cipher_suite:
+                return suite
+        return None
+
+    def _send_server_hello(self, session_id):
+        cfg = self.config
+        suite = self.suite
+        self.transcript.start(suite.prf_hash)
+        if not self.resumed:
+            self.use_ems = cfg.extended_master_secret and self._client_ems
+            self._check_ems_kept()
+        self.use_etm = cfg.encrypt_then_mac and suite.cipher == "CBC" and self._client_etm
         ext = []
         if self.secure_renegotiation:
             ext.append(renegotiation_info_extension(self.client_verify_data + self.server_verify_data))
@@ -240,21 +341,23 @@ class ServerConnection(Connection):
             ext.append((EXT_EXTENDED_MASTER_SECRET, b""))
         if self.use_etm:
             ext.append((EXT_ENCRYPT_THEN_MAC, b""))
-        if self._ecdhe is not None and msg.has_extension(EXT_EC_POINT_FORMATS):
+        if self._ecdhe is not None and not self.resumed and self._client_point_formats:
             ext.append(ec_point_formats_extension())
-        mfl = msg.extension(EXT_MAX_FRAGMENT_LENGTH)
-        if mfl is not None and cfg.accept_max_fragment_length:
-            size = parse_max_fragment_length(mfl)
-            if size is None:
-                raise TLSError(ILLEGAL_PARAMETER, "max_fragment_length code not in RFC 6066")
-            if self.max_fragment_length not in (None, size):
-                raise TLSError(ILLEGAL_PARAMETER, "max_fragment_length changed in a renegotiation")
-            ext.append(max_fragment_length_extension(size))
+        if self._mfl is not None:
+            ext.append(max_fragment_length_extension(self._mfl))
+        if self._issue_ticket:
+            ext.append((EXT_SESSION_TICKET, b""))  # a NewSessionTicket will come
+        self.session_id = session_id
         self.server_random = self.backend.random(32)
-        self._send_handshake(ServerHello(TLS1_2, self.server_random, b"", suite.code, 0, ext))
-        if mfl is not None and cfg.accept_max_fragment_length:
+        self._send_handshake(ServerHello(TLS1_2, self.server_random, session_id, suite.code, 0, ext))
+        if self._mfl is not None:
             # from here on; the flight is written out later, so all of it is limited
-            self._limit_fragments(size)
+            self._limit_fragments(self._mfl)
+
+    def _full_handshake(self):
+        cfg = self.config
+        self._issue_ticket = self._client_tickets  # RFC 5077: a ticket for a client that asks
+        self._send_server_hello(self.backend.random(32))
         self._send_handshake(Certificate(cfg.certificate_chain))
         self.client_cert_requested = cfg.client_auth != "none"
         if self._ecdhe is not None:
@@ -384,6 +487,24 @@ class ServerConnection(Connection):
 
     def _on_client_finished(self, msg):
         self._check_peer_finished(msg)
+        if self.resumed:  # our Finished went first
+            self._handshake_complete()
+        elif self._issue_ticket:
+            # RFC 5077 §3.3: NewSessionTicket before our ChangeCipherSpec; the ticket is
+            # the session sealed by the caller
+            self.session = self._new_session()
+            self._request_key_operation(SEAL_TICKET, self.session.to_bytes(), self._on_ticket_sealed)
+        else:
+            self._send_server_finished()
+
+    def _on_ticket_sealed(self, op, ticket):
+        if ticket:  # a sealing failure leaves the session without a ticket, not the handshake
+            self._send_handshake(NewSessionTicket(self.config.session_lifetime, bytes(ticket)))
+        else:
+            self._send_handshake(NewSessionTicket(0, b""))  # RFC 5077 §3.3: it was announced
+        self._send_server_finished()
+
+    def _send_server_finished(self):
         self._send_change_cipher_spec()
         self._send_finished()
         self._handshake_complete()
