@@ -477,6 +477,7 @@ ALERT_CODES = {
     "insufficient_security": 71,
     "internal_error": 80,
     "no_renegotiation": 100,
+    "unrecognized_name": 112,
 }
 
 

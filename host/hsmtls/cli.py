@@ -27,8 +27,10 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=4433, show_default=True, type=int, help="TCP port (0: any free port).")
-@click.option("--cert", required=True, type=click.Path(), help="Server certificate chain (PEM).")
-@click.option("--key", "key_spec", required=True, help="Private key: PEM file or pkcs11: URI (RFC 7512).")
+@click.option("--cert", "certs", required=True, multiple=True, type=click.Path(), help="Server certificate chain (PEM). Repeatable with --key: the first pair is the default, the others are chosen by the client's server name (their subjectAltName DNS names).")
+@click.option("--key", "key_specs", required=True, multiple=True, help="Private key: PEM file or pkcs11: URI (RFC 7512); one per --cert, in the same order.")
+@click.option("--sni", "sni", multiple=True, metavar="NAME=CERT,KEY", help="Serve CERT with KEY to clients asking for NAME (exact, or *.domain for one label). Repeatable.")
+@click.option("--sni-strict/--no-sni-strict", default=None, help="A server name with no certificate of its own gets a fatal unrecognized_name (default when several certificates are served), else the default certificate.")
 @click.option("--client-ca", type=click.Path(), help="CA certificates that sign client certificates.")
 @click.option(
     "--verify-client",
@@ -49,13 +51,25 @@ def main() -> None:
 @click.option("--session-lifetime", type=int, default=7200, show_default=True, help="Seconds a session can be resumed for (cache and tickets).")
 @click.option("--tickets", is_flag=True, help="Issue RFC 5077 session tickets, sealed by the token's ticket key (`hsmtls token keygen --ticket-key`; a key in memory for a file key).")
 @click.option("--allow-sha1", is_flag=True, help="Accept SHA-1 in a client's CertificateVerify (refused by default: SHA-1 signatures can be forged by chosen-prefix collisions).")
-def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file, workers, trace, trace_out, keylog, crls, session_cache, session_lifetime, tickets, allow_sha1) -> None:
+def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file, workers, trace, trace_out, keylog, crls, session_cache, session_lifetime, tickets, allow_sha1) -> None:
     """Serve TLS 1.2: RSA key exchange and ECDHE_RSA, key in a file or a token."""
     from .workers import ServeSettings, build_server, default_workers, run_workers
 
+    if len(certs) != len(key_specs):
+        _fail(f"give one --key per --cert ({len(certs)} certificates, {len(key_specs)} keys)")
+    cert, key_spec = certs[0], key_specs[0]
+    sni_entries = [((), c, k) for c, k in zip(certs[1:], key_specs[1:])]
+    for entry in sni:
+        name, eq, rest = entry.partition("=")
+        c, comma, k = rest.partition(",")
+        if not (name and eq and c and comma and k):
+            _fail(f"--sni {entry!r}: expected NAME=CERT,KEY")
+        sni_entries.append(((name,), c, k))
+
     settings = ServeSettings(host, port, cert, key_spec, client_ca, verify_client, app, tuple(ciphers),
                              renegotiate, module, pin_file, crls=tuple(crls), allow_sha1=allow_sha1,
-                             session_cache=session_cache, tickets=tickets, session_lifetime=session_lifetime)
+                             session_cache=session_cache, tickets=tickets, session_lifetime=session_lifetime,
+                             sni=tuple(sni_entries), sni_strict=sni_strict)
     n = workers if workers is not None else default_workers()
     if n < 1:
         _fail("--workers must be at least 1")
@@ -78,12 +92,13 @@ def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, re
             _fail(str(e))
         os.environ[ENV] = keylog  # worker processes inherit it
     try:
-        if key_spec.startswith("pkcs11:"):
+        token_keys = [k for k in (key_spec, *(e[2] for e in sni_entries)) if k.startswith("pkcs11:")]
+        if token_keys:  # one PIN, read once, for the token keys (the workers get it)
             from .hsm.token import TokenError, read_pin
             from .hsm.uri import PKCS11URI, URIError
 
             try:
-                settings.pin = read_pin(pin_file, PKCS11URI.parse(key_spec))
+                settings.pin = read_pin(pin_file, PKCS11URI.parse(token_keys[0]))
             except (TokenError, URIError) as e:
                 _fail(str(e))
         server = build_server(settings, lambda s: click.echo(s))  # checks files, key and PIN once

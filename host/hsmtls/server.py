@@ -52,6 +52,7 @@ class TLSServer:
         out: Callable[[str], None] = print,
         keylog: str | None = None,
         sessions: SessionStore | None = None,
+        sni_keys: list[PrivateKey] | None = None,
     ) -> None:
         # keylog: NSS key log file (default: $SSLKEYLOGFILE; KeyLogError, a ConfigError,
         # if unwritable). on_connection_end(conn) is called as each connection ends
@@ -63,6 +64,8 @@ class TLSServer:
         self.on_connection_end: Callable[[ServerConnection], None] | None = None
         self.config = config
         self.key = key
+        # the keys of config.sni_certificates, in order (KeyOperationRequest.key_index 1, 2, ...)
+        self.keys = [key, *(sni_keys or [])]
         # resumption (config.session_cache / session_tickets): who seals the sessions
         self.sessions = sessions
         self.app = app
@@ -89,11 +92,12 @@ class TLSServer:
             for ev in events:
                 if isinstance(ev, KeyOperationRequest):
                     try:
-                        result = await loop.run_in_executor(None, run_key_operation, self.key, ev, self.sessions)
+                        key = self.keys[ev.key_index]
+                        result = await loop.run_in_executor(None, run_key_operation, key, ev, self.sessions)
                     except Exception as e:  # token/device failure: fail this handshake only
                         why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-                        log.warning("key operation failed on %s: %s", self.key.description, why)
-                        more = conn.key_operation_failed(ev.op_id, f"{self.key.description}: {why}")
+                        log.warning("key operation failed on %s: %s", key.description, why)
+                        more = conn.key_operation_failed(ev.op_id, f"{key.description}: {why}")
                     else:
                         more = conn.key_operation_result(ev.op_id, result)
                     await flush()

@@ -6,6 +6,7 @@ import time
 
 from tlscore import suites, x509
 from tlscore.config import TLSConfig
+from tlscore.errors import TLSError
 
 
 class ConfigError(Exception):
@@ -25,6 +26,18 @@ def load_cert_chain(path: str) -> list[bytes]:
     if not ders:
         raise ConfigError(f"no PEM certificate found in {path}")
     return ders
+
+
+def certificate_names(path: str, chain: list[bytes]) -> tuple[str, ...]:
+    """The DNS names a server certificate is for (its subjectAltName), for SNI."""
+    try:
+        leaf = x509.parse_certificate(chain[0])
+    except TLSError as e:
+        raise ConfigError(f"{path}: not a usable certificate: {e.reason}") from None
+    names = tuple(n.lower() for n in leaf.san_dns)
+    if not names:
+        raise ConfigError(f"{path} names no DNS name (subjectAltName): give its names with --sni NAME=CERT,KEY")
+    return names
 
 
 def load_anchors(path: str) -> list:

@@ -43,20 +43,34 @@ class ServeSettings:
     session_lifetime: int = 7200
     table: Any = None
     ram_key: tuple[bytes, bytes] | None = None
+    # more certificates chosen by SNI: (names or () for the certificate's own, cert, key)
+    sni: tuple[tuple[tuple[str, ...], str, str], ...] = ()
+    sni_strict: bool | None = None  # None: strict when there are SNI certificates
 
 
 def build_server(s: ServeSettings, out: Callable[[str], None]):
     from .keys import load_private_key
     from .server import TLSServer
-    from .tlsconfig import server_config
+    from .tlsconfig import ConfigError, certificate_names, load_cert_chain, server_config
 
     config = server_config(s.cert, s.client_ca, s.verify_client, s.ciphers, s.crls, s.allow_sha1)
     config.session_cache = s.session_cache > 0
     config.session_tickets = s.tickets
     config.session_lifetime = s.session_lifetime
     key = load_private_key(s.key_spec, s.module, s.pin_file, pin=s.pin)
+    sni_keys = []
+    for names, cert, key_spec in s.sni:
+        chain = load_cert_chain(cert)
+        config.sni_certificates.append((tuple(n.lower() for n in names) or certificate_names(cert, chain), chain))
+        sni_keys.append(load_private_key(key_spec, s.module, s.pin_file, pin=s.pin))
+    config.sni_strict = bool(s.sni) if s.sni_strict is None else s.sni_strict
+    if s.sni:
+        try:
+            config.certificate_names = certificate_names(s.cert, config.certificate_chain)
+        except ConfigError:
+            config.certificate_names = ()  # the default serves clients without a name (or any, not strict)
     server = TLSServer(config, key, app=s.app, renegotiate=s.renegotiate, out=out,
-                       sessions=session_store(s, key))
+                       sessions=session_store(s, key), sni_keys=sni_keys)
     return server
 
 

@@ -143,3 +143,27 @@ def test_a_thousand_resumptions_in_a_row(token_env):
     finally:
         log = _stop(proc)
     assert re.search(r"^resumed: 1000/1000 ", out.stdout, re.M), (out.stderr, log.count("resumed=yes"), [x for x in log.splitlines() if "resumed=" not in x][:20])
+
+
+def test_sni_with_a_token_key_and_a_file_key(token_env, tmp_path):
+    # the default certificate's key in the token, a second name's in a file: each
+    # handshake's key operations go to the key of the certificate the name chose
+    from hsmtls import devpki
+
+    ca_key = devpki.new_key()
+    ca = devpki.make_ca(ca_key, "other CA")
+    key = devpki.new_key()
+    other = devpki.write_cert(tmp_path / "other.pem", devpki.issue(ca, ca_key, key.public_key(), "other.example",
+                                                                  "server", dns=("other.example",)))
+    other_key = devpki.write_key(tmp_path / "other.key", key)
+    proc, port = _serve(token_env, "--workers", "1", "--sni", f"other.example={other},{other_key}")
+    try:
+        for cipher in ("TLS_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"):
+            out = _connect(token_env, port, "--servername", "localhost", "--cipher", cipher)
+            assert "peer: CN=localhost" in out, out
+            out = token_env.cli("connect", f"127.0.0.1:{port}", "--insecure", "--servername", "other.example",
+                                "--cipher", cipher).stdout
+            assert "peer: CN=other.example" in out, out
+    finally:
+        log = _stop(proc)
+    assert log.count("handshake complete") == 4, log

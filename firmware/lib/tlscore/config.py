@@ -16,6 +16,14 @@ class TLSConfig:
         # server: accept SHA-1 in a client's CertificateVerify (refused by default: SHA-1
         # signatures are forgeable by chosen-prefix collision, SHAttered/Shambles)
         self.allow_sha1 = False
+        # server: more certificates, chosen by the client's server_name (RFC 6066 §3): a
+        # list of (names, chain) with DNS names ("*.example.com" matches one label); the
+        # key of the i-th is asked for with KeyOperationRequest.key_index i + 1 (0: the
+        # default, certificate_chain). sni_strict: a name none of them serves is a fatal
+        # unrecognized_name, else it gets the default certificate.
+        self.sni_certificates = []
+        self.sni_strict = False
+        self.certificate_names = ()  # server: the DNS names of certificate_chain, for SNI
         # resumption (RFC 5246 §7.3, RFC 5077). client: the Session to offer
         # (HandshakeComplete.session of an earlier connection to the same server), and
         # whether to ask for a ticket. server: look offered session IDs up

@@ -179,6 +179,7 @@ class Connection:
         self.server_name = None
         self.client_cert_requested = False
         self.session_id = b""
+        self._key_index = 0  # a server's certificate and key for this handshake (SNI)
         self.session = None  # the Session this handshake resumes or makes
         self.resumed = False
         # and each role's own (ClientConnection, ServerConnection): nothing of one
@@ -593,7 +594,7 @@ class Connection:
         return leaf
 
     def _request_key_operation(self, kind, data, after, scheme=None, hash_name=None):
-        op = KeyOperationRequest(self._next_op_id, kind, data, scheme, hash_name)
+        op = KeyOperationRequest(self._next_op_id, kind, data, scheme, hash_name, self._key_index)
         self._next_op_id += 1
         self.pending_op = op
         self._after_op = after

@@ -75,7 +75,9 @@ class KeyOperationRequest(Event):
     #   hash `hash_name`); answer the signature.
     # kind SIGN_DIGEST: data is the `hash_name` digest of the message (a client with
     #   TLSConfig.sign_digest); answer the signature over the message it digests.
-    def __init__(self, op_id, kind, data, scheme=None, hash_name=None):
+    # key_index: which of a server's keys (TLSConfig.sni_certificates), 0 the default.
+    def __init__(self, op_id, kind, data, scheme=None, hash_name=None, key_index=0):
+        self.key_index = key_index
         self.op_id = op_id
         self.kind = kind
         self.data = data

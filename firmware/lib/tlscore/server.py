@@ -56,6 +56,7 @@ from .constants import (
     TLS1_2,
     TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
     UNEXPECTED_MESSAGE,
+    UNRECOGNIZED_NAME,
     UNSUPPORTED_CERTIFICATE,
     WARNING,
 )
@@ -186,6 +187,7 @@ class ServerConnection(Connection):
         self._offered_session_id = b""
         self._found = None
         self._issue_ticket = False
+        self._sni_used = False
         self._ecdhe = None  # (group, signature scheme) of ECDHE_RSA
         self._ecdh_private = None
         self._ske = None
@@ -326,6 +328,22 @@ class ServerConnection(Connection):
                 return suite
         return None
 
+    def _choose_certificate(self):
+        # RFC 6066 §3: the certificate for the client's server_name, else the default
+        cfg = self.config
+        name = self.server_name
+        if name is None or not cfg.sni_certificates:
+            return cfg.certificate_chain
+        for i, (names, chain) in enumerate([(cfg.certificate_names, cfg.certificate_chain)] + cfg.sni_certificates):
+            for n in names:
+                if n == name or (n.startswith("*.") and "." in name and name[name.index(".") :] == n[1:]):
+                    self._key_index = i
+                    self._sni_used = True
+                    return chain
+        if cfg.sni_strict:
+            raise TLSError(UNRECOGNIZED_NAME, "no certificate for server name %r" % name)
+        return cfg.certificate_chain
+
     def _send_server_hello(self, session_id):
         cfg = self.config
         suite = self.suite
@@ -347,6 +365,8 @@ class ServerConnection(Connection):
             ext.append(max_fragment_length_extension(self._mfl))
         if self._issue_ticket:
             ext.append((EXT_SESSION_TICKET, b""))  # a NewSessionTicket will come
+        if self._sni_used:
+            ext.append((EXT_SERVER_NAME, b""))  # RFC 6066 §3: the name chose the certificate
         self.session_id = session_id
         self.server_random = self.backend.random(32)
         self._send_handshake(ServerHello(TLS1_2, self.server_random, session_id, suite.code, 0, ext))
@@ -357,8 +377,9 @@ class ServerConnection(Connection):
     def _full_handshake(self):
         cfg = self.config
         self._issue_ticket = self._client_tickets  # RFC 5077: a ticket for a client that asks
+        chain = self._choose_certificate()
         self._send_server_hello(self.backend.random(32))
-        self._send_handshake(Certificate(cfg.certificate_chain))
+        self._send_handshake(Certificate(chain))
         self.client_cert_requested = cfg.client_auth != "none"
         if self._ecdhe is not None:
             # ServerKeyExchange: an ephemeral key, signed where the key lives
