@@ -40,6 +40,7 @@ def main() -> None:
 @click.option("--app", type=click.Choice(["echo", "http"]), default="echo", show_default=True)
 @click.option("--cipher", "ciphers", multiple=True, help="Cipher suite (IANA or OpenSSL name), in preference order; repeatable.")
 @click.option("--renegotiate", is_flag=True, help="Renegotiate (HelloRequest) after a client's first data.")
+@click.option("--client-auth-path", metavar="PATH", help="--app http: ask for a client certificate only for requests under PATH, by renegotiating (no CertificateRequest at first, even with --client-ca).")
 @click.option("--module", help="PKCS#11 module for pkcs11: keys (default: $HSMTLS_PKCS11_MODULE, else SoftHSM2).")
 @click.option("--pin-file", type=click.Path(), help="File with the token user PIN (else $HSMTLS_PIN, else a prompt).")
 @click.option("--workers", type=int, default=None, help="Server processes sharing the port (default: one per core).")
@@ -51,7 +52,7 @@ def main() -> None:
 @click.option("--session-lifetime", type=int, default=7200, show_default=True, help="Seconds a session can be resumed for (cache and tickets).")
 @click.option("--tickets", is_flag=True, help="Issue RFC 5077 session tickets, sealed by the token's ticket key (`hsmtls token keygen --ticket-key`; a key in memory for a file key).")
 @click.option("--allow-sha1", is_flag=True, help="Accept SHA-1 in a client's CertificateVerify (refused by default: SHA-1 signatures can be forged by chosen-prefix collisions).")
-def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_client, app, ciphers, renegotiate, module, pin_file, workers, trace, trace_out, keylog, crls, session_cache, session_lifetime, tickets, allow_sha1) -> None:
+def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_client, app, ciphers, renegotiate, client_auth_path, module, pin_file, workers, trace, trace_out, keylog, crls, session_cache, session_lifetime, tickets, allow_sha1) -> None:
     """Serve TLS 1.2: RSA key exchange and ECDHE_RSA, key in a file or a token."""
     from .workers import ServeSettings, build_server, default_workers, run_workers
 
@@ -69,7 +70,7 @@ def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_clien
     settings = ServeSettings(host, port, cert, key_spec, client_ca, verify_client, app, tuple(ciphers),
                              renegotiate, module, pin_file, crls=tuple(crls), allow_sha1=allow_sha1,
                              session_cache=session_cache, tickets=tickets, session_lifetime=session_lifetime,
-                             sni=tuple(sni_entries), sni_strict=sni_strict)
+                             sni=tuple(sni_entries), sni_strict=sni_strict, client_auth_path=client_auth_path)
     n = workers if workers is not None else default_workers()
     if n < 1:
         _fail("--workers must be at least 1")

@@ -14,7 +14,9 @@ import threading
 from collections.abc import Callable
 
 from tlscore.config import TLSConfig
+from tlscore.constants import HANDSHAKE_FAILURE
 from tlscore.events import (
+    AlertReceived,
     ApplicationData,
     ConnectionClosed,
     HandshakeComplete,
@@ -53,6 +55,7 @@ class TLSServer:
         keylog: str | None = None,
         sessions: SessionStore | None = None,
         sni_keys: list[PrivateKey] | None = None,
+        client_auth_path: str | None = None,
     ) -> None:
         # keylog: NSS key log file (default: $SSLKEYLOGFILE; KeyLogError, a ConfigError,
         # if unwritable). on_connection_end(conn) is called as each connection ends
@@ -69,6 +72,10 @@ class TLSServer:
         # resumption (config.session_cache / session_tickets): who seals the sessions
         self.sessions = sessions
         self.app = app
+        # http: requests under this path need a client certificate; a connection without
+        # one is renegotiated with a CertificateRequest first (mod_ssl's per-location
+        # SSLVerifyClient require)
+        self.client_auth_path = client_auth_path
         self.renegotiate_after_data = renegotiate
         self.out = out
         self.handshakes = 0
@@ -80,6 +87,8 @@ class TLSServer:
         loop = asyncio.get_running_loop()
         renegotiated = False
         closing = False
+        request = bytearray()  # http: the request so far (it may span records and a renegotiation)
+        waiting: str | None = None  # http: the path of a request waiting for a client certificate
 
         async def flush() -> None:
             data = conn.data_to_send()
@@ -87,8 +96,40 @@ class TLSServer:
                 writer.write(data)
                 await writer.drain()
 
+        def answer_http(path: str) -> None:
+            nonlocal closing
+            body = (f"hsmtls: {conn.suite.name if conn.suite else '-'}\n"
+                    f"client: {conn.peer_certificate.subject_str() if conn.peer_certificate else '-'}\n"
+                    f"path: {path}\n").encode()
+            conn.send_application_data(  # one record: the whole response at once
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            conn.close()
+            closing = True
+
+        def on_http_request(data: bytes) -> list:
+            """The events of a refusal, if any."""
+            nonlocal waiting, closing
+            request.extend(data)
+            if waiting is not None or b"\r\n\r\n" not in request:
+                return []  # not whole yet, or already waiting for a certificate
+            parts = bytes(request).split(b" ", 2)
+            path = parts[1].decode("ascii", "replace") if len(parts) > 2 else "/"
+            need = self.client_auth_path
+            if need is not None and path.startswith(need) and conn.peer_certificate is None:
+                if not conn.secure_renegotiation:
+                    return conn.abort(HANDSHAKE_FAILURE, f"{path} needs a client certificate, and the client "
+                                      "cannot renegotiate securely")
+                waiting = path
+                conn.renegotiate(client_auth="require")
+                return []
+            answer_http(path)
+            return []
+
         async def handle_events(events: list) -> None:
-            nonlocal renegotiated, closing
+            nonlocal renegotiated, closing, waiting
             for ev in events:
                 if isinstance(ev, KeyOperationRequest):
                     try:
@@ -108,6 +149,13 @@ class TLSServer:
                         loop.run_in_executor(None, self.sessions.keep, ev.session)  # no need to wait
                     kind = "renegotiation complete" if ev.renegotiation else "handshake complete"
                     self.out(f"{kind}: {describe(ev)}")
+                    if waiting is not None and ev.renegotiation:
+                        path, waiting = waiting, None
+                        answer_http(path)
+                elif isinstance(ev, AlertReceived):
+                    if waiting is not None and ev.name == "no_renegotiation":
+                        await handle_events(conn.abort(
+                            HANDSHAKE_FAILURE, f"{waiting} needs a client certificate; the client refused to renegotiate"))
                 elif isinstance(ev, ApplicationData):
                     if conn.closed:
                         continue  # data that came in with the peer's close_notify
@@ -120,14 +168,7 @@ class TLSServer:
                         renegotiated = True
                         conn.renegotiate()
                     if self.app == "http":
-                        body = f"hsmtls: {conn.suite.name if conn.suite else '-'}\n".encode()
-                        conn.send_application_data(
-                            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                            + body
-                        )
-                        conn.close()
-                        closing = True
+                        await handle_events(on_http_request(ev.data))
                     else:
                         conn.send_application_data(ev.data)
                 elif isinstance(ev, ConnectionClosed):

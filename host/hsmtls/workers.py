@@ -46,6 +46,7 @@ class ServeSettings:
     # more certificates chosen by SNI: (names or () for the certificate's own, cert, key)
     sni: tuple[tuple[tuple[str, ...], str, str], ...] = ()
     sni_strict: bool | None = None  # None: strict when there are SNI certificates
+    client_auth_path: str | None = None  # http: a client certificate for requests under it
 
 
 def build_server(s: ServeSettings, out: Callable[[str], None]):
@@ -53,7 +54,12 @@ def build_server(s: ServeSettings, out: Callable[[str], None]):
     from .server import TLSServer
     from .tlsconfig import ConfigError, certificate_names, load_cert_chain, server_config
 
-    config = server_config(s.cert, s.client_ca, s.verify_client, s.ciphers, s.crls, s.allow_sha1)
+    verify_client = s.verify_client
+    if s.client_auth_path is not None:
+        if s.app != "http" or not s.client_ca:
+            raise ConfigError("--client-auth-path needs --app http and --client-ca CA.pem")
+        verify_client = verify_client or "none"  # asked for only under the path
+    config = server_config(s.cert, s.client_ca, verify_client, s.ciphers, s.crls, s.allow_sha1)
     config.session_cache = s.session_cache > 0
     config.session_tickets = s.tickets
     config.session_lifetime = s.session_lifetime
@@ -70,7 +76,7 @@ def build_server(s: ServeSettings, out: Callable[[str], None]):
         except ConfigError:
             config.certificate_names = ()  # the default serves clients without a name (or any, not strict)
     server = TLSServer(config, key, app=s.app, renegotiate=s.renegotiate, out=out,
-                       sessions=session_store(s, key), sni_keys=sni_keys)
+                       sessions=session_store(s, key), sni_keys=sni_keys, client_auth_path=s.client_auth_path)
     return server
 
 

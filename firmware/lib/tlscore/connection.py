@@ -228,6 +228,12 @@ class Connection:
             raise ValueError("no established TLS session to send on")
         self._write_record(APPLICATION_DATA, data)
 
+    def abort(self, alert, reason):
+        # End the connection with a fatal alert of the caller's choosing (an application
+        # that refuses what it was asked); a ConnectionClosed event follows.
+        self._run(self._raise, TLSError(alert, reason))
+        return self.next_events()
+
     def close(self):
         # Send close_notify and stop; the caller then closes the transport.
         if self.state != CLOSED:
@@ -419,8 +425,8 @@ class Connection:
             raise TLSError(UNEXPECTED_MESSAGE, "application data before the handshake")
         if not len(data):
             return  # RFC 5246 §6.2.1: valid (traffic analysis padding), and nothing to deliver
-        if self._hs_in:
-            raise TLSError(UNEXPECTED_MESSAGE, "application data inside a handshake message")
+        # RFC 5246 §6.2.1: records of different content types may interleave, so data
+        # may come between a renegotiation's messages, or inside one split over records
         self.events.append(ApplicationData(bytes(data)))
 
     # --- output -----------------------------------------------------------------------

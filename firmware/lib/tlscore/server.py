@@ -160,15 +160,23 @@ class ServerConnection(Connection):
     max_client_hello = MAX_CLIENT_HELLO
     INITIAL_STATE = WAIT_CLIENT_HELLO
     TRANSITIONS = TRANSITIONS
+    client_auth = None  # renegotiate(client_auth=...): this connection's, over the config's
 
-    def renegotiate(self):
+    def renegotiate(self, client_auth=None):
         # Step 11, server side: ask the client for a new handshake (HelloRequest).
+        # client_auth: "optional"/"require" asks for a client certificate from this
+        # handshake on (mod_ssl's per-location SSLVerifyClient), whatever the config says.
         if self.state != CONNECTED:
             raise ValueError("can renegotiate only on an established, idle connection")
         if not self.secure_renegotiation:
             raise ValueError("the client did not negotiate secure renegotiation (RFC 5746)")
+        if client_auth is not None:
+            self.client_auth = client_auth
         self.renegotiating = True
         self._run(self._dispatch, RENEGOTIATE)
+
+    def _client_auth(self):
+        return self.client_auth or self.config.client_auth
 
     def _send_hello_request(self, msg):
         self._send_handshake(HelloRequest())
@@ -321,7 +329,7 @@ class ServerConnection(Connection):
             return None  # RFC 7627 §5.3: a full handshake, which gets EMS
         if s.server_name != self.server_name:
             return None  # RFC 6066 §3: a session is bound to its name
-        if cfg.client_auth == "require" and not s.peer_certificate:
+        if self._client_auth() == "require" and not s.peer_certificate:
             return None
         for suite in self._suites:
             if suite.code == s.cipher_suite:
@@ -375,12 +383,11 @@ class ServerConnection(Connection):
             self._limit_fragments(self._mfl)
 
     def _full_handshake(self):
-        cfg = self.config
         self._issue_ticket = self._client_tickets  # RFC 5077: a ticket for a client that asks
         chain = self._choose_certificate()
         self._send_server_hello(self.backend.random(32))
         self._send_handshake(Certificate(chain))
-        self.client_cert_requested = cfg.client_auth != "none"
+        self.client_cert_requested = self._client_auth() != "none"
         if self._ecdhe is not None:
             # ServerKeyExchange: an ephemeral key, signed where the key lives
             group, scheme = self._ecdhe
@@ -452,7 +459,7 @@ class ServerConnection(Connection):
 
     def _on_client_certificate(self, msg):
         if not msg.certificate_list:
-            if self.config.client_auth == "require":
+            if self._client_auth() == "require":
                 raise TLSError(HANDSHAKE_FAILURE, "client sent no certificate but one is required")
             return None
         leaf = self._verify_chain(msg.certificate_list, "client", None)
