@@ -14,7 +14,7 @@
 # alert, a closed connection and a ConnectionClosed event; no exception leaves
 # receive_data().
 
-from . import keyschedule, x509
+from . import keyschedule, pathvalidation
 from .constants import (
     ALERT,
     ALERT_NAMES,
@@ -553,7 +553,7 @@ class Connection:
         return int(f())
 
     def _verify_chain(self, chain, purpose, hostname, key_exchange="RSA"):
-        leaf = x509.verify_chain(
+        leaf = pathvalidation.verify_chain(
             self.backend, chain, self.config.trust_anchors, self._now(), hostname, purpose,
             self.config.signature_cache, key_exchange, self.config.allow_cn,
         )
