@@ -177,6 +177,26 @@ def _token_key(uri: str, module: str | None, pin_file: str | None):
     return TokenKey(uri, module=module, pin_file=pin_file, pool_size=1, implicit_rejection=False)
 
 
+def _signed_in_token(uri: str, module: str | None, pin_file: str | None, make):
+    """make(key) with the token's key at `uri`, the key closed after; a token or URI
+    error ends the command."""
+    from .hsm.uri import URIError
+
+    try:
+        key = _token_key(uri, module, pin_file)
+        made = make(key)
+        key.close()
+    except (TokenError, URIError) as e:
+        _fail(str(e))
+    return made
+
+
+def _write_pem(out: str, obj) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    Path(out).write_bytes(obj.public_bytes(serialization.Encoding.PEM))
+
+
 @ca.command("init")
 @click.option("--key", "key_uri", required=True, help="pkcs11: URI of the CA key.")
 @click.option("--subject", required=True, help='e.g. "CN=hsmtls CA,O=example"')
@@ -186,18 +206,10 @@ def _token_key(uri: str, module: str | None, pin_file: str | None):
 @pin_file_option
 def ca_init_cmd(key_uri, subject, days, out, module, pin_file) -> None:
     """Self-signed CA certificate, signed inside the token."""
-    from cryptography.hazmat.primitives import serialization
-
     from .hsm.provision import ca_init
-    from .hsm.uri import URIError
 
-    try:
-        key = _token_key(key_uri, module, pin_file)
-        cert = ca_init(key, subject, days)
-        key.close()
-    except (TokenError, URIError) as e:
-        _fail(str(e))
-    Path(out).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert = _signed_in_token(key_uri, module, pin_file, lambda key: ca_init(key, subject, days))
+    _write_pem(out, cert)
     click.echo(f"wrote {out}: {cert.subject.rfc4514_string()}")
 
 
@@ -212,10 +224,8 @@ def ca_init_cmd(key_uri, subject, days, out, module, pin_file) -> None:
 def ca_crl_cmd(ca_key_uri, ca_cert, revoke, days, out, module, pin_file) -> None:
     """Certificate revocation list, signed inside the token (for `serve --crl`)."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
 
     from .hsm.provision import crl_sign_in_token
-    from .hsm.uri import URIError
 
     serials = []
     for item in revoke:
@@ -226,13 +236,12 @@ def ca_crl_cmd(ca_key_uri, ca_cert, revoke, days, out, module, pin_file) -> None
                 serials.append(int(item, 16))  # hex, as openssl prints serials (0x optional)
             except ValueError:
                 _fail(f"--revoke {item!r} is neither a certificate file nor a serial number")
-    try:
-        key = _token_key(ca_key_uri, module, pin_file)
-        crl = crl_sign_in_token(key, x509.load_pem_x509_certificate(Path(ca_cert).read_bytes()), serials, days)
-        key.close()
-    except (TokenError, URIError) as e:
-        _fail(str(e))
-    Path(out).write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+
+    def sign(key):
+        return crl_sign_in_token(key, x509.load_pem_x509_certificate(Path(ca_cert).read_bytes()), serials, days)
+
+    crl = _signed_in_token(ca_key_uri, module, pin_file, sign)
+    _write_pem(out, crl)
     click.echo(f"wrote {out}: {len(serials)} revoked, next update {crl.next_update_utc:%Y-%m-%d}, signed in the token")
 
 
@@ -286,11 +295,13 @@ def ca_issue_cmd(ca_key_uri, ca_cert, profile, csr, public_key, subject, san, da
             sans = parse_sans(san)
         if not isinstance(pub, rsa.RSAPublicKey):
             _fail("only RSA subject keys are supported")
-        key = _token_key(ca_key_uri, module, pin_file)
-        cacert = x509.load_pem_x509_certificate(Path(ca_cert).read_bytes())
-        cert = ca_issue(key, cacert, profile, pub, name, sans, days)
-        key.close()
+
+        def issue(key):
+            cacert = x509.load_pem_x509_certificate(Path(ca_cert).read_bytes())
+            return ca_issue(key, cacert, profile, pub, name, sans, days)
+
+        cert = _signed_in_token(ca_key_uri, module, pin_file, issue)
     except (TokenError, URIError, ValueError) as e:
         _fail(str(e))
-    Path(out).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_pem(out, cert)
     click.echo(f"wrote {out}: {cert.subject.rfc4514_string()} ({profile}, signed in the token)")

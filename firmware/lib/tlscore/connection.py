@@ -538,6 +538,14 @@ class Connection:
             )
         )
 
+    def _may_renegotiate(self):
+        # RFC 5746 secure renegotiation only, when the configuration allows it, up to its limit
+        return (
+            self.secure_renegotiation
+            and self.config.allow_renegotiation
+            and self.renegotiation_count < self.config.max_renegotiations
+        )
+
     def _check_ems_kept(self):
         # A renegotiation may not drop extended master secret once a session used it
         # (RFC 7627 §5.3 asks this of resumption; the same downgrade applies here).
