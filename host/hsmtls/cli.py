@@ -9,13 +9,9 @@ import click
 
 from tlscore.errors import TLSError
 
+from .cli_common import fail, host_port
 from .keys import KeyError_, load_private_key
 from .tlsconfig import ConfigError, client_config
-
-
-def _fail(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(1)
 
 
 @click.group()
@@ -53,11 +49,11 @@ def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, re
                              renegotiate, module, pin_file, crls=tuple(crls))
     n = workers if workers is not None else default_workers()
     if n < 1:
-        _fail("--workers must be at least 1")
+        fail("--workers must be at least 1")
     tracing = trace or trace_out is not None
     if tracing:
         if n > 1 and workers is not None:
-            _fail("--trace/--trace-out need one server process: use --workers 1")
+            fail("--trace/--trace-out need one server process: use --workers 1")
         n = 1
         _check_trace_out(trace_out)
     if keylog:
@@ -68,7 +64,7 @@ def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, re
         try:
             KeyLog(keylog)  # fail now, naming --keylog, if it cannot be written
         except KeyLogError as e:
-            _fail(str(e))
+            fail(str(e))
         os.environ[ENV] = keylog  # worker processes inherit it
     try:
         if key_spec.startswith("pkcs11:"):
@@ -78,10 +74,10 @@ def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, re
             try:
                 settings.pin = read_pin(pin_file, PKCS11URI.parse(key_spec))
             except (TokenError, URIError) as e:
-                _fail(str(e))
+                fail(str(e))
         server = build_server(settings, lambda s: click.echo(s))  # checks files, key and PIN once
     except (ConfigError, KeyError_, TLSError) as e:
-        _fail(str(e))
+        fail(str(e))
     note = getattr(server.key, "premaster_note", None)
     if note:
         click.echo(note)
@@ -100,7 +96,7 @@ def serve(host, port, cert, key_spec, client_ca, verify_client, app, ciphers, re
     try:
         asyncio.run(server.serve(host, port, ready))
     except OSError as e:
-        _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
+        fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
     except KeyboardInterrupt:
         pass
 
@@ -110,7 +106,7 @@ def _check_trace_out(path: str | None) -> None:
 
     problem = check_trace_out(path) if path else None
     if problem:
-        _fail(problem)
+        fail(problem)
 
 
 def _trace_console():
@@ -154,13 +150,6 @@ def _trace_server(server, show: bool, trace_out: str | None) -> None:
     server.on_connection_end = hub.finish
 
 
-def _split_target(target: str) -> tuple[str, int]:
-    host, sep, port = target.rpartition(":")
-    if not sep or not port.isdigit():
-        raise click.BadParameter("expected HOST:PORT", param_hint="TARGET")
-    return host.strip("[]"), int(port)
-
-
 @main.command()
 @click.argument("target")
 @click.option("--ca", type=click.Path(), help="CA certificates to verify the server with (PEM).")
@@ -185,17 +174,17 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, allow_cn,
     """Connect to a TLS 1.2 server and report what was negotiated."""
     from .client import TLSClient, TLSFailure
 
-    host, port = _split_target(target)
+    host, port = host_port(target, "TARGET")
     _check_trace_out(trace_out)
     if not ca and not insecure:
-        _fail("give --ca CA.pem to verify the server (or --insecure to skip verification)")
+        fail("give --ca CA.pem to verify the server (or --insecure to skip verification)")
     if bool(cert) != bool(key_spec):
-        _fail("--cert and --key go together")
+        fail("--cert and --key go together")
     try:
         config = client_config(None if insecure else ca, servername or host, cert, ciphers, tuple(crls), allow_cn)
         key = load_private_key(key_spec, module, pin_file, signing_only=True) if key_spec else None
     except (ConfigError, KeyError_, TLSError) as e:
-        _fail(str(e))
+        fail(str(e))
     yn = {True: "yes", False: "no"}
     client = None
     tracer = None
@@ -226,7 +215,7 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, allow_cn,
         if send_text is not None or until_text is not None:
             click.echo(f"received: {received.decode('utf-8', 'replace')}")
     except TLSFailure as e:
-        _fail(str(e))
+        fail(str(e))
     finally:
         if client is not None:
             client.close()
