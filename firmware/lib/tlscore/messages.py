@@ -91,6 +91,8 @@ def _write_extensions(w, extensions):
 
 
 class _Hello:
+    random = b""  # 32 bytes
+    session_id = b""
     extensions = []  # list of (type, data)
 
     def extension(self, ext_type):
