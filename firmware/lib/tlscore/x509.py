@@ -90,7 +90,7 @@ KEY_TYPES = {
     "1.3.101.113": "ed448",
 }
 
-
+# Attribute types name_str shows by a short name (RFC 4514's, and OpenSSL's emailAddress)
 ATTRIBUTE_NAMES = {
     "2.5.4.3": "CN",
     "2.5.4.10": "O",
@@ -124,6 +124,7 @@ def _algorithm(data, start, end):
 
 
 def _civil_from_days(z):
+    # der._days_from_civil backwards (Howard Hinnant's algorithm)
     z += 719468
     era = z // 146097
     doe = z - era * 146097
