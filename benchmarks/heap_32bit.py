@@ -57,7 +57,8 @@ micropython.qstr_info()
 MODULES = ("hsmlink", "hsmlink.protocol", "hsmlink.framing", "hsmlink.link", "tlscore", "tlscore.constants",
            "tlscore.errors", "tlscore.codec", "tlscore.keyschedule", "tlscore.pkcs1", "tlscore.montgomery",
            "tlscore.ghash", "tlscore.backend_micropython", "tlscore.suites", "tlscore.events", "tlscore.config",
-           "tlscore.x509", "tlscore.messages", "tlscore.record", "tlscore.connection", "tlscore.client", "boardapp")
+           "tlscore.der", "tlscore.x509", "tlscore.hostname", "tlscore.pathvalidation", "tlscore.messages",
+           "tlscore.record", "tlscore.connection", "tlscore.client", "boardapp")
 
 NODE_RUNNER = """\
 import {{ loadMicroPython }} from {module};

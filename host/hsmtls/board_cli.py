@@ -9,17 +9,7 @@ from pathlib import Path
 
 import click
 
-
-def _fail(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(1)
-
-
-def _target(target: str) -> tuple[str, int]:
-    host, sep, port = target.rpartition(":")
-    if not sep or not port.isdigit():
-        raise click.BadParameter("expected HOST:PORT", param_hint="--to")
-    return host.strip("[]"), int(port)
+from .cli_common import fail, host_port
 
 
 def _anchor_fingerprints(path: str) -> list[str]:
@@ -58,7 +48,7 @@ def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=Fals
     from .board.flash import provision
 
     if deployed and not flash_dir:
-        _fail("--deployed needs --flash DIR (where hsmtls board deploy put the firmware)")
+        fail("--deployed needs --flash DIR (where hsmtls board deploy put the firmware)")
     ring = ESP32_RX_RING if link_kind == "uart" else None
     try:
         if deployed:
@@ -69,7 +59,7 @@ def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=Fals
             b = EmulatedBoard(flash_dir, heap=heap, rx_ring=ring, rom=rom, dev_button=dev_button,
                               mpy=can_precompile(), machine=machine)
     except (RuntimeError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     if ca:
         provision(b.flash_dir, ca, cert, key)
     stopped = False
@@ -88,7 +78,7 @@ def emulate(heap, flash_dir, ca, cert, key, deployed, link_kind="uart", rom=Fals
     if not b.alive and b.stderr:
         click.echo(b.stderr.decode("utf-8", "replace"), err=True)
     if stopped:
-        _fail(words)
+        fail(words)
 
 
 @board.command("build")
@@ -105,7 +95,7 @@ def build_image(machine, heap, sources, as_json) -> None:
     try:
         info = build(machine, heap, sources, log=lambda s: click.echo(s, err=True))
     except BuildError as e:
-        _fail(str(e))
+        fail(str(e))
     if as_json:
         import json
 
@@ -120,7 +110,7 @@ def _board_def(name: str):
     try:
         return get_board(name)
     except BoardError as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 @board.command("list")
@@ -132,7 +122,7 @@ def list_boards() -> None:
         found = detect()
         boards = all_boards()
     except BoardError as e:
-        _fail(str(e))
+        fail(str(e))
     for p in found:
         click.echo(f"{p.device}\t{p.vid:04x}:{p.pid:04x}\t{' or '.join(p.boards)}\t{p.description}")
     if not found:
@@ -156,7 +146,7 @@ def flash(board_name, port, image, erase) -> None:
         click.echo("emulator: nothing to flash (it runs the MicroPython unix port); next: hsmtls board deploy")
         return
     if not port or not image:
-        _fail("--port and --image are required for a real board (hsmtls board list shows ports)")
+        fail("--port and --image are required for a real board (hsmtls board list shows ports)")
     _port_exists(port)
     try:
         runs = esptool_argv(b, port, image, erase, tool("esptool", "esptool"))
@@ -169,7 +159,7 @@ def flash(board_name, port, image, erase) -> None:
 
             run_esptool(runs, b, port, progress)
     except ToolError as e:
-        _fail(str(e))
+        fail(str(e))
     click.echo(f"flashed {image} to {port}; next: hsmtls board deploy --board {b.name} --port {port}")
 
 
@@ -208,30 +198,30 @@ def deploy(board_name, port, flash_dir, romfs=False, frozen=False, dev_mode=None
     log = click.echo
     mode = None if dev_mode is None else ("dev" if dev_mode else "production")
     if romfs and frozen:
-        _fail("--romfs or --frozen: the modules are in one place, a ROMFS partition or the image")
+        fail("--romfs or --frozen: the modules are in one place, a ROMFS partition or the image")
     try:
         with tempfile.TemporaryDirectory(prefix="hsmtls-mpy-") as build_dir:
             if b.emulated:
                 if frozen:
-                    _fail("the emulator is the unix port from PyPI, which cannot have our modules frozen in: "
+                    fail("the emulator is the unix port from PyPI, which cannot have our modules frozen in: "
                           "hsmtls board emulate --rom runs them in place from an emulated ROMFS instead")
                 from .board.emulator import EmulatedBoard
 
                 if romfs:
-                    _fail("the emulator's ROMFS is a mapped image, not a partition to write: "
+                    fail("the emulator's ROMFS is a mapped image, not a partition to write: "
                           "hsmtls board emulate --rom runs the firmware from one")
                 with EmulatedBoard(flash_dir, repl=True, rx_ring=None) as emu:
                     res = do_deploy(b, emu.tty, Path(build_dir), None, log, mode=mode)
                 where = f"emulator flash {flash_dir}"
             else:
                 if not port:
-                    _fail("--port is required for a real board (hsmtls board list)")
+                    fail("--port is required for a real board (hsmtls board list)")
                 _port_exists(port)
                 mpy = _leave_link_mode(port, b.baud)
                 res = do_deploy(b, port, Path(build_dir), mpy, log, romfs=romfs, frozen=frozen, mode=mode)
                 where = port
     except (ToolError, RuntimeError, OSError) as e:
-        _fail(str(e))
+        fail(str(e))
     copied = sum(1 for v in res.values() if v == "copied")
     click.echo(f"deployed to {where}: {copied} copied, {len(res) - copied} unchanged, all verified by SHA-256")
 
@@ -242,7 +232,7 @@ def _port_exists(port: str) -> None:
     import os
 
     if port.startswith("/dev/") and not os.path.exists(port):
-        _fail(f"no serial port {port}: is the board plugged in? (hsmtls board list shows the boards attached)")
+        fail(f"no serial port {port}: is the board plugged in? (hsmtls board list shows the boards attached)")
 
 
 HOW_TO_DEV_MODE = (
@@ -262,7 +252,7 @@ def _leave_link_mode(port: str, baud: int) -> int | None:
         with HostLink(port, baud) as link:
             info = link.connect(2.0)
             if "trust" in (info.get("features") or []) and not info.get("dev"):
-                _fail(f"the board on {port} is in production mode: it does not leave link mode for the REPL "
+                fail(f"the board on {port} is in production mode: it does not leave link mode for the REPL "
                       f"that deploy needs. Put it in {HOW_TO_DEV_MODE}")
             link.send(P.REPL, {})
             link.drain(1.0)
@@ -305,17 +295,17 @@ def provision(directory, board_name, port, ca_key, ca_cert, subject, days, bits,
         from .board.flash import provision as do_provision
 
         if not ca:
-            _fail("the DIRECTORY form needs --ca CA.pem")
+            fail("the DIRECTORY form needs --ca CA.pem")
         try:
             d = do_provision(directory, ca, cert, key)
         except (OSError, ValueError) as e:
-            _fail(str(e))
+            fail(str(e))
         click.echo(f"board files in {d}")
         return
     if not ca_key or not ca_cert:
-        _fail("--ca-key pkcs11:... and --ca-cert CA.pem are required (or give a DIRECTORY)")
+        fail("--ca-key pkcs11:... and --ca-cert CA.pem are required (or give a DIRECTORY)")
     if key_type == "ec" and bits:
-        _fail("--bits is the size of an RSA key: use it with --key-type rsa (an ec key is P-256)")
+        fail("--bits is the size of an RSA key: use it with --key-type rsa (an ec key is P-256)")
     key_type = key_type or ("rsa" if bits else "ec")
     bits = bits or 2048
     from contextlib import ExitStack
@@ -329,7 +319,7 @@ def provision(directory, board_name, port, ca_key, ca_cert, subject, days, bits,
     with ExitStack() as stack:
         if not port:
             if not b.emulated:
-                _fail("--port is required for a real board (hsmtls board list)")
+                fail("--port is required for a real board (hsmtls board list)")
             from .board.emulator import EmulatedBoard, can_precompile
 
             emu = stack.enter_context(EmulatedBoard(flash_dir or "hsmtls-board-flash", mpy=can_precompile()))
@@ -347,7 +337,7 @@ def provision(directory, board_name, port, ca_key, ca_cert, subject, days, bits,
             p = provision_board(link, tk, ca_pem, subject, days, int(bits), log=lambda s: click.echo(f"board: {s}"),
                                 key_type=key_type)
         except (TokenError, LinkError, ProvisionError, ValueError) as e:
-            _fail(str(e))
+            fail(str(e))
     click.echo(f"provisioned {p.subject} (serial {p.serial:x}, valid until {p.not_after:%Y-%m-%d});"
                " the private key stayed on the board")
     for name, digest in sorted(p.files.items()):
@@ -378,7 +368,7 @@ def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, 
     from .board.bridge import BoardFailure, format_result, handshake_once
     from .board.hostlink import LinkError
 
-    host, tcp_port = _target(target)
+    host, tcp_port = host_port(target, "--to")
     opts = _session_opts(server_name or host, client_cert, ciphers, renegotiate, send_text)
     if engine != "hsmtls":
         opts["engine"] = engine
@@ -387,7 +377,7 @@ def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, 
     if ca:
         fps = _anchor_fingerprints(ca)
         if not fps:
-            _fail(f"no certificate in {ca}")
+            fail(f"no certificate in {ca}")
         opts["anchor_sha256"] = fps[0]
     from .board.sniff import RecordSniffer
 
@@ -400,7 +390,7 @@ def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, 
         r = handshake_once(port, (host, tcp_port), opts, log=lambda s: click.echo(s, err=True), timeout=timeout,
                            taps=taps)
     except (LinkError, BoardFailure) as e:
-        _fail(str(e))
+        fail(str(e))
     finally:
         if capture is not None:
             capture.close()
@@ -447,7 +437,7 @@ def _open_pcap(pcap: str | None, tcp_port: int):
     try:
         return PcapWriter(pcap, server_port=tcp_port)
     except OSError as e:
-        _fail(f"cannot write {pcap}: {e.strerror or e}")
+        fail(f"cannot write {pcap}: {e.strerror or e}")
 
 
 @click.command()
@@ -459,7 +449,7 @@ def bridge(port, target, pcap) -> None:
     from .board.bridge import Bridge, format_result
     from .board.hostlink import HostLink, LinkError
 
-    host, tcp_port = _target(target)
+    host, tcp_port = host_port(target, "--to")
     capture = _open_pcap(pcap, tcp_port)
     try:
         with HostLink(port) as link:
@@ -468,7 +458,7 @@ def bridge(port, target, pcap) -> None:
             b = Bridge(link, (host, tcp_port), log=click.echo, taps=[capture] if capture else [])
             b.serve(on_result=lambda r: click.echo("\n".join(format_result(r))))
     except LinkError as e:
-        _fail(str(e))
+        fail(str(e))
     except KeyboardInterrupt:
         pass
     finally:
@@ -490,7 +480,7 @@ def status(port, as_json) -> None:
             hello = link.connect()
             stats = Bridge(link, ("127.0.0.1", 0)).stats(identity=True)
     except (LinkError, BoardFailure) as e:
-        _fail(str(e))
+        fail(str(e))
     if as_json:
         import json
 
@@ -533,7 +523,7 @@ def _admin(port: str, ca_key: str | None, ca_cert: str | None, module: str | Non
             link.connect(10.0)
             return admin(link, signer, fields, Path(ca_cert).read_bytes() if ca_cert else None)
     except (TokenError, LinkError, ProvisionError, OSError) as e:
-        _fail(str(e))
+        fail(str(e))
     raise AssertionError  # (_fail exits)
 
 
@@ -564,7 +554,7 @@ def factory_reset(port, ca_key, ca_cert, module, pin_file, yes) -> None:
     Without the CA key: erase the flash (`hsmtls board flash --erase`, then deploy)."""
     if not yes:
         if not sys.stdin.isatty():
-            _fail("this erases the board's identity: --yes to confirm without a terminal")
+            fail("this erases the board's identity: --yes to confirm without a terminal")
         click.confirm("erase the board's trust anchor, certificate and key?", abort=True)
     ans = _admin(port, ca_key, ca_cert, module, pin_file, {"set": "factory_reset"})
     click.echo("the board has no trust anchor now" if not ans.get("anchor") else "the board still has a trust anchor")
@@ -607,17 +597,17 @@ def autorun(port, server_name, client_cert, ciphers, renegotiate, send_text, eve
     opts: dict | None = None
     if not off:
         if not server_name:
-            _fail("--server-name is required (the name the board verifies), or --off")
+            fail("--server-name is required (the name the board verifies), or --off")
         opts = _session_opts(server_name, client_cert, ciphers, renegotiate, send_text)
         opts["every_s"] = every_s
         if len(opts.get("send", "").encode()) > INLINE_SEND:
-            _fail(f"--send takes up to {INLINE_SEND} bytes here (the board keeps it in autorun.json)")
+            fail(f"--send takes up to {INLINE_SEND} bytes here (the board keeps it in autorun.json)")
     try:
         with HostLink(port) as link:
             link.connect()
             kept = Bridge(link, ("127.0.0.1", 0)).set_autorun(opts)
     except (LinkError, BoardFailure) as e:
-        _fail(str(e))
+        fail(str(e))
     if kept is None:
         click.echo("autorun: off (the board starts sessions only on a host's RUN)")
         return
@@ -648,7 +638,7 @@ def bench(count, client_auth, key_type="rsa", no_heap=False, json_path=None, mac
             mod.run(count, client_auth, echo=click.echo, heap=not no_heap, json_path=json_path, key_type=key_type,
                     machine=machine)
     except RuntimeError as e:  # an image that cannot be built, a machine not emulated here
-        _fail(str(e))
+        fail(str(e))
 
 
 def load_benchmark(filename: str):
@@ -660,7 +650,7 @@ def load_benchmark(filename: str):
     path = FIRMWARE.parent / "benchmarks" / filename
     spec = importlib.util.spec_from_file_location(path.stem, path)
     if spec is None or spec.loader is None or not path.exists():
-        _fail(f"{path} not found (the benchmark runs from a source checkout)")
+        fail(f"{path} not found (the benchmark runs from a source checkout)")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

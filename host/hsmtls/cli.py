@@ -9,13 +9,9 @@ import click
 
 from tlscore.errors import TLSError
 
+from .cli_common import fail, host_port
 from .keys import KeyError_, load_private_key
 from .tlsconfig import ConfigError, client_config
-
-
-def _fail(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(1)
 
 
 @click.group()
@@ -57,14 +53,14 @@ def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_clien
     from .workers import ServeSettings, build_server, default_workers, run_workers
 
     if len(certs) != len(key_specs):
-        _fail(f"give one --key per --cert ({len(certs)} certificates, {len(key_specs)} keys)")
+        fail(f"give one --key per --cert ({len(certs)} certificates, {len(key_specs)} keys)")
     cert, key_spec = certs[0], key_specs[0]
     sni_entries = [((), c, k) for c, k in zip(certs[1:], key_specs[1:])]
     for entry in sni:
         name, eq, rest = entry.partition("=")
         c, comma, k = rest.partition(",")
         if not (name and eq and c and comma and k):
-            _fail(f"--sni {entry!r}: expected NAME=CERT,KEY")
+            fail(f"--sni {entry!r}: expected NAME=CERT,KEY")
         sni_entries.append(((name,), c, k))
 
     settings = ServeSettings(host, port, cert, key_spec, client_ca, verify_client, app, tuple(ciphers),
@@ -73,13 +69,13 @@ def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_clien
                              sni=tuple(sni_entries), sni_strict=sni_strict, client_auth_path=client_auth_path)
     n = workers if workers is not None else default_workers()
     if n < 1:
-        _fail("--workers must be at least 1")
+        fail("--workers must be at least 1")
     if session_cache < 0 or session_lifetime < 1:
-        _fail("--session-cache must be 0 or more and --session-lifetime at least 1 second")
+        fail("--session-cache must be 0 or more and --session-lifetime at least 1 second")
     tracing = trace or trace_out is not None
     if tracing:
         if n > 1 and workers is not None:
-            _fail("--trace/--trace-out need one server process: use --workers 1")
+            fail("--trace/--trace-out need one server process: use --workers 1")
         n = 1
         _check_trace_out(trace_out)
     if keylog:
@@ -90,7 +86,7 @@ def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_clien
         try:
             KeyLog(keylog)  # fail now, naming --keylog, if it cannot be written
         except KeyLogError as e:
-            _fail(str(e))
+            fail(str(e))
         os.environ[ENV] = keylog  # worker processes inherit it
     try:
         token_keys = [k for k in (key_spec, *(e[2] for e in sni_entries)) if k.startswith("pkcs11:")]
@@ -101,13 +97,13 @@ def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_clien
             try:
                 settings.pin = read_pin(pin_file, PKCS11URI.parse(token_keys[0]))
             except (TokenError, URIError) as e:
-                _fail(str(e))
+                fail(str(e))
         server = build_server(settings, lambda s: click.echo(s))  # checks files, key and PIN once
     except (ConfigError, KeyError_, TLSError) as e:
-        _fail(str(e))
-    for note in (getattr(server.key, "premaster_note", None), getattr(server.sessions, "note", None)):
-        if note:
-            click.echo(note)
+        fail(str(e))
+    note = getattr(server.key, "premaster_note", None)
+    if note:
+        click.echo(note)
     if tracing:
         _trace_server(server, trace, trace_out)
     if n > 1:
@@ -139,7 +135,7 @@ def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_clien
     try:
         asyncio.run(server.serve(host, port, ready))
     except OSError as e:
-        _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
+        fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
     except KeyboardInterrupt:
         pass
 
@@ -149,7 +145,7 @@ def _check_trace_out(path: str | None) -> None:
 
     problem = check_trace_out(path) if path else None
     if problem:
-        _fail(problem)
+        fail(problem)
 
 
 def _trace_console():
@@ -224,13 +220,6 @@ def _reconnect(host, port, config, key, timeout, session, times: int, send_text)
         click.echo(f"resumed: {resumed}/{times} ({times / took:.0f} connections/s)")
 
 
-def _split_target(target: str) -> tuple[str, int]:
-    host, sep, port = target.rpartition(":")
-    if not sep or not port.isdigit():
-        raise click.BadParameter("expected HOST:PORT", param_hint="TARGET")
-    return host.strip("[]"), int(port)
-
-
 @main.command()
 @click.argument("target")
 @click.option("--ca", type=click.Path(), help="CA certificates to verify the server with (PEM).")
@@ -257,17 +246,17 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, allow_cn,
     """Connect to a TLS 1.2 server and report what was negotiated."""
     from .client import TLSClient, TLSFailure
 
-    host, port = _split_target(target)
+    host, port = host_port(target, "TARGET")
     _check_trace_out(trace_out)
     if not ca and not insecure:
-        _fail("give --ca CA.pem to verify the server (or --insecure to skip verification)")
+        fail("give --ca CA.pem to verify the server (or --insecure to skip verification)")
     if bool(cert) != bool(key_spec):
-        _fail("--cert and --key go together")
+        fail("--cert and --key go together")
     try:
         config = client_config(None if insecure else ca, servername or host, cert, ciphers, tuple(crls), allow_cn)
         key = load_private_key(key_spec, module, pin_file, signing_only=True) if key_spec else None
     except (ConfigError, KeyError_, TLSError) as e:
-        _fail(str(e))
+        fail(str(e))
     yn = {True: "yes", False: "no"}
     client = None
     tracer = None
@@ -304,7 +293,7 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, allow_cn,
             client = None
             _reconnect(host, port, config, key, timeout, hs.session, again, send_text)
     except TLSFailure as e:
-        _fail(str(e))
+        fail(str(e))
     finally:
         if client is not None:
             client.close()

@@ -124,15 +124,19 @@ class TLSClient:
         self._flush()
         return True
 
-    def wait_handshakes(self, n: int) -> HandshakeComplete:
-        """Pump until n handshakes (initial + renegotiations) have completed."""
+    def wait_handshakes(self, n: int, renegotiation: bool = False) -> HandshakeComplete:
+        """Pump until n handshakes (initial + renegotiations) have completed; a
+        renegotiation also ends at the server's no_renegotiation."""
+        what, during = ("renegotiation", "renegotiation") if renegotiation else ("handshake", "the handshake")
         deadline = time.monotonic() + self.timeout
         while len(self.handshakes) < n:
+            if renegotiation and any(a.name == "no_renegotiation" for a in self.alerts):
+                raise TLSFailure("server refused renegotiation (no_renegotiation)")
             if self.peer_closed:
-                raise TLSFailure("server closed the connection during the handshake")
+                raise TLSFailure(f"server closed the connection during {during}")
             left = deadline - time.monotonic()
             if left <= 0 or not self._pump(left):
-                raise TLSFailure(f"handshake timed out after {self.timeout:g} s")
+                raise TLSFailure(f"{what} timed out after {self.timeout:g} s")
         return self.handshakes[-1]
 
     # -- API ---------------------------------------------------------------------------
@@ -150,16 +154,7 @@ class TLSClient:
         except ValueError as e:
             raise TLSFailure(f"cannot renegotiate: {e}") from None
         self._flush()
-        deadline = time.monotonic() + self.timeout
-        while len(self.handshakes) < n:
-            if any(a.name == "no_renegotiation" for a in self.alerts):
-                raise TLSFailure("server refused renegotiation (no_renegotiation)")
-            if self.peer_closed:
-                raise TLSFailure("server closed the connection during renegotiation")
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._pump(left):
-                raise TLSFailure(f"renegotiation timed out after {self.timeout:g} s")
-        return self.handshakes[-1]
+        return self.wait_handshakes(n, renegotiation=True)
 
     def send(self, data: bytes) -> None:
         self.conn.send_application_data(data)

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from pathlib import Path
 
 import click
 
+from .cli_common import fail
 from .hsm.token import TokenError
-
-
-def _fail(msg: str) -> None:
-    click.echo(f"error: {msg}", err=True)
-    sys.exit(1)
 
 
 def _token_uri(token_label: str | None) -> str:
@@ -76,7 +71,7 @@ def token_init(label, softhsm_dir, force, module, pin_file) -> None:
                 so_file.unlink()  # no SO PIN file for a token that was not made
             raise
     except TokenError as e:
-        _fail(str(e))
+        fail(str(e))
     click.echo(f"token {label!r} initialised in {tok.module_path}{so_note}")
     env_lines.append(f"export HSMTLS_TOKEN={label}")
     click.echo("use it with:")
@@ -114,7 +109,7 @@ def token_list(module, pin_file, no_login) -> None:
                         extra.append(f"{flag}={'yes' if row[flag] else 'no'}")
                 click.echo(f"  {row['uri']}  {' '.join(extra)}")
     except TokenError as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 @token.command("keygen")
@@ -135,7 +130,7 @@ def token_keygen(name, bits, implicit_rejection_only, ticket_key, token_label, m
     from .hsm.uri import PKCS11URI
 
     if implicit_rejection_only and ticket_key:
-        _fail("--implicit-rejection-only and --ticket-key are separate commands")
+        fail("--implicit-rejection-only and --ticket-key are separate commands")
     try:
         from .progress import status
 
@@ -151,7 +146,7 @@ def token_keygen(name, bits, implicit_rejection_only, ticket_key, token_label, m
             with status(f"generating an RSA-{bits} key pair inside token {tok.label!r} ..."):
                 uri = keygen(tok, pin, name, int(bits))
     except TokenError as e:
-        _fail(str(e))
+        fail(str(e))
     click.echo(str(uri))
 
 
@@ -171,7 +166,7 @@ def token_import(key_pem, name, token_label, module, pin_file) -> None:
         tok = Token(PKCS11URI.parse(_token_uri(token_label)), module)
         uri = import_key(tok, read_pin(pin_file), name, key_pem)
     except TokenError as e:
-        _fail(str(e))
+        fail(str(e))
     click.echo(str(uri))
 
 
@@ -186,6 +181,26 @@ def _token_key(uri: str, module: str | None, pin_file: str | None):
     return TokenKey(uri, module=module, pin_file=pin_file, pool_size=1, implicit_rejection=False)
 
 
+def _signed_in_token(uri: str, module: str | None, pin_file: str | None, make):
+    """make(key) with the token's key at `uri`, the key closed after; a token or URI
+    error ends the command."""
+    from .hsm.uri import URIError
+
+    try:
+        key = _token_key(uri, module, pin_file)
+        made = make(key)
+        key.close()
+    except (TokenError, URIError) as e:
+        fail(str(e))
+    return made
+
+
+def _write_pem(out: str, obj) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    Path(out).write_bytes(obj.public_bytes(serialization.Encoding.PEM))
+
+
 @ca.command("init")
 @click.option("--key", "key_uri", required=True, help="pkcs11: URI of the CA key.")
 @click.option("--subject", required=True, help='e.g. "CN=hsmtls CA,O=example"')
@@ -195,18 +210,10 @@ def _token_key(uri: str, module: str | None, pin_file: str | None):
 @pin_file_option
 def ca_init_cmd(key_uri, subject, days, out, module, pin_file) -> None:
     """Self-signed CA certificate, signed inside the token."""
-    from cryptography.hazmat.primitives import serialization
-
     from .hsm.provision import ca_init
-    from .hsm.uri import URIError
 
-    try:
-        key = _token_key(key_uri, module, pin_file)
-        cert = ca_init(key, subject, days)
-        key.close()
-    except (TokenError, URIError) as e:
-        _fail(str(e))
-    Path(out).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert = _signed_in_token(key_uri, module, pin_file, lambda key: ca_init(key, subject, days))
+    _write_pem(out, cert)
     click.echo(f"wrote {out}: {cert.subject.rfc4514_string()}")
 
 
@@ -221,10 +228,8 @@ def ca_init_cmd(key_uri, subject, days, out, module, pin_file) -> None:
 def ca_crl_cmd(ca_key_uri, ca_cert, revoke, days, out, module, pin_file) -> None:
     """Certificate revocation list, signed inside the token (for `serve --crl`)."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
 
     from .hsm.provision import crl_sign_in_token
-    from .hsm.uri import URIError
 
     serials = []
     for item in revoke:
@@ -234,14 +239,13 @@ def ca_crl_cmd(ca_key_uri, ca_cert, revoke, days, out, module, pin_file) -> None
             try:
                 serials.append(int(item, 16))  # hex, as openssl prints serials (0x optional)
             except ValueError:
-                _fail(f"--revoke {item!r} is neither a certificate file nor a serial number")
-    try:
-        key = _token_key(ca_key_uri, module, pin_file)
-        crl = crl_sign_in_token(key, x509.load_pem_x509_certificate(Path(ca_cert).read_bytes()), serials, days)
-        key.close()
-    except (TokenError, URIError) as e:
-        _fail(str(e))
-    Path(out).write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+                fail(f"--revoke {item!r} is neither a certificate file nor a serial number")
+
+    def sign(key):
+        return crl_sign_in_token(key, x509.load_pem_x509_certificate(Path(ca_cert).read_bytes()), serials, days)
+
+    crl = _signed_in_token(ca_key_uri, module, pin_file, sign)
+    _write_pem(out, crl)
     click.echo(f"wrote {out}: {len(serials)} revoked, next update {crl.next_update_utc:%Y-%m-%d}, signed in the token")
 
 
@@ -268,12 +272,12 @@ def ca_issue_cmd(ca_key_uri, ca_cert, profile, csr, public_key, subject, san, da
     from .hsm.uri import URIError
 
     if bool(csr) == bool(public_key):
-        _fail("give exactly one of --csr REQ.pem or --public-key URI|PEM")
+        fail("give exactly one of --csr REQ.pem or --public-key URI|PEM")
     try:
         if csr:
             req = x509.load_pem_x509_csr(Path(csr).read_bytes())
             if not req.is_signature_valid:
-                _fail(f"the signature on {csr} does not verify")
+                fail(f"the signature on {csr} does not verify")
             pub = req.public_key()
             name = parse_subject(subject) if subject else req.subject
             if not san:
@@ -286,7 +290,7 @@ def ca_issue_cmd(ca_key_uri, ca_cert, profile, csr, public_key, subject, san, da
                 sans = parse_sans(san)
         else:
             if not subject:
-                _fail("--subject is needed with --public-key")
+                fail("--subject is needed with --public-key")
             if public_key.startswith("pkcs11:"):
                 pub = public_key_from_token(public_key, module, read_pin(pin_file))
             else:
@@ -294,12 +298,14 @@ def ca_issue_cmd(ca_key_uri, ca_cert, profile, csr, public_key, subject, san, da
             name = parse_subject(subject)
             sans = parse_sans(san)
         if not isinstance(pub, rsa.RSAPublicKey):
-            _fail("only RSA subject keys are supported")
-        key = _token_key(ca_key_uri, module, pin_file)
-        cacert = x509.load_pem_x509_certificate(Path(ca_cert).read_bytes())
-        cert = ca_issue(key, cacert, profile, pub, name, sans, days)
-        key.close()
+            fail("only RSA subject keys are supported")
+
+        def issue(key):
+            cacert = x509.load_pem_x509_certificate(Path(ca_cert).read_bytes())
+            return ca_issue(key, cacert, profile, pub, name, sans, days)
+
+        cert = _signed_in_token(ca_key_uri, module, pin_file, issue)
     except (TokenError, URIError, ValueError) as e:
-        _fail(str(e))
-    Path(out).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        fail(str(e))
+    _write_pem(out, cert)
     click.echo(f"wrote {out}: {cert.subject.rfc4514_string()} ({profile}, signed in the token)")

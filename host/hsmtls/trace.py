@@ -6,8 +6,8 @@ direction and decoded fields (versions, randoms, suites and extensions by name,
 certificate subjects, signature algorithms), its size and time; a private-key operation
 and who performed it (token, host file key, board); a milestone (keys derived, peer
 authenticated, handshake complete); an alert. Every entry carries the numbered step of
-the classic SSL handshake description (1 ClientHello … 10 session begins, 11
-renegotiation) and its round (1 = first handshake, 2… = renegotiations). Steps the
+the classic SSL handshake description (trace_steps.py: 1 ClientHello … 10 session
+begins, 11 renegotiation) and its round (1 = first handshake, 2… = renegotiations). Steps the
 collecting side cannot see (the peer's certificate check, say) are added as inferred
 entries, so a diagram always tells the whole story and says what was not observed.
 
@@ -30,33 +30,16 @@ from tlscore import constants as C
 from tlscore import suites, x509
 from tlscore.events import DECRYPT
 
+from .trace_steps import CCS, CLIENT_MESSAGE_STEPS, SERVER_MESSAGE_STEPS, STEPS, message_name
+
+# board/sniff.py reads the step tables from here under these names until it imports
+# trace_steps itself
+_CLIENT_MESSAGE_STEPS, _SERVER_MESSAGE_STEPS = CLIENT_MESSAGE_STEPS, SERVER_MESSAGE_STEPS
+
 TraceHook = Callable[[Any, str, Any, Any, int], None]
 
-CCS = "ChangeCipherSpec"
 FORMAT = "hsmtls-trace"
 FORMAT_VERSION = 1
-
-# The classic description's steps (Microsoft KB Q257591), as short labels.
-STEPS: dict[int, str] = {
-    1: "ClientHello: version, suites, random",
-    2: "ServerHello, certificate, [certificate request]",
-    3: "client authenticates the server",
-    4: "ClientKeyExchange: the premaster",
-    5: "client certificate and signature",
-    6: "server authenticates the client, recovers the premaster",
-    7: "master secret and session keys",
-    8: "client ChangeCipherSpec + Finished",
-    9: "server ChangeCipherSpec + Finished",
-    10: "handshake complete: the session begins",
-    11: "renegotiation: the steps again",
-}
-
-# Which step a handshake message belongs to, by sender.
-_CLIENT_MESSAGE_STEPS = {C.CLIENT_HELLO: 1, C.CLIENT_KEY_EXCHANGE: 4, C.CERTIFICATE: 5,
-                         C.CERTIFICATE_VERIFY: 5, CCS: 8, C.FINISHED: 8}
-_SERVER_MESSAGE_STEPS = {C.HELLO_REQUEST: 11, C.SERVER_HELLO: 2, C.CERTIFICATE: 2,
-                         C.SERVER_KEY_EXCHANGE: 2, C.CERTIFICATE_REQUEST: 2,
-                         C.SERVER_HELLO_DONE: 2, CCS: 9, C.FINISHED: 9}
 
 _SIGNATURE_OIDS = {
     "1.2.840.113549.1.1.5": "sha1WithRSAEncryption",
@@ -91,12 +74,6 @@ def scheme_name(code: int) -> str:
 def version_name(v: int) -> str:
     names = {C.TLS1_2: "TLS 1.2", C.TLS1_1: "TLS 1.1", C.TLS1_0: "TLS 1.0", C.SSL3_0: "SSL 3.0"}
     return "%s (0x%04x)" % (names.get(v, "unknown"), v)
-
-
-def message_name(what: Any) -> str:
-    if what == CCS:
-        return CCS
-    return C.HANDSHAKE_NAMES.get(what, "handshake(%s)" % what)
 
 
 def _utc(ts: int) -> str:
@@ -294,7 +271,7 @@ class Trace:
         self._rounds[role] = rnd
         if event in ("send", "recv"):
             sender = role if event == "send" else peer
-            steps = _CLIENT_MESSAGE_STEPS if sender == "client" else _SERVER_MESSAGE_STEPS
+            steps = CLIENT_MESSAGE_STEPS if sender == "client" else SERVER_MESSAGE_STEPS
             step = steps.get(what, 0)
             if rnd > 1 and what in (C.CLIENT_HELLO, C.HELLO_REQUEST):
                 self._round_start(role, t, rnd)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import sys
 
 from tlscore import client, server
-from tlscore.connection import CCS, INITIATE, RENEGOTIATE, RENEGOTIATION_REFUSED, SESSION_ANSWERED
+from tlscore.connection import INITIATE, RENEGOTIATE, RENEGOTIATION_REFUSED, SESSION_ANSWERED
 
-from .trace import _CLIENT_MESSAGE_STEPS, _SERVER_MESSAGE_STEPS, message_name
+from .trace_steps import CLIENT_MESSAGE_STEPS, SERVER_MESSAGE_STEPS, message_name
 
 ROLES = {"client": client.ClientConnection, "server": server.ServerConnection}
 
@@ -34,8 +34,8 @@ def _label(role: str, event) -> str:
     if event in _LOCAL_STEPS:
         return "%s [%d]" % (event, _LOCAL_STEPS[event])
     # the sender of a message the `role` side receives is the other side
-    steps = _SERVER_MESSAGE_STEPS if role == "client" else _CLIENT_MESSAGE_STEPS
-    name = CCS if event == CCS else message_name(event)
+    steps = SERVER_MESSAGE_STEPS if role == "client" else CLIENT_MESSAGE_STEPS
+    name = message_name(event)
     step = steps.get(event)
     return "%s [%s]" % (name, step) if step else name
 

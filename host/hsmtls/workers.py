@@ -98,17 +98,10 @@ def session_store(s: ServeSettings, key: Any):
         except TokenError as e:
             if s.tickets:
                 raise KeyError_(f"--tickets: {e}") from None
-    note = None
-    if sealer is None:
+    if sealer is None:  # (a token key without a ticket key: its cache sealed in memory, docs/server.md)
         sealer = RamSealer(*s.ram_key) if s.ram_key else RamSealer()
-        if getattr(key, "performer", "") == "token":
-            obj = getattr(getattr(key, "uri", None), "object", None) or "NAME"
-            note = (f"cached sessions are sealed with a key in memory; `hsmtls token keygen --object {obj} "
-                    "--ticket-key` keeps it in the token")
     table = s.table if s.table is not None else (SessionTable(s.session_cache) if s.session_cache else None)
-    store = SessionStore(sealer, table)
-    store.note = note  # type: ignore[attr-defined]
-    return store
+    return SessionStore(sealer, table)
 
 
 async def _exit_with_parent(parent: int) -> None:

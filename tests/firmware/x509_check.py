@@ -1,8 +1,9 @@
 # Runs under MicroPython (unix port), started by test_x509_micropython.py:
 #   micropython x509_check.py <firmware/lib> <dir with the DER/PEM files> <now>
-# It exercises tlscore.x509 on the interpreter the board runs, with a backend made of
-# what the ESP32 firmware has (hashlib sha1/sha256, os.urandom), and prints one line per
-# result for the test to compare with what CPython and `cryptography` say.
+# It exercises tlscore.x509, .pathvalidation and .hostname on the interpreter the board
+# runs, with a backend made of what the ESP32 firmware has (hashlib sha1/sha256,
+# os.urandom), and prints one line per result for the test to compare with what CPython
+# and `cryptography` say.
 
 import sys
 
@@ -12,7 +13,7 @@ import binascii  # noqa: E402
 import hashlib  # noqa: E402
 import os  # noqa: E402
 
-from tlscore import pkcs1, x509  # noqa: E402
+from tlscore import hostname, pathvalidation, pkcs1, x509  # noqa: E402
 from tlscore.errors import TLSError  # noqa: E402
 
 DIR = sys.argv[2]
@@ -39,7 +40,7 @@ def load(name):
 
 def run(label, chain, anchors, host=None, purpose="server", **kw):
     try:
-        leaf = x509.verify_chain(BACKEND, chain, anchors, NOW, hostname=host, purpose=purpose, **kw)
+        leaf = pathvalidation.verify_chain(BACKEND, chain, anchors, NOW, hostname=host, purpose=purpose, **kw)
         print(label, "OK", leaf.common_name())
     except TLSError as e:
         print(label, "ALERT", e.alert, e.reason)
@@ -83,14 +84,14 @@ run("cn_allowed", [load("cn_only.der")], anchors, "localhost", allow_cn=True)
 # Host-name helpers and dates use str/int behaviour that differs between interpreters.
 print(
     "ip",
-    x509.parse_ip("::ffff:10.1.2.3") == b"\x00" * 10 + b"\xff\xff\x0a\x01\x02\x03",
-    x509.parse_ip("1_0::1"),
+    hostname.parse_ip("::ffff:10.1.2.3") == b"\x00" * 10 + b"\xff\xff\x0a\x01\x02\x03",
+    hostname.parse_ip("1_0::1"),
 )
 wild = x509.Certificate(b"")
 wild.san_dns = ["*.Example.com"]
 wild.has_san = True
 print(
-    "wild", x509.match_hostname(wild, "a.example.COM"), x509.match_hostname(wild, "a.b.example.com")
+    "wild", hostname.match_hostname(wild, "a.example.COM"), hostname.match_hostname(wild, "a.b.example.com")
 )
 print("time", x509.format_time(-1), x509.format_time(4102444800))
 
@@ -114,7 +115,7 @@ for i in range(int(sys.argv[4]) if len(sys.argv) > 4 else 200):
         c = x509.parse_certificate(bytes(b))
         c.subject_str()
         parsed += 1
-        x509.verify_chain(BACKEND, [bytes(b), inter_der], anchors, NOW, hostname="localhost")
+        pathvalidation.verify_chain(BACKEND, [bytes(b), inter_der], anchors, NOW, hostname="localhost")
     except TLSError:
         pass
     except Exception as e:  # counted: this must never happen

@@ -26,6 +26,38 @@ def openssl(*args: str, input: bytes | None = None, timeout: float = 30) -> subp
     return subprocess.run(["openssl", *args], input=input, capture_output=True, timeout=timeout)
 
 
+# --- transient failures ------------------------------------------------------------------
+
+
+def test_open_tries_again_after_a_transient_failure(monkeypatch):
+    """C_OpenSession failing for a moment (SoftHSM2 rewriting the token's file for another
+    process) is tried again on a fresh listing of the tokens, not reported."""
+    import threading
+
+    from pkcs11 import exceptions as p11e
+
+    from hsmtls.hsm import token as T
+
+    class Listed:
+        label = "t"
+        tries = 0
+
+        def open(self, rw=False, user_pin=None):
+            Listed.tries += 1
+            if Listed.tries == 1:
+                raise p11e.GeneralError()
+            return "session"
+
+    class Lib:
+        def get_tokens(self):
+            return [Listed()]
+
+    monkeypatch.setattr(T.time, "sleep", lambda s: None)
+    tok = object.__new__(T.Token)
+    tok.lib, tok.lock, tok.label, tok.token = Lib(), threading.Lock(), "t", Listed()
+    assert tok.open("1234") == "session" and Listed.tries == 2
+
+
 # --- URIs -------------------------------------------------------------------------------
 
 

@@ -26,7 +26,13 @@ from tlscore.constants import (
     HANDSHAKE,
     HANDSHAKE_FAILURE,
 )
-from tlscore.events import AlertReceived, ApplicationData, ConnectionClosed, HandshakeComplete, KeyOperationRequest
+from tlscore.events import (
+    AlertReceived,
+    ApplicationData,
+    ConnectionClosed,
+    HandshakeComplete,
+    KeyOperationRequest,
+)
 
 pytestmark = pytest.mark.interop
 

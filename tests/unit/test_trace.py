@@ -14,8 +14,9 @@ from engine_pair import Pair
 
 from hsmtls.keylog import KeyLog, KeyLogError, keylog_from
 from hsmtls.pcap import PcapWriter
-from hsmtls.trace import STEPS, Trace, TraceHub, chain_hooks, check_trace_out
+from hsmtls.trace import Trace, TraceHub, chain_hooks, check_trace_out
 from hsmtls.trace_render import to_html, to_svg, visible_entries
+from hsmtls.trace_steps import STEPS
 
 RSA = "TLS_RSA_WITH_AES_128_GCM_SHA256"
 ECDHE = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"

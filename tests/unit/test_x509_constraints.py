@@ -1,6 +1,6 @@
-"""tlscore.x509 policy beyond the chain itself: nameConstraints (tlscore.nameconstraints),
-keyUsage by key exchange, and the CN as a host name only when asked for. Certificates
-come from test_x509's builder."""
+"""tlscore.pathvalidation's policy beyond the chain itself: nameConstraints
+(tlscore.nameconstraints), keyUsage by key exchange, and the CN as a host name only when
+asked for. Certificates come from x509_fixtures' builder."""
 
 import ipaddress
 from types import SimpleNamespace
@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
-from test_x509 import (
+from x509_fixtures import (
     CA_KU,
     D,
     P,

@@ -468,11 +468,7 @@ class ClientConnection(Connection):
     # --- step 11 ------------------------------------------------------------------------
 
     def _on_hello_request(self, msg):
-        if not (
-            self.secure_renegotiation
-            and self.config.allow_renegotiation
-            and self.renegotiation_count < self.config.max_renegotiations
-        ):
+        if not self._may_renegotiate():
             self.events.append(RenegotiationRequested(True, False))
             self._send_alert(WARNING, NO_RENEGOTIATION)
             return CONNECTED

@@ -14,7 +14,7 @@
 # alert, a closed connection and a ConnectionClosed event; no exception leaves
 # receive_data().
 
-from . import keyschedule, x509
+from . import keyschedule, pathvalidation
 from .constants import (
     ALERT,
     ALERT_NAMES,
@@ -571,6 +571,14 @@ class Connection:
         name = self.config.server_name if self.is_client else self.server_name
         return Session(self.session_id, self.suite.code, self.master_secret, self.use_ems, name, peer, self._now())
 
+    def _may_renegotiate(self):
+        # RFC 5746 secure renegotiation only, when the configuration allows it, up to its limit
+        return (
+            self.secure_renegotiation
+            and self.config.allow_renegotiation
+            and self.renegotiation_count < self.config.max_renegotiations
+        )
+
     def _check_ems_kept(self):
         # A renegotiation may not drop extended master secret once a session used it
         # (RFC 7627 §5.3 asks this of resumption; the same downgrade applies here).
@@ -586,7 +594,7 @@ class Connection:
         return int(f())
 
     def _verify_chain(self, chain, purpose, hostname, key_exchange="RSA"):
-        leaf = x509.verify_chain(
+        leaf = pathvalidation.verify_chain(
             self.backend, chain, self.config.trust_anchors, self._now(), hostname, purpose,
             self.config.signature_cache, key_exchange, self.config.allow_cn,
         )

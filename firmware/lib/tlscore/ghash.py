@@ -96,7 +96,8 @@ if micropython is not None:
             i = 15
             while i >= 0:
                 b = y[i]
-                # low nibble, then high nibble
+                # low nibble, then high nibble: the step written out twice, as are the stores
+                # below, since a loop or call per nibble would slow the hot loop
                 rem = z3 & 15
                 z3 = (z3 >> 4) | ((z2 & 15) << 28)
                 z2 = (z2 >> 4) | ((z1 & 15) << 28)

@@ -54,6 +54,34 @@ def _parse_extensions(p):
     return out
 
 
+def _get_nonempty(p, length_size, item_size, what):
+    # a vector of fixed-size items that must hold one at least (<2..2^16-2> and the like)
+    items = p.get_list(length_size, item_size)
+    if not items:
+        raise TLSError(DECODE_ERROR, "empty %s" % what)
+    return items
+
+
+def _one_vector(data, length_size, minimum=0):
+    # a body that is exactly one vector
+    p = Parser(data)
+    v = p.get_vector(length_size, minimum)
+    p.expect_end()
+    return v
+
+
+def _parse_signed(p):
+    # digitally-signed (RFC 5246 §4.7): SignatureAndHashAlgorithm, opaque signature<0..2^16-1>
+    alg = p.get(2)
+    sig = p.get_vector(2)
+    p.expect_end()
+    return alg, sig
+
+
+def _write_signed(algorithm, signature):
+    return Writer().add(algorithm, 2).add_vector(2, signature).bytes()
+
+
 def _write_extensions(w, extensions):
     if extensions is None:
         return
@@ -64,6 +92,8 @@ def _write_extensions(w, extensions):
 
 
 class _Hello:
+    random = b""  # 32 bytes
+    session_id = b""
     extensions = []  # list of (type, data)
 
     def extension(self, ext_type):
@@ -74,6 +104,18 @@ class _Hello:
 
     def has_extension(self, ext_type):
         return self.extension(ext_type) is not None
+
+    @staticmethod
+    def _parse_head(body):
+        # both hellos open with the version, random and session_id<0..32>
+        p = Parser(body)
+        return p, p.get(2), p.get_bytes(32), p.get_vector(1, 0, 32)
+
+    def _write_head(self, version):
+        w = Writer()
+        w.add(version, 2).add_bytes(self.random)
+        w.add_vector(1, self.session_id)
+        return w
 
 
 class ClientHello(_Hello):
@@ -90,24 +132,15 @@ class ClientHello(_Hello):
 
     @classmethod
     def parse(cls, body):
-        p = Parser(body)
-        version = p.get(2)
-        random = p.get_bytes(32)
-        session_id = p.get_vector(1, 0, 32)
-        suites = p.get_list(2, 2)
-        if not suites:
-            raise TLSError(DECODE_ERROR, "empty cipher_suites")
-        compression = p.get_list(1, 1)
-        if not compression:
-            raise TLSError(DECODE_ERROR, "empty compression_methods")
+        p, version, random, session_id = cls._parse_head(body)
+        suites = _get_nonempty(p, 2, 2, "cipher_suites")
+        compression = _get_nonempty(p, 1, 1, "compression_methods")
         extensions = _parse_extensions(p)
         p.expect_end()
         return cls(version, random, session_id, suites, compression, extensions)
 
     def write(self):
-        w = Writer()
-        w.add(self.client_version, 2).add_bytes(self.random)
-        w.add_vector(1, self.session_id)
+        w = self._write_head(self.client_version)
         w.add_list(2, 2, self.cipher_suites)
         w.add_list(1, 1, self.compression_methods)
         _write_extensions(w, self.extensions)
@@ -128,10 +161,7 @@ class ServerHello(_Hello):
 
     @classmethod
     def parse(cls, body):
-        p = Parser(body)
-        version = p.get(2)
-        random = p.get_bytes(32)
-        session_id = p.get_vector(1, 0, 32)
+        p, version, random, session_id = cls._parse_head(body)
         suite = p.get(2)
         compression = p.get(1)
         extensions = _parse_extensions(p)
@@ -139,9 +169,7 @@ class ServerHello(_Hello):
         return cls(version, random, session_id, suite, compression, extensions)
 
     def write(self):
-        w = Writer()
-        w.add(self.server_version, 2).add_bytes(self.random)
-        w.add_vector(1, self.session_id)
+        w = self._write_head(self.server_version)
         w.add(self.cipher_suite, 2).add(self.compression_method, 1)
         _write_extensions(w, self.extensions)
         return w.bytes()
@@ -155,10 +183,7 @@ class Certificate:
 
     @classmethod
     def parse(cls, body):
-        p = Parser(body)
-        raw = p.get_vector(3)
-        p.expect_end()
-        sub = Parser(raw)
+        sub = Parser(_one_vector(body, 3))
         certs = []
         while sub.remaining():
             certs.append(sub.get_vector(3, 1))
@@ -184,12 +209,8 @@ class CertificateRequest:
     @classmethod
     def parse(cls, body):
         p = Parser(body)
-        types = p.get_list(1, 1)
-        if not types:
-            raise TLSError(DECODE_ERROR, "empty certificate_types")
-        algs = p.get_list(2, 2)
-        if not algs:
-            raise TLSError(DECODE_ERROR, "empty supported_signature_algorithms")
+        types = _get_nonempty(p, 1, 1, "certificate_types")
+        algs = _get_nonempty(p, 2, 2, "supported_signature_algorithms")
         raw = p.get_vector(2)
         p.expect_end()
         sub = Parser(raw)
@@ -259,16 +280,10 @@ class ClientKeyExchange:
         return self.body
 
     def encrypted_pre_master_secret(self):
-        p = Parser(self.body)
-        enc = p.get_vector(2)
-        p.expect_end()
-        return enc
+        return _one_vector(self.body, 2)
 
     def ecdh_yc(self):
-        p = Parser(self.body)
-        point = p.get_vector(1, 1)
-        p.expect_end()
-        return point
+        return _one_vector(self.body, 1, 1)
 
 
 class ServerKeyExchange:
@@ -293,13 +308,11 @@ class ServerKeyExchange:
             raise TLSError(ILLEGAL_PARAMETER, "ServerKeyExchange curve type %d is not named_curve" % curve_type)
         curve = p.get(2)
         public = p.get_vector(1, 1)
-        alg = p.get(2)
-        sig = p.get_vector(2)
-        p.expect_end()
+        alg, sig = _parse_signed(p)
         return cls(curve, public, alg, sig)
 
     def write(self):
-        return self.params() + Writer().add(self.algorithm, 2).add_vector(2, self.signature).bytes()
+        return self.params() + _write_signed(self.algorithm, self.signature)
 
 
 class CertificateVerify:
@@ -311,14 +324,10 @@ class CertificateVerify:
 
     @classmethod
     def parse(cls, body):
-        p = Parser(body)
-        alg = p.get(2)
-        sig = p.get_vector(2)
-        p.expect_end()
-        return cls(alg, sig)
+        return cls(*_parse_signed(Parser(body)))
 
     def write(self):
-        return Writer().add(self.algorithm, 2).add_vector(2, self.signature).bytes()
+        return _write_signed(self.algorithm, self.signature)
 
 
 class Finished:
@@ -386,9 +395,7 @@ def server_name_extension(host_name):
 def parse_server_name(data):
     # RFC 6066 §3: a ServerNameList holding at most one host_name, a DNS name in ASCII
     # (lower-cased here), no trailing dot; other name types are skipped
-    p = Parser(data)
-    sub = Parser(p.get_vector(2, 1))
-    p.expect_end()
+    sub = Parser(_one_vector(data, 2, 1))
     host = None
     while sub.remaining():
         name_type = sub.get(1)
@@ -464,10 +471,7 @@ def renegotiation_info_extension(renegotiated_connection):
 
 
 def parse_renegotiation_info(data):
-    p = Parser(data)
-    v = p.get_vector(1)
-    p.expect_end()
-    return v
+    return _one_vector(data, 1)
 
 
 def supported_groups_extension(groups):

@@ -68,7 +68,8 @@ def _mont_mul32(out: ptr32, a: ptr32, b: ptr32, n: ptr32, t: ptr32, s: int, n0: 
 
 @micropython.viper
 def _mont_mul16(out: ptr16, a: ptr16, b: ptr16, n: ptr16, t: ptr16, s: int, n0: uint):
-    # _mont_mul32 with 16-bit limbs, for 32-bit words; the same steps line by line
+    # _mont_mul32 with 16-bit limbs, for 32-bit words; the same steps line by line. A
+    # copy, not one function: viper fixes a pointer's width (ptr16/ptr32) when it compiles.
     i = 0
     while i <= s:
         t[i] = 0

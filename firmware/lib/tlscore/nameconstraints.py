@@ -1,4 +1,4 @@
-# nameConstraints (RFC 5280 §4.2.1.10) of the CAs on a path x509.verify_chain has built:
+# nameConstraints (RFC 5280 §4.2.1.10) of the CAs on a path pathvalidation.verify_chain built:
 # every name of every certificate below a constraining CA must lie in one of its
 # permitted subtrees of that name's form (if it has any of that form) and in none of its
 # excluded ones, whether the extension is marked critical or not. dNSName and iPAddress
@@ -9,12 +9,13 @@
 # Loaded only when a CA on the path has the extension: most boards never import it.
 
 from .constants import BAD_CERTIFICATE, UNSUPPORTED_CERTIFICATE
+from .der import children, expect, int_value, malformed, string_value
 from .errors import TLSError
-from .x509 import _children, _expect, _int_value, _malformed, _string_value, _who
+from .x509 import who
 
 _DNS = 0x82  # GeneralName dNSName [2] IA5String
 _IP = 0x87  # GeneralName iPAddress [7] OCTET STRING
-_IA5_STRING = 0x16  # (x509's is a MicroPython const: not importable)
+_IA5_STRING = 0x16  # (der's is a MicroPython const: not importable)
 _FORMS = {
     0: "otherName", 1: "rfc822Name", 2: "dNSName", 3: "x400Address", 4: "directoryName",
     5: "ediPartyName", 6: "uniformResourceIdentifier", 7: "iPAddress", 8: "registeredID",
@@ -25,41 +26,41 @@ def parse(cert):
     # -> (permitted, excluded), each a list of (_DNS, base) or (_IP, address, mask)
     data = cert.der
     start, end = cert.name_constraints
-    s, e = _expect(data, start, end, 0x30, "NameConstraints")
+    s, e = expect(data, start, end, 0x30, "NameConstraints")
     if e != end:
-        raise _malformed("trailing data in nameConstraints")
+        raise malformed("trailing data in nameConstraints")
     out = ([], [])
-    for t, ts, te in _children(data, s, e):
+    for t, ts, te in children(data, s, e):
         # [0] permittedSubtrees, [1] excludedSubtrees, each a SEQUENCE OF GeneralSubtree
         if t != 0xA0 and t != 0xA1:
-            raise _malformed("bad NameConstraints")
+            raise malformed("bad NameConstraints")
         trees = out[t - 0xA0]
-        for st, ss, se in _children(data, ts, te):
+        for st, ss, se in children(data, ts, te):
             # GeneralSubtree ::= SEQUENCE { base GeneralName, minimum [0] DEFAULT 0, maximum [1] OPTIONAL }
-            items = _children(data, ss, se) if st == 0x30 else ()
+            items = children(data, ss, se) if st == 0x30 else ()
             if not items:
-                raise _malformed("bad GeneralSubtree")
+                raise malformed("bad GeneralSubtree")
             bt, bs, be = items[0]
             for qt, qs, qe in items[1:]:
-                if qt != 0x80 or _int_value(data, qs, qe, True) != 0:
+                if qt != 0x80 or int_value(data, qs, qe, True) != 0:
                     raise TLSError(
                         UNSUPPORTED_CERTIFICATE,
                         "certificate %s has a nameConstraints minimum or maximum (RFC 5280 forbids them)"
-                        % _who(cert),
+                        % who(cert),
                     )
             if bt == _DNS:
-                base = _string_value(data, _IA5_STRING, bs, be).lower()
+                base = string_value(data, _IA5_STRING, bs, be).lower()
                 trees.append((_DNS, base[:-1] if base.endswith(".") else base))
             elif bt == _IP:
                 half = (be - bs) // 2
                 if (half != 4 and half != 16) or be - bs != 2 * half:
-                    raise _malformed("bad iPAddress in nameConstraints")
+                    raise malformed("bad iPAddress in nameConstraints")
                 trees.append((_IP, data[bs : bs + half], data[bs + half : be]))
             else:
                 raise TLSError(
                     UNSUPPORTED_CERTIFICATE,
                     "certificate %s constrains %s names (nameConstraints), which we cannot check"
-                    % (_who(cert), _FORMS.get(bt & 0x1F, "unknown")),
+                    % (who(cert), _FORMS.get(bt & 0x1F, "unknown")),
                 )
     return out
 
@@ -133,12 +134,12 @@ def check(full, allow_cn):
                     raise TLSError(
                         BAD_CERTIFICATE,
                         "name %s of certificate %s is outside the names CA %s may certify (nameConstraints)"
-                        % (_show(form, value), _who(cert), _who(ca)),
+                        % (_show(form, value), who(cert), who(ca)),
                     )
                 for t in excluded:
                     if t[0] == form and _within(form, value, t, True):
                         raise TLSError(
                             BAD_CERTIFICATE,
                             "name %s of certificate %s is excluded by CA %s (nameConstraints)"
-                            % (_show(form, value), _who(cert), _who(ca)),
+                            % (_show(form, value), who(cert), who(ca)),
                         )

@@ -221,11 +221,7 @@ class ServerConnection(Connection):
         ri = msg.extension(EXT_RENEGOTIATION_INFO)
         scsv = TLS_EMPTY_RENEGOTIATION_INFO_SCSV in msg.cipher_suites
         if renegotiation:
-            if not (
-                self.secure_renegotiation
-                and self.config.allow_renegotiation
-                and self.renegotiation_count < self.config.max_renegotiations
-            ):
+            if not self._may_renegotiate():
                 self.events.append(RenegotiationRequested(True, False))
                 self.transcript = self._new_transcript()
                 self._send_alert(WARNING, NO_RENEGOTIATION)
