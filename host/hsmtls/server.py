@@ -27,7 +27,7 @@ from tlscore.server import ServerConnection
 from .backend import BACKEND
 from .keylog import keylog_from
 from .keys import PrivateKey, run_key_operation
-from .sessions import SessionStore
+from .sessions import SESSION_KINDS, SessionStore
 from .trace import chain_hooks
 
 log = logging.getLogger("hsmtls.server")
@@ -80,6 +80,14 @@ class TLSServer:
         self.out = out
         self.handshakes = 0
         self.failures = 0
+
+    def _inline(self, key: PrivateKey, ev: KeyOperationRequest) -> bool:
+        # A file key's operation (OpenSSL, about a millisecond) and a session sealed in
+        # memory run on the event loop: the hand-off to a thread and back costs more
+        # than it spares (`hsmtls bench server`). A token's wait runs off the loop.
+        if ev.kind in SESSION_KINDS:
+            return self.sessions is not None and getattr(self.sessions.sealer, "inline", False)
+        return getattr(key, "performer", "") == "host"
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -134,7 +142,10 @@ class TLSServer:
                 if isinstance(ev, KeyOperationRequest):
                     try:
                         key = self.keys[ev.key_index]
-                        result = await loop.run_in_executor(None, run_key_operation, key, ev, self.sessions)
+                        if self._inline(key, ev):
+                            result = run_key_operation(key, ev, self.sessions)
+                        else:
+                            result = await loop.run_in_executor(None, run_key_operation, key, ev, self.sessions)
                     except Exception as e:  # token/device failure: fail this handshake only
                         why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
                         log.warning("key operation failed on %s: %s", key.description, why)

@@ -52,6 +52,7 @@ class RamSealer:
     private key is in a file anyway); `key` hands the parent's key to a worker."""
 
     description = "a key in memory"
+    inline = True  # fast enough to run on the server's event loop
 
     def __init__(self, key: bytes | None = None, name: bytes | None = None) -> None:
         self.key = key if key is not None else AESGCM.generate_key(bit_length=256)

@@ -25,7 +25,7 @@ def test_no_signature_when_the_nonce_counter_cannot_be_written(board_pki, server
     flash = provision(tmp_path / "flash", board_pki.ca_cert, board_pki.client_ec_cert, board_pki.client_ec_key)
     (flash / "client.key.boots").mkdir()  # neither read nor written as a file
     port = servers.hsmtls(client_auth=True)
-    with EmulatedBoard(flash, heap="256k", mpy=True) as board, HostLink(board.tty) as link:
+    with EmulatedBoard(flash, heap="320k", mpy=True) as board, HostLink(board.tty) as link:
         link.connect(10)
         bridge = Bridge(link, ("127.0.0.1", port))
         r = bridge.run_handshake({"server_name": "localhost", "client_auth": True}, timeout=60)
