@@ -103,6 +103,9 @@ class BenchSetup:
         token = init_token("bench", BENCH_PIN, "so-" + BENCH_PIN)
         keygen(token, BENCH_PIN, "server")
         keygen(token, BENCH_PIN, "ca")
+        from .hsm.tickets import make_ticket_key
+
+        make_ticket_key(token, BENCH_PIN, "server")  # the resumed rows' tickets, sealed in the token
         self.key_uri = "pkcs11:token=bench;object=server;type=private"
         ca_key = TokenKey("pkcs11:token=bench;object=ca;type=private", pin=BENCH_PIN, pool_size=1,
                           implicit_rejection=False)
@@ -128,10 +131,11 @@ def openssl_engine_server_argv(setup: BenchSetup, port: int) -> list[str]:
             "-keyform", "engine", "-key", key, "-cert", str(setup.token_cert), "-naccept", "1000000000"]
 
 
-def _loadgen(port: int, ca: Path, cipher: str, concurrency: int, duration: float, env: dict) -> dict:
+def _loadgen(port: int, ca: Path, cipher: str, concurrency: int, duration: float, env: dict,
+             resume: bool = False) -> dict:
     out = subprocess.run(
         [sys.executable, "-m", "hsmtls.loadgen", "--port", str(port), "--cafile", str(ca), "--cipher", cipher,
-         "--concurrency", str(concurrency), "--duration", str(duration)],
+         "--concurrency", str(concurrency), "--duration", str(duration), *(["--resume"] if resume else [])],
         capture_output=True, text=True, env=env, timeout=duration + 120,
     )
     if out.returncode != 0:
@@ -144,6 +148,8 @@ def _loadgen(port: int, ca: Path, cipher: str, concurrency: int, duration: float
 SUITES = {
     "rsa": ("RSA kx", "AES128-GCM-SHA256", "TLS_RSA_WITH_AES_128_GCM_SHA256"),
     "ecdhe": ("ECDHE_RSA", "ECDHE-RSA-AES128-GCM-SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+    # resumed handshakes (tickets; the load generator offers each thread's last session)
+    "resumed": ("ECDHE_RSA resumed", "ECDHE-RSA-AES128-GCM-SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
 }
 
 
@@ -171,7 +177,8 @@ def _hsmtls_rows(setup: BenchSetup, workers: int) -> list[Row]:
     for key, cert, spec in (("PEM", setup.pem_cert, str(setup.pem_key)), ("token", setup.token_cert, setup.key_uri)):
         for suite, (name, _, iana) in SUITES.items():
             argv = [sys.executable, "-m", "hsmtls", "serve", "--host", "127.0.0.1", "--cert", str(cert),
-                    "--key", spec, "--workers", str(workers), "--cipher", iana]
+                    "--key", spec, "--workers", str(workers), "--cipher", iana,
+                    *(["--tickets"] if suite == "resumed" else ["--session-cache", "0"])]
             rows.append(_argv_row(f"hsmtls-{key.lower()}-{suite}", f"hsmtls, {key} key, {name}", suite,
                                   partial(_with_port, argv), setup.env))
     return rows
@@ -187,9 +194,10 @@ def _nginx_rows(setup: BenchSetup, workers: int, nginx: str, engine: bool) -> li
     rows = []
     for key, key_label, cert, spec in keys:
         for suite, (name, cipher, _) in SUITES.items():
-            def start(port: int, d: Path, cert=cert, spec=spec, cipher=cipher, key=key) -> Any:
+            def start(port: int, d: Path, cert=cert, spec=spec, cipher=cipher, key=key, suite=suite) -> Any:
                 (d / "nginx.conf").write_text(nginx_conf(d, port, workers, cert, spec, cipher,
-                                                         engine=key == "libp11", root=os.geteuid() == 0))
+                                                         engine=key == "libp11", root=os.geteuid() == 0,
+                                                         resume=suite == "resumed"))
                 return _process(nginx_argv(nginx, d), port, setup.env, d / "stderr.log")
 
             rows.append(Row(f"nginx-{key}-{suite}", f"nginx, {key_label}, {name}", suite, start, log="error.log"))
@@ -216,11 +224,12 @@ def _run_rows(rows: list[Row], concurrencies: list[int], duration: float, setup:
             try:
                 with row.start(port, d) as proc:
                     for c in concurrencies:
-                        r = _loadgen(port, setup.ca_pem, cipher, c, duration, setup.env)
+                        r = _loadgen(port, setup.ca_pem, cipher, c, duration, setup.env, resume=row.suite == "resumed")
                         cells[c] = r
                         progress(f"{row.id} c={c}")
                         echo(f"  {row.label:42s} c={c:<3d} {r['handshakes_per_s']:8.1f} hs/s  "
-                             f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}")
+                             f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}"
+                             + (f"  resumed {r.get('resumed', 0)}/{r['handshakes']}" if row.suite == "resumed" else ""))
                         if r["handshakes"] == 0:
                             failed = r["first_error"] or "no handshake completed"
                             break
@@ -264,7 +273,7 @@ def bench_server(concurrencies: list[int], duration: float, workers: int | None,
         if engine:
             rows += [_argv_row(f"s_server-libp11-{suite}", f"openssl s_server + libp11, {name}", suite,
                                lambda p: openssl_engine_server_argv(setup, p), setup.env)
-                     for suite, (name, _, _) in SUITES.items()]
+                     for suite, (name, _, _) in SUITES.items() if suite != "resumed"]
         rows.append(_argv_row(
             "s_server-pem-rsa", "openssl s_server, PEM key, RSA kx", "rsa",
             lambda p: ["openssl", "s_server", "-quiet", "-accept", f"127.0.0.1:{p}", "-tls1_2",

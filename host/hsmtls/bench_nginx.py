@@ -22,7 +22,7 @@ def nginx_path() -> str | None:
 
 
 def nginx_conf(prefix: Path, port: int, workers: int, cert: Path, key: str, cipher: str, *,
-               engine: bool, root: bool) -> str:
+               engine: bool, root: bool, resume: bool = False) -> str:
     """The config text; `key` is a PEM path, or `engine:pkcs11:<pkcs11 URI>` with `engine`."""
     p = prefix.resolve()
     lines = [
@@ -51,9 +51,10 @@ def nginx_conf(prefix: Path, port: int, workers: int, cert: Path, key: str, ciph
         f'        ssl_certificate_key "{key}";',
         "        ssl_protocols TLSv1.2;",
         f"        ssl_ciphers {cipher};",
-        # full handshakes only: no session cache and no tickets to resume from
-        "        ssl_session_cache off;",
-        "        ssl_session_tickets off;",
+        # full handshakes: no session cache and no tickets to resume from; resumed ones:
+        # the cache shared by the workers and tickets, as a tuned nginx runs
+        *(["        ssl_session_cache shared:SSL:10m;", "        ssl_session_tickets on;"] if resume else
+          ["        ssl_session_cache off;", "        ssl_session_tickets off;"]),
         '        return 200 "ok\\n";',
         "    }",
         "}",

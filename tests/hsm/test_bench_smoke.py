@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,10 @@ def test_bench_server_runs_and_reports_ratios():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "workers: hsmtls " in proc.stdout and "÷ nginx PEM, c=1" in proc.stdout
     assert "| hsmtls, token key, RSA kx |" in proc.stdout and "| hsmtls, PEM key, ECDHE_RSA |" in proc.stdout
+    # resumed handshakes: ours with tickets sealed in the token, nginx with its cache and tickets
+    resumed = re.search(r"hsmtls, token key, ECDHE_RSA resumed\s+c=1\s.*resumed (\d+)/(\d+)", proc.stdout)
+    assert resumed and int(resumed.group(2)) > 0 and int(resumed.group(1)) >= int(resumed.group(2)) - 1, proc.stdout
+    assert "| nginx, PEM key, ECDHE_RSA resumed |" in proc.stdout
 
 
 # the nginx cells alone, in a child (the setup makes its own SoftHSM2 store, which a
