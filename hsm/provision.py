@@ -25,10 +25,10 @@ from asn1crypto import x509 as a1x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
 from pkcs11 import Attribute, KeyType, ObjectClass, TokenFlag
 from pkcs11 import exceptions as p11e
 
+from ..certprofiles import ca_builder, leaf_builder
 from .keyops import IR_SUFFIX, TokenKey, ensure_implicit_rejection_key
 from .token import Token, TokenError, describe_error, find_module, load_module
 from .uri import PKCS11URI
@@ -357,20 +357,8 @@ def parse_sans(values: tuple[str, ...] | list[str]) -> list[x509.GeneralName]:
 
 def ca_init(ca_key: TokenKey, subject: str, days: int = 3650) -> x509.Certificate:
     now = datetime.datetime.now(UTC)
-    name = parse_subject(subject)
-    pub = ca_key.public_key()
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(pub)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
-    )
+    b = ca_builder(parse_subject(subject), ca_key.public_key(), now - datetime.timedelta(minutes=5),
+                   now + datetime.timedelta(days=days))
     return sign_in_token(b, ca_key)
 
 
@@ -402,30 +390,11 @@ def ca_issue(
     if (ca_cert.public_key().public_numbers().n != ca_key.n):  # type: ignore[union-attr]
         raise TokenError("the CA certificate does not belong to the CA key")
     now = datetime.datetime.now(UTC)
-    if profile == "server":
-        eku = [ExtendedKeyUsageOID.SERVER_AUTH]
-        ku = x509.KeyUsage(True, False, True, False, False, False, False, False, False)
-        if not sans:
-            cns = subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
-            if not cns:
-                raise TokenError("a server certificate needs --san DNS:name (or a CN to copy)")
-            sans = [x509.DNSName(str(cns[0].value))]
-    else:
-        eku = [ExtendedKeyUsageOID.CLIENT_AUTH]
-        ku = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(ku, critical=True)
-        .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)  # type: ignore[arg-type]
-    )
-    if sans:
-        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if profile == "server" and not sans:
+        cns = subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+        if not cns:
+            raise TokenError("a server certificate needs --san DNS:name (or a CN to copy)")
+        sans = [x509.DNSName(str(cns[0].value))]
+    b = leaf_builder(profile, subject, ca_cert, public_key, now - datetime.timedelta(minutes=5),
+                     min(now + datetime.timedelta(days=days), ca_cert.not_valid_after_utc), sans)
     return sign_in_token(b, ca_key)

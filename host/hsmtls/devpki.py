@@ -12,8 +12,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
+from .certprofiles import ca_builder, leaf_builder
 from .keys import write_private_file
 
 UTC = datetime.timezone.utc
@@ -35,21 +36,8 @@ def name(cn: str, org: str | None = "hsmtls") -> x509.Name:
 
 def make_ca(key: rsa.RSAPrivateKey, cn: str, days: int = 365) -> x509.Certificate:
     now = datetime.datetime.now(UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name(cn))
-        .issuer_name(name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    b = ca_builder(name(cn), key.public_key(), now - datetime.timedelta(hours=1), now + datetime.timedelta(days=days))
+    return b.sign(key, hashes.SHA256())
 
 
 def issue(
@@ -63,30 +51,12 @@ def issue(
     not_before: datetime.datetime | None = None,
     not_after: datetime.datetime | None = None,
 ) -> x509.Certificate:
-    """A leaf certificate: profile "server" (serverAuth, keyEncipherment) or "client"."""
+    """A leaf certificate of `profile` ("server" or "client": hsmtls.certprofiles)."""
     now = datetime.datetime.now(UTC)
-    if profile == "server":
-        eku = [ExtendedKeyUsageOID.SERVER_AUTH]
-        ku = x509.KeyUsage(True, False, True, False, False, False, False, False, False)
-    else:
-        eku = [ExtendedKeyUsageOID.CLIENT_AUTH]
-        ku = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(name(cn))
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or now - datetime.timedelta(hours=1))
-        .not_valid_after(not_after or now + datetime.timedelta(days=90))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(ku, critical=True)
-        .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
-    )
     sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    if sans:
-        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    b = leaf_builder(profile, name(cn), ca_cert, public_key, not_before or now - datetime.timedelta(hours=1),
+                     not_after or now + datetime.timedelta(days=90), sans)
     return b.sign(ca_key, hashes.SHA256())
 
 
