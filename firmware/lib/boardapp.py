@@ -138,12 +138,19 @@ class Session:
             signature_cache=b.signature_cache if opts.get("signature_cache", True) else None,
             sign_digest=True,  # CertificateVerify from the running hash: no transcript copy
         )
-        # the server we expect, if we met it before: its key, for PreparedPremaster
+        # resumption ("resume": false turns it off): ask for a ticket, offer the last session
+        if opts.get("resume", True):
+            cfg.session_tickets = True
+            s = b.tls_session
+            if s is not None and s.server_name == cfg.server_name:
+                cfg.session = s
+        # the server we expect, if we met it before: its key, for PreparedPremaster (not
+        # while a resumption is offered: it needs no premaster)
         self.expect_key = None
         if opts.get("prepare_premaster", True):
             cfg.prepared_premaster = b.premaster
             known = b.server_keys.get(opts.get("server_name"))
-            if known is not None and not (b.premaster.ready and b.premaster.key == known):
+            if cfg.session is None and known is not None and not (b.premaster.ready and b.premaster.key == known):
                 self.expect_key = known
         # RFC 6066: records of at most 2 KiB by default, so what the board buffers per
         # record fits its heap; "mfl": 0 offers nothing (16 KiB records)
@@ -311,8 +318,14 @@ class Session:
                 "secure_renegotiation": ev.secure_renegotiation,
                 "renegotiation": ev.renegotiation,
                 "client_cert": bool(ev.client_certificate_requested and conn.config.certificate_chain),
+                "resumed": ev.resumed,
                 "ms": self.board.port.ticks_diff(self.board.port.ticks_ms(), self.t0),
             }
+            if self.opts.get("resume", True) and ev.session is not None:
+                s = ev.session
+                if not ev.resumed:  # keep the server's name, not its certificate
+                    s.peer_certificate = _Peer(ev.peer_subject)
+                self.board.tls_session = s
             if conn.config.prepared_premaster is not None and conn.peer_certificate is not None \
                     and conn.peer_certificate.public_key is not None:
                 k = conn.peer_certificate.public_key
@@ -434,17 +447,30 @@ class Session:
         if self.handshakes:
             first = self.handshakes[0]
             for k in ("suite", "ems", "secure_renegotiation", "server_subject", "client_cert", "cached_signatures",
-                      "prepared_premaster"):
+                      "prepared_premaster", "resumed"):
                 r[k] = first.get(k)
             r["handshake_ms"] = first["ms"]
             r["handshake_us"] = first.get("us")
             r["renegotiations"] = len(self.handshakes) - 1
+        elif conn is not None and conn.config.session is not None:
+            self.board.tls_session = None  # a resumption that failed is not offered again
         r["total_ms"] = self.board.port.ticks_diff(self.board.port.ticks_ms(), self.t0)
         if self.opts.get("autorun"):
             r["autorun"] = self.opts["autorun"]
         self.result = r
         self.board.link.send(P.RESULT, P.pack(r))
         self.conn = None
+
+
+class _Peer:
+    # what a kept session remembers of the server's certificate: its name for RESULT
+    public_key = None
+
+    def __init__(self, subject):
+        self.subject = subject
+
+    def subject_str(self):
+        return self.subject
 
 
 # RESULT when the board had no memory left to say more (a constant: it needs no heap)
@@ -477,6 +503,10 @@ class Board:
         # piece: later its 2.5 KB may find no free block that large.
         self.record_buffer = bytearray(5 + DEFAULT_MFL + 320 + MAX_PAYLOAD)
         self.session = None
+        # the last TLS session (RAM only: ID or ticket, master secret), offered to the
+        # next server of that name: a resumed handshake needs no RSA operation and no
+        # certificate at all
+        self.tls_session = None
         self.time = None  # (unix seconds, ticks_ms when received)
         self._anchors = None
         self._chain = None

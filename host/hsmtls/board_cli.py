@@ -362,14 +362,20 @@ def provision(directory, board_name, port, ca_key, ca_cert, subject, days, bits,
 @click.option("--engine", type=click.Choice(["hsmtls", "mbedtls"]), default="hsmtls", show_default=True,
               help="The board's TLS client: ours, or the port's own tls module (mbedTLS) over the same link "
                    "(the handshake alone: no --cipher, --renegotiate, --send, --mfl).")
+@click.option("--count", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Handshakes in a row, one connection each: the board offers its last session every time "
+                   "(summary: how many resumed, times).")
+@click.option("--no-resume", is_flag=True, help="The board neither offers nor keeps a session: full handshakes.")
 def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, send_text, mfl, timeout, trace, trace_out, pcap,
-              engine) -> None:
+              engine, count, no_resume) -> None:
     """Drive one TLS handshake from the board and print the board's result."""
     from .board.bridge import BoardFailure, format_result, handshake_once
     from .board.hostlink import LinkError
 
     host, tcp_port = host_port(target, "--to")
     opts = _session_opts(server_name or host, client_cert, ciphers, renegotiate, send_text)
+    if no_resume:
+        opts["resume"] = False
     if engine != "hsmtls":
         opts["engine"] = engine
     if mfl:
@@ -381,6 +387,9 @@ def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, 
         opts["anchor_sha256"] = fps[0]
     from .board.sniff import RecordSniffer
 
+    if count > 1:
+        _handshakes_in_a_row(port, (host, tcp_port), opts, count, timeout)
+        return
     sniffer = RecordSniffer() if (trace or trace_out) else None
     taps: list = [sniffer] if sniffer else []
     capture = _open_pcap(pcap, tcp_port)
@@ -410,6 +419,38 @@ def handshake(port, target, ca, client_cert, server_name, ciphers, renegotiate, 
     if pcap:
         click.echo(f"capture: {pcap}" + ("" if tcp_port == 443 else f" (tshark: -d tcp.port=={tcp_port},tls)"))
     if not r.get("ok"):
+        sys.exit(1)
+
+
+def _handshakes_in_a_row(port: str, target: tuple[str, int], opts: dict, count: int, timeout: float) -> None:
+    """`board handshake --count N`: N sessions over one link, each its own TCP connection."""
+    import statistics
+
+    from .board.bridge import BoardFailure, Bridge
+    from .board.hostlink import HostLink, LinkError
+
+    results = []
+    try:
+        with HostLink(port) as link:
+            link.connect()
+            bridge = Bridge(link, target, lambda s: click.echo(s, err=True))
+            for _ in range(count):
+                r = bridge.run_handshake(opts, timeout)
+                results.append(r)
+                if not r.get("ok"):
+                    break
+    except (LinkError, BoardFailure) as e:
+        fail(str(e))
+    ok = [r for r in results if r.get("ok")]
+    resumed = [r for r in ok if r.get("resumed")]
+    click.echo(f"handshakes: {len(ok)}/{count} ok")
+    click.echo(f"resumed: {len(resumed)}/{count}")
+    for label, rows in (("full", [r for r in ok if not r.get("resumed")]), ("resumed", resumed)):
+        us = [r["handshake_us"] for r in rows if r.get("handshake_us") is not None]
+        if us:
+            click.echo(f"{label}: median {statistics.median(us) / 1000:.2f} ms ClientHello to Finished ({len(us)})")
+    if len(ok) < count:
+        click.echo(f"reason: {results[-1].get('reason')}")
         sys.exit(1)
 
 

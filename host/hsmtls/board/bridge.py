@@ -320,6 +320,7 @@ def format_result(r: dict) -> list[str]:
             f"extended_master_secret: {yn.get(r.get('ems'), '-')}",
             f"secure_renegotiation: {yn.get(r.get('secure_renegotiation'), '-')}",
             f"client_certificate: {yn.get(r.get('client_cert'), '-')}",
+            f"resumed: {yn.get(r.get('resumed'), '-')}",
             f"server: {r.get('server_subject') or '-'}",
             f"renegotiations: {r.get('renegotiations', 0)}",
             f"handshake_ms: {r.get('handshake_ms')}",
