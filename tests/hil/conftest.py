@@ -139,58 +139,20 @@ def board_tty(flash_dir):
 
 # --- the token, a token-backed server and a board provisioned by the token's CA -----------
 #
-# softhsm_support sets SOFTHSM2_CONF when imported, before anything loads the module.
+# The token and the board are the hsmtls pytest plugin's (hsmtls.testing.plugin):
+# `hsmtls_token`, `hsmtls_board`, as a user's tests get them. softhsm_support puts the
+# SoftHSM2 store in SOFTHSM2_CONF when imported, before anything loads the module.
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hsm"))
 import softhsm_support  # noqa: E402
 
 
-class HilToken:
-    """A SoftHSM2 token with a CA, a rogue CA and the server key; PEMs in `dir`."""
-
-    label = "hsmtls-hil"
-
-    def __init__(self, directory: Path) -> None:
-        from cryptography.hazmat.primitives import serialization
-
-        from hsmtls.hsm.keyops import TokenKey
-        from hsmtls.hsm.provision import (
-            ca_init,
-            init_token,
-            issue_localhost_server,
-            keygen,
-        )
-
-        self.dir = directory
-        self.pin = softhsm_support.PIN
-        token = init_token(self.label, self.pin, "so-" + self.pin)
-        self.keys = {}
-        for name in ("ca", "rogue-ca", "server"):
-            keygen(token, self.pin, name)
-            self.keys[name] = TokenKey(self.uri(name), pin=self.pin, pool_size=2)
-        pem = serialization.Encoding.PEM
-        self.ca_cert = ca_init(self.keys["ca"], "CN=hsmtls HIL CA,O=hsmtls", 30)
-        self.rogue_cert = ca_init(self.keys["rogue-ca"], "CN=rogue CA,O=elsewhere", 30)
-        (directory / "ca.pem").write_bytes(self.ca_cert.public_bytes(pem))
-        (directory / "rogue-ca.pem").write_bytes(self.rogue_cert.public_bytes(pem))
-        srv = self.keys["server"]
-        cert = issue_localhost_server(self.keys["ca"], self.ca_cert, srv.public_key(), 30)
-        (directory / "server.pem").write_bytes(cert.public_bytes(pem))
-
-    def uri(self, name: str) -> str:
-        return f"pkcs11:token={self.label};object={name};type=private"
-
-    def close(self) -> None:
-        for k in self.keys.values():
-            k.close()
-
-
 @pytest.fixture(scope="session")
-def hil_token(tmp_path_factory):
+def hil_token(request):
+    """The plugin's throwaway token: keys ca, rogue-ca, server; ca.pem, rogue-ca.pem,
+    server.pem in .dir (skipped without SoftHSM2, failed under $CI)."""
     require_tool("softhsm2")
-    t = HilToken(tmp_path_factory.mktemp("hil_token"))
-    yield t
-    t.close()
+    return request.getfixturevalue("hsmtls_token")
 
 
 @pytest.fixture(scope="session")
@@ -218,23 +180,11 @@ class ProvisionedBoard:
 
 
 @pytest.fixture(scope="session")
-def provisioned_board(hil_token, board_port, tmp_path_factory):
-    """The board with its own key and a token-CA-signed certificate."""
-    port = board_port or REAL_BOARD
-    if port:
-        from hsmtls.board.hostlink import HostLink
-        from hsmtls.board.provisioning import provision_board
-
-        with HostLink(port) as link:
-            link.connect(10)
-            prov = provision_board(link, hil_token.keys["ca"], (hil_token.dir / "ca.pem").read_bytes(),
-                                  key_type="rsa")
-        yield ProvisionedBoard(port, None, prov)
-        return
-    require_tool("micropython")
-    flash = tmp_path_factory.mktemp("provisioned_flash")
-    board, prov = provision_emulated(flash, hil_token)
-    try:
-        yield ProvisionedBoard(board.tty, flash, prov)
-    finally:
-        board.stop()
+def provisioned_board(hil_token, request):
+    """The plugin's board (emulated unless --port) with its own RSA key and a
+    token-CA-signed certificate."""
+    if not (request.config.getoption("--port") or REAL_BOARD):
+        require_tool("micropython")
+    board = request.getfixturevalue("hsmtls_board")
+    prov = board.provision(hil_token, key_type="rsa")
+    return ProvisionedBoard(board.port, board.emulated.flash_dir if board.emulated else None, prov)

@@ -1,0 +1,129 @@
+"""TLS servers for a board to talk to: `hsmtls serve` with its key in the token, and
+`openssl s_server` as a second, independent peer. Each is a process on 127.0.0.1 with
+a kernel-chosen port, stopped by `close()`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .token import ThrowawayToken
+
+
+class ServerError(Exception):
+    pass
+
+
+class Server:
+    """A running server: `.port`, `.address` ("127.0.0.1", port), `.output()` (what it
+    printed so far; `hsmtls serve` logs each connection: peer, suite, renegotiation)."""
+
+    def __init__(self, proc: subprocess.Popen, port: int, argv: list[str]) -> None:
+        self.proc = proc
+        self.port = port
+        self.argv = argv
+        self._out: list[str] = []
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def output(self, wait: float = 0.0) -> str:
+        """What the server printed until now (waiting up to `wait` s for more)."""
+        import select
+
+        stream = self.proc.stdout
+        deadline = time.monotonic() + wait
+        while stream is not None:
+            r, _, _ = select.select([stream], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                break
+            line = stream.readline()
+            if not line:
+                break
+            self._out.append(line)
+        return "".join(self._out)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(token: ThrowawayToken, client_auth: bool = False, renegotiate: bool = False,
+          ciphers: tuple[str, ...] | list[str] = (), crl: str | Path | None = None, app: str = "echo",
+          key: str = "server", extra: tuple[str, ...] | list[str] = ()) -> Server:
+    """`hsmtls serve` with the token's server key (pkcs11: URI) and certificate; with
+    `client_auth` it requires a client certificate from the token's CA; `renegotiate`: it
+    sends HelloRequest after the client's first data; `crl`: revoked clients are refused."""
+    argv = [sys.executable, "-m", "hsmtls", "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1",
+            "--cert", str(token.server_pem), "--key", token.uri(key), "--app", app]
+    if client_auth:
+        argv += ["--client-ca", str(token.ca_pem)]
+    if renegotiate:
+        argv.append("--renegotiate")
+    for c in ciphers:
+        argv += ["--cipher", c]
+    if crl:
+        argv += ["--crl", str(crl)]
+    argv += list(extra)
+    out = ""
+    for _ in range(3):
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=token.env)
+        line = proc.stdout.readline() if proc.stdout else ""
+        m = re.search(r"listening on [^ ]+:(\d+)", line)
+        if m:
+            server = Server(proc, int(m.group(1)), argv)
+            server._out.append(line)
+            return server
+        out = line + (proc.stdout.read() if proc.stdout else "")
+        proc.wait()
+        # SoftHSM2's file store rewrites token.object at each login: a server reading
+        # it meanwhile finds no token or a broken one, and the next try does not
+        if "on token" not in out and "no token labelled" not in out:
+            break
+    raise ServerError(f"hsmtls serve did not start: {out.strip()}")
+
+
+def openssl_server(cert: str | Path, key: str | Path, client_ca: str | Path | None = None,
+                   extra: tuple[str, ...] | list[str] = (), timeout: float = 5.0) -> Server:
+    """`openssl s_server -tls1_2` with a PEM key; with `client_ca` it requires a client
+    certificate from that CA."""
+    if shutil.which("openssl") is None:
+        raise ServerError("openssl is not installed (apt install openssl)")
+    port = _free_port()
+    argv = ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-tls1_2", "-cert", str(cert), "-key", str(key),
+            "-quiet", *extra]
+    if client_ca:
+        argv += ["-Verify", "1", "-CAfile", str(client_ca)]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"openssl s_server exited: {proc.stdout.read().strip() if proc.stdout else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return Server(proc, port, argv)
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    raise ServerError(f"openssl s_server did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
