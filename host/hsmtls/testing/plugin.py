@@ -83,7 +83,10 @@ def hsmtls_board(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
             emulated = EmulatedBoard(tmp_path_factory.mktemp("hsmtls_flash"), heap=config.getoption("hsmtls_heap"),
                                      mpy=can_precompile()).start()
         except (RuntimeError, ValueError, OSError) as e:
-            pytest.fail(f"cannot start the emulated board: {e}", pytrace=False)
+            why = f"cannot start the emulated board: {e}"
+        else:
+            why = ""
+        _fail(why)
         board = Board(emulated.tty, "emulator", baud or 115200, emulated)
         try:
             _check(board)
@@ -99,20 +102,30 @@ def hsmtls_board(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         from hsmtls.board.boards import BoardError as DefError
         from hsmtls.board.boards import get_board
 
+        why = ""
         try:
             baud = get_board(name).baud
         except DefError as e:
-            pytest.fail(f"--hsmtls-board: {e}", pytrace=False)
+            why = f"--hsmtls-board: {e}"
+        _fail(why)
     board = Board(ports[index], name, baud or 115200)
     _check(board)
     yield board
 
 
+def _fail(why: str) -> None:
+    # one line in the report (outside any `except`: no "during handling" context)
+    if why:
+        pytest.fail(why, pytrace=False)
+
+
 def _check(board: Board) -> None:
+    why = ""
     try:
         board.hello()
     except BoardError as e:
-        pytest.fail(str(e), pytrace=False)
+        why = str(e)
+    _fail(why)
 
 
 @pytest.fixture(scope="session")
@@ -134,10 +147,12 @@ def hsmtls_token(tmp_path_factory: pytest.TempPathFactory):
 def hsmtls_provisioned_board(hsmtls_board: Board, hsmtls_token: ThrowawayToken, request: pytest.FixtureRequest):
     """The board with a key it made and a certificate from the token's CA (its trust
     anchor too); `.provisioned` has the certificate's subject, serial and PEM."""
+    why = ""
     try:
         hsmtls_board.provision(hsmtls_token, key_type=request.config.getoption("hsmtls_key_type"))
     except BoardError as e:
-        pytest.fail(str(e), pytrace=False)
+        why = str(e)
+    _fail(why)
     return hsmtls_board
 
 
@@ -150,9 +165,11 @@ class _Factory:
         try:
             server = self.start(*args, **kw)
         except ServerError as e:
-            pytest.fail(str(e), pytrace=False)
-        self.started.append(server)
-        return server
+            why = str(e)
+        else:
+            self.started.append(server)
+            return server
+        pytest.fail(why, pytrace=False)
 
     def close(self) -> None:
         for s in self.started:
