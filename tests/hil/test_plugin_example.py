@@ -51,3 +51,26 @@ def test_a_board_it_cannot_use_is_one_line(tmp_path, args, says):
     assert out.returncode == 1, out.stdout + out.stderr
     assert says in out.stdout, out.stdout
     assert "Traceback" not in out.stdout and "During handling" not in out.stdout, out.stdout
+
+
+@requires_tool("ser2net")
+def test_one_board_a_worker_under_xdist(tmp_path):
+    """pytest -n 2 --port URL1,URL2: each worker takes its own board (two emulated
+    boards, each behind ser2net), provisions it and runs its share of the tests."""
+    pytest.importorskip("xdist")
+    from contextlib import ExitStack
+
+    from hsmtls.board.emulator import EmulatedBoard
+    from hsmtls.testing.board import Board
+    from hsmtls.testing.ser2net import Ser2net
+
+    with ExitStack() as stack:
+        urls = []
+        for i in range(2):
+            board = stack.enter_context(EmulatedBoard(tmp_path / f"flash{i}", heap="256k", mpy=True))
+            urls.append(stack.enter_context(Ser2net(board.tty)).url)
+        out = run_example(tmp_path, "-n", "2", "--port", ",".join(urls))
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "5 passed" in out.stdout
+        certs = [Board(url).status().get("cert") for url in urls]
+    assert all(c and c["key"] == "ec" for c in certs), certs

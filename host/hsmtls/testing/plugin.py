@@ -4,7 +4,8 @@ Fixtures for host-driven tests of a board running the hsmtls firmware:
 
 - `hsmtls_board` (session): the Board (hsmtls.testing.board) on `--port` (a device or
   an rfc2217:// / socket:// URL; a comma-separated list under pytest-xdist: one a
-  worker), else an emulated board started for the session;
+  worker), else labgrid's target's serial port (`--lg-env`), else an emulated board
+  started for the session (one a pytest-xdist worker);
 - `hsmtls_token` (session): a throwaway SoftHSM2 token with a CA and a server key;
 - `hsmtls_provisioned_board` (session): the board with its own key and a certificate
   from the token's CA;
@@ -56,6 +57,13 @@ def _ports(config: pytest.Config) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
+def _labgrid_env(config: pytest.Config) -> bool:
+    """Whether labgrid's plugin has an environment (--lg-env, $LG_ENV): the board's
+    port is then its target's serial port (hsmtls.testing.labgrid)."""
+    return bool(getattr(config.option, "lg_env", None) or (config.pluginmanager.hasplugin("labgrid")
+                                                           and os.environ.get("LG_ENV")))
+
+
 def _worker_index(config: pytest.Config) -> int:
     worker = getattr(config, "workerinput", {}).get("workerid", "gw0")
     return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
@@ -63,7 +71,8 @@ def _worker_index(config: pytest.Config) -> int:
 
 def pytest_report_header(config: pytest.Config) -> str:
     ports = _ports(config)
-    where = ", ".join(ports) if ports else "an emulated board"
+    where = ", ".join(ports) if ports else "the labgrid target's port" if _labgrid_env(config) \
+        else "an emulated board"
     return f"hsmtls: board {config.getoption('hsmtls_board')} on {where}"
 
 
@@ -74,6 +83,19 @@ def hsmtls_board(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     name = config.getoption("hsmtls_board")
     ports = _ports(config)
     baud = config.getoption("baud", None)
+    if not ports and _labgrid_env(config):
+        from .labgrid import LabgridError, serial_port
+
+        why = ""
+        try:
+            port, speed = serial_port(request.getfixturevalue("target"))
+        except LabgridError as e:
+            why = str(e)
+        _fail(why)
+        board = Board(port, name, baud or speed)
+        _check(board)
+        yield board
+        return
     if not ports:
         if name != "emulator":
             pytest.fail(f"--hsmtls-board {name}: give its serial port with --port", pytrace=False)
