@@ -32,17 +32,17 @@ def exported(tmp_path_factory):
 def test_provision_and_mutual_auth_with_renegotiation_over_rfc2217(exported, hil_token, hsmtls_serve):
     board, exporter = exported
     assert exporter.url.startswith("rfc2217://127.0.0.1:") and "?" not in exporter.url
-    remote = Board(exporter.url, emulated=board)
-    assert remote.hello()["v"] >= 3
-    prov = remote.provision(hil_token, key_type="ec")
-    server = hsmtls_serve(client_auth=True)
-    r = remote.handshake(server, client_cert=True, renegotiate=True, send="over the network\n")
-    assert r["ok"], r
-    assert r["client_cert"] is True and r["renegotiations"] == 1
-    assert r["received"] == "over the network\n"
-    cert = remote.status()["cert"]
-    assert cert["key"] == "ec" and "hsmtls test CA" in cert["issuer"], cert
-    assert prov.subject.split("CN=")[-1] in cert["subject"], (prov.subject, cert)
+    with Board(exporter.url, emulated=board) as remote:  # (one connection, kept until the end)
+        assert remote.hello()["v"] >= 3
+        prov = remote.provision(hil_token, key_type="ec")
+        server = hsmtls_serve(client_auth=True)
+        r = remote.handshake(server, client_cert=True, renegotiate=True, send="over the network\n")
+        assert r["ok"], r
+        assert r["client_cert"] is True and r["renegotiations"] == 1
+        assert r["received"] == "over the network\n"
+        cert = remote.status()["cert"]
+        assert cert["key"] == "ec" and "hsmtls test CA" in cert["issuer"], cert
+        assert prov.subject.split("CN=")[-1] in cert["subject"], (prov.subject, cert)
 
 
 def test_cli_takes_the_url(exported, hil_token, hsmtls_serve):
@@ -61,9 +61,9 @@ def test_link_faults_hold_over_rfc2217(tmp_path, hil_token, hsmtls_serve):
     faults = Faults(seed=7, drop=0.05, corrupt=0.05)
     with EmulatedBoard(tmp_path / "flash", heap="256k", mpy=True, to_board=faults) as board, \
             Ser2net(board.tty) as exporter:
-        remote = Board(exporter.url, emulated=board)
-        remote.provision(hil_token, key_type="ec")
-        r = remote.handshake(hsmtls_serve(), send="x" * 3000)
+        with Board(exporter.url, emulated=board) as remote:
+            remote.provision(hil_token, key_type="ec")
+            r = remote.handshake(hsmtls_serve(), send="x" * 3000)
     assert r["ok"], r
     assert r["received"] == "x" * 3000
     assert faults.counts.get("drop") and faults.counts.get("corrupt"), faults.counts
@@ -73,7 +73,8 @@ def test_raw_tcp_socket_url(tmp_path, hsmtls_serve):
     with EmulatedBoard(tmp_path / "flash", heap="256k", mpy=True) as board, \
             Ser2net(board.tty, raw=True) as exporter:
         assert exporter.url.startswith("socket://")
-        assert Board(exporter.url).hello()["v"] >= 3
+        with Board(exporter.url) as remote:
+            assert remote.hello()["v"] >= 3
 
 
 def test_busy_exported_port_is_one_line(exported):

@@ -72,5 +72,8 @@ def test_one_board_a_worker_under_xdist(tmp_path):
         out = run_example(tmp_path, "-n", "2", "--port", ",".join(urls))
         assert out.returncode == 0, out.stdout + out.stderr
         assert "5 passed" in out.stdout
-        certs = [Board(url).status().get("cert") for url in urls]
+        certs = []
+        for url in urls:
+            with Board(url) as b:
+                certs.append(b.status().get("cert"))
     assert all(c and c["key"] == "ec" for c in certs), certs

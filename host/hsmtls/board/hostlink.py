@@ -74,7 +74,13 @@ def open_serial(port: str, baudrate: int = 115200) -> serial.SerialBase:
         try:
             with warnings.catch_warnings():  # pyserial's RFC 2217 thread: setDaemon(), setName()
                 warnings.simplefilter("ignore", DeprecationWarning)
-                return serial.serial_for_url(url, baudrate, timeout=0)
+                ser = serial.serial_for_url(url, baudrate, timeout=0)
+            sock = getattr(ser, "_socket", None)
+            if sock is not None:  # (pyserial's RFC 2217 client sets it; its socket:// does not)
+                # a frame and its ack are small: Nagle would hold each for the peer's
+                # delayed ACK, 40 ms a round trip
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return ser
         except (serial.SerialException, OSError, ValueError) as e:
             text = str(e)
             if _port_in_use(urlsplit(port)):
@@ -242,7 +248,12 @@ class HostLink:
         (deploy, status: they work with any)."""
         self._nonce = (self._nonce + 1) & 0xFFFFFFFF
         try:
-            self.ser.reset_input_buffer()  # whatever the board said to a previous host
+            if self._fd is None:
+                # RFC 2217's purge waits 50 ms or more for the server's answer; what
+                # waits in our own buffer is what matters
+                self.ser.read(65536)
+            else:
+                self.ser.reset_input_buffer()  # whatever the board said to a previous host
         except (serial.SerialException, OSError):
             pass
         deadline = time.monotonic() + timeout

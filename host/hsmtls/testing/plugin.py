@@ -95,6 +95,7 @@ def hsmtls_board(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         board = Board(port, name, baud or speed)
         _check(board)
         yield board
+        board.close()
         return
     if not ports:
         if name != "emulator":
@@ -133,6 +134,7 @@ def hsmtls_board(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     board = Board(ports[index], name, baud or 115200)
     _check(board)
     yield board
+    board.close()
 
 
 def _fail(why: str) -> None:

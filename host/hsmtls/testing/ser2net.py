@@ -1,7 +1,7 @@
 """ser2net in front of a serial port: the port exported over RFC 2217 on 127.0.0.1.
 
 What a board farm does (ser2net, labgrid's exporter) on one machine, for tests: a
-config file of one connection (`accepter: telnet(rfc2217),tcp,127.0.0.1,PORT`,
+config file of one connection (`accepter: telnet(rfc2217),tcp(nodelay),127.0.0.1,PORT`,
 `connector: serialdev,DEVICE,115200n81,local`), ser2net in the foreground, and the
 URL a client opens (`rfc2217://127.0.0.1:PORT`).
 """
@@ -29,7 +29,7 @@ def _free_port() -> int:
 def config(device: str, port: int, baud: int = 115200, protocol: str = "telnet(rfc2217)") -> str:
     """ser2net 4's YAML for one connection; `protocol` "telnet(rfc2217)" or "raw"
     (socket://)."""
-    accepter = f"{protocol},tcp,127.0.0.1,{port}" if protocol != "raw" else f"tcp,127.0.0.1,{port}"
+    accepter = f"{protocol},tcp(nodelay),127.0.0.1,{port}" if protocol != "raw" else f"tcp(nodelay),127.0.0.1,{port}"
     return (f"connection: &board\n"
             f"  accepter: {accepter}\n"
             f"  connector: serialdev,{device},{baud}n81,local\n"
