@@ -77,3 +77,25 @@ def test_one_board_a_worker_under_xdist(tmp_path):
             with Board(url) as b:
                 certs.append(b.status().get("cert"))
     assert all(c and c["key"] == "ec" for c in certs), certs
+
+
+def test_a_board_with_other_firmware_is_one_line(tmp_path):
+    """A board whose firmware speaks an older link version: the plugin's fixtures, `board handshake`
+    and `board status` say so (status still answers, with the version)."""
+    from hsmlink import VERSION
+    from hsmtls.board.emulator import EmulatedBoard
+
+    main = tmp_path / "old_main.py"
+    firmware_main = Path(__file__).resolve().parents[2] / "firmware" / "main.py"
+    main.write_text(f"import hsmlink\nhsmlink.VERSION = {VERSION - 1}\nexec(open({str(firmware_main)!r}).read())\n")
+    with EmulatedBoard(tmp_path / "flash", heap="256k", mpy=True, main=main) as board:
+        out = run_example(tmp_path, "-x", "-k", "holds", "--port", board.tty)
+        cli = subprocess.run([sys.executable, "-m", "hsmtls", "board", "handshake", "--port", board.tty,
+                              "--to", "127.0.0.1:9"], capture_output=True, text=True, timeout=60)
+        status = subprocess.run([sys.executable, "-m", "hsmtls", "board", "status", "--port", board.tty],
+                                capture_output=True, text=True, timeout=60)
+    says = (f"the board on {board.tty} runs other firmware (link v{VERSION - 1}, this hsmtls speaks v{VERSION}): "
+            "deploy this version's")
+    assert out.returncode == 1 and says in out.stdout, out.stdout
+    assert cli.returncode == 1 and cli.stderr.startswith("error: " + says) and cli.stderr.count("\n") == 1, cli.stderr
+    assert status.returncode == 0 and f"link v{VERSION - 1}" in status.stdout, status.stdout + status.stderr
