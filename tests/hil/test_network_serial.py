@@ -15,7 +15,7 @@ from required_tools import requires_tool
 
 from hsmtls.board.emulator import EmulatedBoard
 from hsmtls.board.faults import Faults
-from hsmtls.board.hostlink import HostLink, LinkError, check_firmware
+from hsmtls.board.hostlink import HostLink, LinkError
 from hsmtls.testing.board import Board
 from hsmtls.testing.ser2net import Ser2net
 
@@ -98,11 +98,3 @@ def test_unreachable_url_is_one_line():
     with pytest.raises(LinkError, match="not a serial port URL"):
         HostLink("ftp://127.0.0.1:21")
 
-
-def test_other_firmware_version_is_one_line():
-    check_firmware({"v": 3}, "P")
-    with pytest.raises(LinkError, match=r"^the board on P runs other firmware \(link v2, this hsmtls speaks v3\): "
-                                        r"deploy this version's"):
-        check_firmware({"v": 2}, "P")
-    with pytest.raises(LinkError, match="newer firmware"):
-        check_firmware({"v": 9}, "P")

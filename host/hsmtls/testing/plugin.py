@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .board import Board, BoardError
-from .servers import Server, ServerError, openssl_server, serve
-from .token import ThrowawayToken
+if TYPE_CHECKING:  # imported when a fixture is used: the plugin loads in every pytest run
+    from .board import Board
+    from .servers import Server
+    from .token import ThrowawayToken
 
 
 def _add(group, *names: str, **kw) -> None:
@@ -79,6 +81,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def hsmtls_board(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """The board under test (see the module's docstring); its HELLO checked."""
+    from .board import Board
     config = request.config
     name = config.getoption("hsmtls_board")
     ports = _ports(config)
@@ -144,6 +147,8 @@ def _fail(why: str) -> None:
 
 
 def _check(board: Board) -> None:
+    from .board import BoardError
+
     why = ""
     try:
         board.hello()
@@ -158,6 +163,8 @@ def hsmtls_token(tmp_path_factory: pytest.TempPathFactory):
     "rogue-ca", "server"; ca.pem, server.pem; revoke(serial) -> a CRL signed in it."""
     from hsmtls.hsm.token import TokenError, find_module
 
+    from .token import ThrowawayToken
+
     try:
         find_module()
     except TokenError as e:
@@ -171,6 +178,8 @@ def hsmtls_token(tmp_path_factory: pytest.TempPathFactory):
 def hsmtls_provisioned_board(hsmtls_board: Board, hsmtls_token: ThrowawayToken, request: pytest.FixtureRequest):
     """The board with a key it made and a certificate from the token's CA (its trust
     anchor too); `.provisioned` has the certificate's subject, serial and PEM."""
+    from .board import BoardError
+
     why = ""
     try:
         hsmtls_board.provision(hsmtls_token, key_type=request.config.getoption("hsmtls_key_type"))
@@ -186,6 +195,8 @@ class _Factory:
         self.started: list[Server] = []
 
     def __call__(self, *args, **kw) -> Server:
+        from .servers import ServerError
+
         try:
             server = self.start(*args, **kw)
         except ServerError as e:
@@ -205,6 +216,8 @@ def hsmtls_serve(hsmtls_token: ThrowawayToken):
     """Factory: hsmtls_serve(client_auth=False, renegotiate=False, ciphers=(), crl=None,
     app="echo") -> Server (.port, .address, .output()): `hsmtls serve` with the token's
     server key; stopped after the test."""
+    from .servers import serve
+
     factory = _Factory(lambda **kw: serve(hsmtls_token, **kw))
     yield factory
     factory.close()
@@ -214,6 +227,8 @@ def hsmtls_serve(hsmtls_token: ThrowawayToken):
 def hsmtls_openssl_server(hsmtls_token: ThrowawayToken):
     """Factory: hsmtls_openssl_server(client_auth=False, extra=()) -> Server: `openssl
     s_server -tls1_2` with a PEM key certified by the token's CA; stopped after the test."""
+
+    from .servers import openssl_server
 
     def start(client_auth: bool = False, extra: tuple[str, ...] = ()) -> Server:
         return openssl_server(hsmtls_token.soft_server_pem, hsmtls_token.soft_server_key,
@@ -231,9 +246,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if call.when != "call":
         return report
-    board = getattr(item, "funcargs", {}).get("hsmtls_board") or getattr(item, "funcargs", {}).get(
-        "hsmtls_provisioned_board")
-    if isinstance(board, Board) and board.results:
+    funcargs = getattr(item, "funcargs", {})
+    board = funcargs.get("hsmtls_board") or funcargs.get("hsmtls_provisioned_board")
+    if board is not None and getattr(board, "results", None):
         results, board.results = board.results, []
         for r in results:
             item.user_properties.append(("hsmtls_result", json.dumps(r, sort_keys=True, default=str)))

@@ -41,9 +41,10 @@ class Ser2net:
     """``with Ser2net("/dev/pts/5") as s: s.url`` (rfc2217://127.0.0.1:PORT)."""
 
     def __init__(self, device: str, baud: int = 115200, raw: bool = False, directory: str | Path | None = None) -> None:
-        self.binary = shutil.which("ser2net")
-        if self.binary is None:
+        binary = shutil.which("ser2net")
+        if binary is None:
             raise Ser2netError("ser2net is not installed (apt install ser2net)")
+        self.binary = binary
         self.device = device
         self.port = _free_port()
         self.scheme = "socket" if raw else "rfc2217"
@@ -68,7 +69,8 @@ class Ser2net:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise Ser2netError(f"ser2net exited: {self.proc.stdout.read().strip()}")
+                said = self.proc.stdout.read().strip() if self.proc.stdout else ""
+                raise Ser2netError(f"ser2net exited: {said}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return self
