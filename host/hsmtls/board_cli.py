@@ -637,9 +637,19 @@ def autorun(port, server_name, client_cert, ciphers, renegotiate, send_text, eve
               help="The emulated machine; unix32 (firmware frozen) reports the smallest heap of the plain, "
                    "ECDSA and RSA client-auth handshakes; rv32: on the emulated RISC-V MCU, in instructions, "
                    "both engines in the same image (benchmarks/bench_rv32.py). [default: $HSMTLS_MACHINE, else unix64]")
-def bench(count, client_auth, key_type="rsa", no_heap=False, json_path=None, machine=None) -> None:
+@click.option("--boards", type=click.IntRange(min=1),
+              help="Instead: how a test suite's time falls with 1..N emulated boards, one a pytest-xdist worker "
+                   "(the pytest plugin's example suite; benchmarks/bench_boards.py).")
+def bench(count, client_auth, key_type="rsa", no_heap=False, json_path=None, machine=None, boards=None) -> None:
     """Benchmark: our firmware vs MicroPython's tls (mbedTLS); smallest heap (benchmarks/bench_board.py)."""
     try:
+        if boards:
+            rows = load_benchmark("bench_boards.py").run(boards, echo=click.echo)
+            if json_path:
+                import json
+
+                Path(json_path).write_text(json.dumps(rows, indent=2))
+            return
         if machine == "rv32":
             mod = load_benchmark("bench_rv32.py")
             mod.run(count, client_auth, echo=click.echo, heap=not no_heap, json_path=json_path, key_type=key_type)
