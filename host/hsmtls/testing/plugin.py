@@ -82,6 +82,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 def hsmtls_board(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """The board under test (see the module's docstring); its HELLO checked."""
     from .board import Board
+
     config = request.config
     name = config.getoption("hsmtls_board")
     ports = _ports(config)
