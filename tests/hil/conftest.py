@@ -12,11 +12,8 @@ token-backed key (a pkcs11: URI for `hsmtls serve --key`) replaces it there.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -58,61 +55,35 @@ def flash_dir(board_pki, tmp_path_factory) -> Path:
 
 
 class Servers:
+    """The plugin's servers (hsmtls.testing.servers) with this run's DevPKI: each call
+    starts one and returns its port; all are stopped after the test."""
+
     def __init__(self, pki: DevPKI, key_spec: str) -> None:
         self.pki = pki
         self.key_spec = key_spec
-        self.procs: list[subprocess.Popen] = []
+        self.started: list = []
 
     def hsmtls(self, *extra: str, client_auth: bool = False) -> int:
-        args = [sys.executable, "-m", "hsmtls", "serve", "--host", "127.0.0.1", "--port", "0",
-                "--cert", str(self.pki.server_cert), "--key", self.key_spec, *extra]
-        if client_auth:
-            args += ["--client-ca", str(self.pki.ca_cert)]
-        env = dict(os.environ, HSMTLS_PIN=softhsm_support.PIN)
-        for attempt in range(3):
-            p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-            self.procs.append(p)
-            line = p.stdout.readline()
-            if "listening on" in line:
-                break
-            out = line + p.stdout.read()
-            # SoftHSM2's file store rewrites token.object at every login; a server that
-            # reads it meanwhile (the test's own keys, another server logging in) finds
-            # no token or a broken one, and the next try does not
-            if attempt == 2 or ("on token" not in out and "no token labelled" not in out):
-                raise RuntimeError(f"hsmtls serve did not start: {out}")
-        m = re.search(r"listening on [^ ]+:(\d+)", line)
-        assert m, line
-        return int(m.group(1))
+        from hsmtls.testing.servers import hsmtls_server
+
+        server = hsmtls_server(self.pki.server_cert, self.key_spec, dict(os.environ, HSMTLS_PIN=softhsm_support.PIN),
+                               self.pki.ca_cert if client_auth else None, extra=extra)
+        self.started.append(server)
+        return server.port
 
     def openssl(self, *extra: str, client_auth: bool = False) -> int:
+        from hsmtls.testing.servers import openssl_server
+
         if shutil.which("openssl") is None:
             pytest.skip("openssl not installed")
-        import socket
-
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        args = ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-tls1_2",
-                "-cert", str(self.pki.server_cert), "-key", str(self.pki.server_key), "-quiet", *extra]
-        if client_auth:
-            args += ["-Verify", "1", "-CAfile", str(self.pki.ca_cert)]
-        p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.procs.append(p)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return port
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("openssl s_server did not start")
+        server = openssl_server(self.pki.server_cert, self.pki.server_key,
+                                self.pki.ca_cert if client_auth else None, extra)
+        self.started.append(server)
+        return server.port
 
     def close(self) -> None:
-        for p in self.procs:
-            p.kill()
-            p.wait()
+        for server in self.started:
+            server.close()
 
 
 @pytest.fixture

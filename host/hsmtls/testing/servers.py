@@ -4,11 +4,13 @@ a kernel-chosen port, stopped by `close()`."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,10 +25,11 @@ class Server:
     """A running server: `.port`, `.address` ("127.0.0.1", port), `.output()` (what it
     printed so far; `hsmtls serve` logs each connection: peer, suite, renegotiation)."""
 
-    def __init__(self, proc: subprocess.Popen, port: int, argv: list[str]) -> None:
+    def __init__(self, proc: subprocess.Popen, port: int, argv: list[str], log: Path | None = None) -> None:
         self.proc = proc
         self.port = port
         self.argv = argv
+        self.log = log  # where the process writes, if not to a pipe
         self._out: list[str] = []
 
     @property
@@ -37,6 +40,9 @@ class Server:
         """What the server printed until now (waiting up to `wait` s for more)."""
         import select
 
+        if self.log is not None:
+            time.sleep(wait)
+            return self.log.read_text(errors="replace")
         stream = self.proc.stdout
         deadline = time.monotonic() + wait
         while stream is not None:
@@ -59,6 +65,8 @@ class Server:
                 self.proc.wait()
         if self.proc.stdout:
             self.proc.stdout.close()
+        if self.log is not None:
+            self.log.unlink(missing_ok=True)
 
 
 def _free_port() -> int:
@@ -73,10 +81,20 @@ def serve(token: ThrowawayToken, client_auth: bool = False, renegotiate: bool = 
     """`hsmtls serve` with the token's server key (pkcs11: URI) and certificate; with
     `client_auth` it requires a client certificate from the token's CA; `renegotiate`: it
     sends HelloRequest after the client's first data; `crl`: revoked clients are refused."""
+    return hsmtls_server(token.server_pem, token.uri(key), token.env, token.ca_pem if client_auth else None,
+                         renegotiate, ciphers, crl, app, extra)
+
+
+def hsmtls_server(cert: str | Path, key: str, env: dict[str, str] | None = None,
+                  client_ca: str | Path | None = None, renegotiate: bool = False,
+                  ciphers: tuple[str, ...] | list[str] = (), crl: str | Path | None = None, app: str = "echo",
+                  extra: tuple[str, ...] | list[str] = ()) -> Server:
+    """`hsmtls serve --host 127.0.0.1 --port 0` with any certificate and key (a PEM file or
+    a pkcs11: URI, the PIN in `env`'s HSMTLS_PIN)."""
     argv = [sys.executable, "-m", "hsmtls", "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1",
-            "--cert", str(token.server_pem), "--key", token.uri(key), "--app", app]
-    if client_auth:
-        argv += ["--client-ca", str(token.ca_pem)]
+            "--cert", str(cert), "--key", key, "--app", app]
+    if client_ca:
+        argv += ["--client-ca", str(client_ca)]
     if renegotiate:
         argv.append("--renegotiate")
     for c in ciphers:
@@ -86,7 +104,7 @@ def serve(token: ThrowawayToken, client_auth: bool = False, renegotiate: bool = 
     argv += list(extra)
     out = ""
     for _ in range(3):
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=token.env)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         line = proc.stdout.readline() if proc.stdout else ""
         m = re.search(r"listening on [^ ]+:(\d+)", line)
         if m:
@@ -113,17 +131,23 @@ def openssl_server(cert: str | Path, key: str | Path, client_ca: str | Path | No
             "-quiet", *extra]
     if client_ca:
         argv += ["-Verify", "1", "-CAfile", str(client_ca)]
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    # s_server prints what it receives: to a file, which never fills up as a pipe would
+    fd, name = tempfile.mkstemp(prefix="hsmtls_s_server_", suffix=".log")
+    log = Path(name)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=fd, stderr=subprocess.STDOUT)
+    os.close(fd)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServerError(f"openssl s_server exited: {proc.stdout.read().strip() if proc.stdout else ''}")
+            said = log.read_text(errors="replace").strip()
+            log.unlink(missing_ok=True)
+            raise ServerError(f"openssl s_server exited: {said}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return Server(proc, port, argv)
+            return Server(proc, port, argv, log)
         except OSError:
             time.sleep(0.02)
     proc.kill()
     proc.wait()
+    log.unlink(missing_ok=True)
     raise ServerError(f"openssl s_server did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
