@@ -98,3 +98,15 @@ def test_unreachable_url_is_one_line():
     with pytest.raises(LinkError, match="not a serial port URL"):
         HostLink("ftp://127.0.0.1:21")
 
+
+
+def test_mpremote_reaches_a_board_in_the_repl_over_rfc2217(tmp_path):
+    """deploy's tool, mpremote, given the URL as the link opens it (ign_set_control):
+    without it, pyserial waits for ser2net's SET_CONTROL answer and gives up."""
+    from hsmtls.board.tools import mpremote_exec_argv
+
+    with EmulatedBoard(tmp_path / "flash", heap="256k", repl=True) as board, Ser2net(board.tty) as exporter:
+        out = subprocess.run(mpremote_exec_argv(exporter.url, "print(6 * 7)"), capture_output=True, text=True,
+                             timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "42"

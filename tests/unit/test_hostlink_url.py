@@ -52,3 +52,15 @@ def test_firmware_version():
         check_firmware({}, "P")
     with pytest.raises(LinkError, match="newer firmware"):
         check_firmware({"v": VERSION + 1}, "P")
+
+
+def test_mpremote_and_esptool_get_the_url_as_the_link_opens_it():
+    from hsmtls.board.boards import get_board
+    from hsmtls.board.tools import esptool_argv, mpremote_copy_argv, mpremote_exec_argv
+
+    url = "rfc2217://farm:3001"
+    assert mpremote_exec_argv(url, "print(1)")[2] == url + "?ign_set_control"
+    assert mpremote_copy_argv(url, {})[2] == url + "?ign_set_control"
+    runs = esptool_argv(get_board("esp32-devkitc"), url, "fw.bin")
+    assert runs[0][runs[0].index("--port") + 1] == url + "?ign_set_control"
+    assert mpremote_exec_argv("/dev/ttyUSB0", "print(1)")[2] == "/dev/ttyUSB0"

@@ -65,6 +65,12 @@ def _url(port: str) -> str:
     return port
 
 
+def pyserial_port(port: str) -> str:
+    """What pyserial-based tools (mpremote, esptool) are given for `port`: a device as
+    it is, a URL as `open_serial` opens it."""
+    return _url(port) if is_url(port) else port
+
+
 def open_serial(port: str, baudrate: int = 115200) -> serial.SerialBase:
     """The port, non-blocking: a device exclusively, a URL through pyserial's handlers;
     a LinkError saying in one line what is wrong and what to do."""
