@@ -48,6 +48,7 @@ def test_the_port_a_labgrid_target_gives():
     assert serial_port(target) == ("rfc2217://127.0.0.1:3001", 115200)
 
 
+@pytest.mark.slow
 @pytest.mark.micropython
 @requires_emulator
 @requires_tool("ser2net")

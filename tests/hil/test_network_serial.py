@@ -55,6 +55,7 @@ def test_cli_takes_the_url(exported, hil_token, hsmtls_serve):
     assert "result: ok" in out.stdout
 
 
+@pytest.mark.slow
 def test_link_faults_hold_over_rfc2217(tmp_path, hil_token, hsmtls_serve):
     """RFC 2217 re-chunks the bytes and adds latency; the link's retransmission still
     carries a session through dropped and corrupted frames."""

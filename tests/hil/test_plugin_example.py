@@ -53,6 +53,7 @@ def test_a_board_it_cannot_use_is_one_line(tmp_path, args, says):
     assert "Traceback" not in out.stdout and "During handling" not in out.stdout, out.stdout
 
 
+@pytest.mark.slow
 @requires_tool("ser2net")
 def test_one_board_a_worker_under_xdist(tmp_path):
     """pytest -n 2 --port URL1,URL2: each worker takes its own board (two emulated
