@@ -640,11 +640,18 @@ def autorun(port, server_name, client_cert, ciphers, renegotiate, send_text, eve
 @click.option("--boards", type=click.IntRange(min=1),
               help="Instead: how a test suite's time falls with 1..N emulated boards, one a pytest-xdist worker "
                    "(the pytest plugin's example suite; benchmarks/bench_boards.py).")
-def bench(count, client_auth, key_type="rsa", no_heap=False, json_path=None, machine=None, boards=None) -> None:
+@click.option("--network", is_flag=True,
+              help="Instead: the board through ser2net (socket://, rfc2217://) against its pty: opening, a link round "
+                   "trip, handshake_ms, a 4 KB echo; -n sessions each (benchmarks/bench_network.py).")
+def bench(count, client_auth, key_type="rsa", no_heap=False, json_path=None, machine=None, boards=None,
+          network=False) -> None:
     """Benchmark: our firmware vs MicroPython's tls (mbedTLS); smallest heap (benchmarks/bench_board.py)."""
     try:
-        if boards:
-            rows = load_benchmark("bench_boards.py").run(boards, echo=click.echo)
+        if boards or network:
+            if network:
+                rows = load_benchmark("bench_network.py").run(count, echo=click.echo)
+            else:
+                rows = load_benchmark("bench_boards.py").run(boards, echo=click.echo)
             if json_path:
                 import json
 
