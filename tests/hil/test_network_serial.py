@@ -32,7 +32,7 @@ def exported(tmp_path_factory):
 def test_provision_and_mutual_auth_with_renegotiation_over_rfc2217(exported, hil_token, hsmtls_serve):
     board, exporter = exported
     assert exporter.url.startswith("rfc2217://127.0.0.1:") and "?" not in exporter.url
-    with Board(exporter.url, emulated=board) as remote:  # (one connection, kept until the end)
+    with Board(exporter.url, emulated=board).held() as remote:  # (one connection for all of it)
         assert remote.hello()["v"] >= 3
         prov = remote.provision(hil_token, key_type="ec")
         server = hsmtls_serve(client_auth=True)
@@ -111,3 +111,20 @@ def test_mpremote_reaches_a_board_in_the_repl_over_rfc2217(tmp_path):
                              timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "42"
+
+
+@pytest.mark.slow
+def test_provisioning_suite_runs_unchanged_over_rfc2217(tmp_path):
+    """tests/hil/test_provision.py and test_board_status.py with `--port rfc2217://...`,
+    as for a board in a farm: the board behind ser2net is the one the suite provisions
+    and shakes hands with (`provisioned_board`); the tests that start emulated boards of
+    their own still do."""
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    with EmulatedBoard(tmp_path / "flash", heap="256k", mpy=True) as board, Ser2net(board.tty) as exporter:
+        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--port", exporter.url,
+                              str(here / "test_provision.py"), str(here / "test_board_status.py")],
+                             capture_output=True, text=True, timeout=600, cwd=here.parents[1])
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert " passed" in out.stdout and "failed" not in out.stdout

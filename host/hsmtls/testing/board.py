@@ -2,22 +2,22 @@
 socket URL, or an emulated board's pty) and the calls `hsmtls board` makes, each
 returning what the board answered as data (RESULT, STATS, the provisioned certificate).
 
-Each call connects afresh (SYNC/HELLO, the firmware's link version checked), as the
-`hsmtls board` commands do. A device port is opened for the call and closed after it,
-so a test can hand it to a subprocess between calls; a URL's connection is kept
-(pyserial takes 0.3 s to close one and 0.5 s to open RFC 2217) until `close()`, which
-a test calls before it hands the URL to another program (an exporter takes one client
-at a time).
+Each call opens the port, connects (SYNC/HELLO, the firmware's link version checked)
+and closes it again, as the `hsmtls board` commands do, so a test can hand the port to
+another program (the CLI, its own HostLink) between calls. Over a URL that costs 0.3 s
+(pyserial's close) plus 0.5 s (RFC 2217's open) a call: `with board.held():` keeps the
+connection for a block of calls (`Board(..., keep_open=True)`: until `close()`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hsmtls.board.bridge import BoardFailure, Bridge
-from hsmtls.board.hostlink import HostLink, LinkError, is_url
+from hsmtls.board.hostlink import HostLink, LinkError
 
 
 class BoardError(Exception):
@@ -29,12 +29,12 @@ class Board:
     emulated one, whose EmulatedBoard is `emulated`: reset, faults, flash directory)."""
 
     def __init__(self, port: str, name: str = "emulator", baud: int = 115200, emulated: Any = None,
-                 keep_open: bool | None = None) -> None:
+                 keep_open: bool = False) -> None:
         self.port = port
         self.name = name
         self.baud = baud
         self.emulated = emulated
-        self.keep_open = is_url(port) if keep_open is None else keep_open
+        self.keep_open = bool(keep_open)
         self._link: HostLink | None = None
         self.provisioned = None  # the last provision()'s Provisioned
         self.results: list[dict] = []  # RESULTs not yet reported (the plugin adds them to the test's report)
@@ -47,6 +47,17 @@ class Board:
         if self._link is not None:
             self._link.close()
             self._link = None
+
+    @contextmanager
+    def held(self) -> Iterator[Board]:
+        """The port kept open for the calls in the block (one connection: no reopening
+        over a URL), closed at its end."""
+        before, self.keep_open = self.keep_open, True
+        try:
+            yield self
+        finally:
+            self.keep_open = before
+            self.close()
 
     def __enter__(self) -> Board:
         return self
