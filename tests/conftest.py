@@ -1,7 +1,7 @@
 """Project-wide pytest options and the fixtures the interop tests share.
 
-Options: --slow (always on when $CI is set) runs tests marked slow; --board/--port pick
-the board for HIL runs. Marks: requires_tool(name) (tests/required_tools.py): skipped
+Options: --slow (always on when $CI is set) runs tests marked slow; --board picks the
+emulated machine for HIL runs, --port a real board (the hsmtls plugin's option). Marks: requires_tool(name) (tests/required_tools.py): skipped
 without the tool, failed under $CI. Fixtures: `pki` (tests/pki.py, generated once per session),
 `hsmtls_cmd` (how to run our CLI), `free_port`, and `hsmtls_server` (a factory that
 starts `hsmtls serve` on a kernel-chosen port and stops it after the test).
@@ -38,7 +38,8 @@ def pytest_addoption(parser):
         help="board to run HIL tests on: emulator (the unix64 machine), or the emulated machine "
         "unix32 or rv32 (built by `hsmtls board build`, or on first use)",
     )
-    parser.addoption("--port", default=None, help="serial port of a real board")
+    # --port (a real board's serial port or URL) is the hsmtls pytest plugin's
+    # (hsmtls.testing.plugin, installed with the package), which this suite uses as a user would
 
 
 def pytest_configure(config):

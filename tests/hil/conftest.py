@@ -12,11 +12,8 @@ token-backed key (a pkcs11: URI for `hsmtls serve --key`) replaces it there.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -58,61 +55,35 @@ def flash_dir(board_pki, tmp_path_factory) -> Path:
 
 
 class Servers:
+    """The plugin's servers (hsmtls.testing.servers) with this run's DevPKI: each call
+    starts one and returns its port; all are stopped after the test."""
+
     def __init__(self, pki: DevPKI, key_spec: str) -> None:
         self.pki = pki
         self.key_spec = key_spec
-        self.procs: list[subprocess.Popen] = []
+        self.started: list = []
 
     def hsmtls(self, *extra: str, client_auth: bool = False) -> int:
-        args = [sys.executable, "-m", "hsmtls", "serve", "--host", "127.0.0.1", "--port", "0",
-                "--cert", str(self.pki.server_cert), "--key", self.key_spec, *extra]
-        if client_auth:
-            args += ["--client-ca", str(self.pki.ca_cert)]
-        env = dict(os.environ, HSMTLS_PIN=softhsm_support.PIN)
-        for attempt in range(3):
-            p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-            self.procs.append(p)
-            line = p.stdout.readline()
-            if "listening on" in line:
-                break
-            out = line + p.stdout.read()
-            # SoftHSM2's file store rewrites token.object at every login; a server that
-            # reads it meanwhile (the test's own keys, another server logging in) finds
-            # no token or a broken one, and the next try does not
-            if attempt == 2 or ("on token" not in out and "no token labelled" not in out):
-                raise RuntimeError(f"hsmtls serve did not start: {out}")
-        m = re.search(r"listening on [^ ]+:(\d+)", line)
-        assert m, line
-        return int(m.group(1))
+        from hsmtls.testing.servers import hsmtls_server
+
+        server = hsmtls_server(self.pki.server_cert, self.key_spec, dict(os.environ, HSMTLS_PIN=softhsm_support.PIN),
+                               self.pki.ca_cert if client_auth else None, extra=extra)
+        self.started.append(server)
+        return server.port
 
     def openssl(self, *extra: str, client_auth: bool = False) -> int:
+        from hsmtls.testing.servers import openssl_server
+
         if shutil.which("openssl") is None:
             pytest.skip("openssl not installed")
-        import socket
-
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        args = ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-tls1_2",
-                "-cert", str(self.pki.server_cert), "-key", str(self.pki.server_key), "-quiet", *extra]
-        if client_auth:
-            args += ["-Verify", "1", "-CAfile", str(self.pki.ca_cert)]
-        p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.procs.append(p)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return port
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("openssl s_server did not start")
+        server = openssl_server(self.pki.server_cert, self.pki.server_key,
+                                self.pki.ca_cert if client_auth else None, extra)
+        self.started.append(server)
+        return server.port
 
     def close(self) -> None:
-        for p in self.procs:
-            p.kill()
-            p.wait()
+        for server in self.started:
+            server.close()
 
 
 @pytest.fixture
@@ -132,65 +103,27 @@ def board_tty(flash_dir):
     # precompiled by mpy-cross, as `hsmtls board deploy` puts it on a board: compiling
     # the sources on the board leaves its heap in pieces (the 16 KiB records of the
     # mfl=0 echo then find no block); tests/firmware and the link tests run the sources
-    with EmulatedBoard(flash_dir, heap="256k", mpy=True) as b:
+    with EmulatedBoard(flash_dir, heap="320k", mpy=True) as b:
         yield b.tty
         assert b.rx_dropped == 0, "the host overran the emulated 260-byte UART ring"
 
 
 # --- the token, a token-backed server and a board provisioned by the token's CA -----------
 #
-# softhsm_support sets SOFTHSM2_CONF when imported, before anything loads the module.
+# The token and the board are the hsmtls pytest plugin's (hsmtls.testing.plugin):
+# `hsmtls_token`, `hsmtls_board`, as a user's tests get them. softhsm_support puts the
+# SoftHSM2 store in SOFTHSM2_CONF when imported, before anything loads the module.
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hsm"))
 import softhsm_support  # noqa: E402
 
 
-class HilToken:
-    """A SoftHSM2 token with a CA, a rogue CA and the server key; PEMs in `dir`."""
-
-    label = "hsmtls-hil"
-
-    def __init__(self, directory: Path) -> None:
-        from cryptography.hazmat.primitives import serialization
-
-        from hsmtls.hsm.keyops import TokenKey
-        from hsmtls.hsm.provision import (
-            ca_init,
-            init_token,
-            issue_localhost_server,
-            keygen,
-        )
-
-        self.dir = directory
-        self.pin = softhsm_support.PIN
-        token = init_token(self.label, self.pin, "so-" + self.pin)
-        self.keys = {}
-        for name in ("ca", "rogue-ca", "server"):
-            keygen(token, self.pin, name)
-            self.keys[name] = TokenKey(self.uri(name), pin=self.pin, pool_size=2)
-        pem = serialization.Encoding.PEM
-        self.ca_cert = ca_init(self.keys["ca"], "CN=hsmtls HIL CA,O=hsmtls", 30)
-        self.rogue_cert = ca_init(self.keys["rogue-ca"], "CN=rogue CA,O=elsewhere", 30)
-        (directory / "ca.pem").write_bytes(self.ca_cert.public_bytes(pem))
-        (directory / "rogue-ca.pem").write_bytes(self.rogue_cert.public_bytes(pem))
-        srv = self.keys["server"]
-        cert = issue_localhost_server(self.keys["ca"], self.ca_cert, srv.public_key(), 30)
-        (directory / "server.pem").write_bytes(cert.public_bytes(pem))
-
-    def uri(self, name: str) -> str:
-        return f"pkcs11:token={self.label};object={name};type=private"
-
-    def close(self) -> None:
-        for k in self.keys.values():
-            k.close()
-
-
 @pytest.fixture(scope="session")
-def hil_token(tmp_path_factory):
+def hil_token(request):
+    """The plugin's throwaway token: keys ca, rogue-ca, server; ca.pem, rogue-ca.pem,
+    server.pem in .dir (skipped without SoftHSM2, failed under $CI)."""
     require_tool("softhsm2")
-    t = HilToken(tmp_path_factory.mktemp("hil_token"))
-    yield t
-    t.close()
+    return request.getfixturevalue("hsmtls_token")
 
 
 @pytest.fixture(scope="session")
@@ -218,23 +151,11 @@ class ProvisionedBoard:
 
 
 @pytest.fixture(scope="session")
-def provisioned_board(hil_token, board_port, tmp_path_factory):
-    """The board with its own key and a token-CA-signed certificate."""
-    port = board_port or REAL_BOARD
-    if port:
-        from hsmtls.board.hostlink import HostLink
-        from hsmtls.board.provisioning import provision_board
-
-        with HostLink(port) as link:
-            link.connect(10)
-            prov = provision_board(link, hil_token.keys["ca"], (hil_token.dir / "ca.pem").read_bytes(),
-                                  key_type="rsa")
-        yield ProvisionedBoard(port, None, prov)
-        return
-    require_tool("micropython")
-    flash = tmp_path_factory.mktemp("provisioned_flash")
-    board, prov = provision_emulated(flash, hil_token)
-    try:
-        yield ProvisionedBoard(board.tty, flash, prov)
-    finally:
-        board.stop()
+def provisioned_board(hil_token, request):
+    """The plugin's board (emulated unless --port) with its own RSA key and a
+    token-CA-signed certificate."""
+    if not (request.config.getoption("--port") or REAL_BOARD):
+        require_tool("micropython")
+    board = request.getfixturevalue("hsmtls_board")
+    prov = board.provision(hil_token, key_type="rsa")
+    return ProvisionedBoard(board.port, board.emulated.flash_dir if board.emulated else None, prov)

@@ -22,22 +22,17 @@ requires_emulator = (
 
 
 def provision_emulated(flash_dir: Path, token, ca: str = "ca", validity=None, key_type: str = "rsa"):
-    """Start an emulated board in flash_dir and provision it (key_type "rsa" or "ec");
-    returns (EmulatedBoard, Provisioned)."""
+    """Start an emulated board in flash_dir and provision it (key_type "rsa" or "ec")
+    through the pytest plugin's Board; returns (EmulatedBoard, Provisioned)."""
     from hsmtls.board.emulator import EmulatedBoard
-    from hsmtls.board.hostlink import HostLink
-    from hsmtls.board.provisioning import provision_board
+    from hsmtls.testing.board import Board
 
     # precompiled, as deployed (see emulator.can_precompile)
     board = EmulatedBoard(flash_dir, heap="256k", mpy=True).start()
     try:
-        ca_pem = (token.dir / ("ca.pem" if ca == "ca" else "rogue-ca.pem")).read_bytes()
-        with HostLink(board.tty) as link:
-            link.connect(10)
-            prov = provision_board(link, token.keys[ca], ca_pem, validity=validity, key_type=key_type)
-        # a provisioned board restarts with its new identity (and a heap not
-        # fragmented by the key generation, which a 256 KiB emulator heap can feel)
-        board.reset()
+        # (the Board resets an emulated board after provisioning: it restarts with its
+        # new identity and a heap not fragmented by the key generation)
+        prov = Board(board.tty, emulated=board).provision(token, key_type=key_type, ca=ca, validity=validity)
     except BaseException:
         board.stop()
         raise

@@ -27,6 +27,8 @@ pytestmark = [pytest.mark.micropython, requires_emulator]
 
 def run(tty, port, **opts):
     opts.setdefault("server_name", "localhost")
+    # full handshakes: what these tests look at (resumption: test_board_resumption.py)
+    opts.setdefault("resume", False)
     r = handshake_once(tty, ("127.0.0.1", port), opts, timeout=60)
     print("board result:", {k: r.get(k) for k in ("ok", "reason", "handshake_us", "heap_peak", "heap_base", "heap_total")})
     return r

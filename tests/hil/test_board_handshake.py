@@ -31,6 +31,8 @@ BOARD_SUITES = [
 
 def run(tty, port, **opts):
     opts.setdefault("server_name", "localhost")
+    # full handshakes: what these tests look at (resumption: test_board_resumption.py)
+    opts.setdefault("resume", False)
     r = handshake_once(tty, ("127.0.0.1", port), opts, timeout=60)
     print("board result:", {k: r.get(k) for k in ("ok", "reason", "suite", "handshake_ms", "heap_peak", "heap_base")})
     return r
@@ -243,7 +245,7 @@ def test_cli_emulate_and_board_handshake(servers, board_pki, tmp_path):
         out = subprocess.run(
             [sys.executable, "-m", "hsmtls", "board", "handshake", "--port", tty, "--to", f"localhost:{port}",
              "--client-cert", "--renegotiate", "--trace", "--trace-out", str(tmp_path / "t.json"),
-             "--pcap", str(cap)],
+             "--pcap", str(cap), "--no-resume"],  # the whole handshake (a resumed one has no certificates)
             capture_output=True, text=True, timeout=60,
         )
         assert out.returncode == 0, out.stdout + out.stderr

@@ -52,7 +52,12 @@ class HostileServer:
         with c:
             c.settimeout(10)
             try:
-                c.recv(4096)
+                hello = b""  # the whole ClientHello record, however the link cut it (a
+                while len(hello) < 5 or len(hello) < 5 + int.from_bytes(hello[3:5], "big"):
+                    got = c.recv(4096)  # session ticket makes it span link frames)
+                    if not got:
+                        return
+                    hello += got
                 c.sendall(self.reply)
                 if not self.hold:
                     return

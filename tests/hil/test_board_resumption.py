@@ -5,14 +5,11 @@ tickets) and `openssl s_server`."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
-import softhsm_support
 from hil_support import requires_board
 
 from hsmtls.board.bridge import handshake_once
@@ -42,18 +39,6 @@ def run(tty, port, **opts):
     return handshake_once(tty, ("127.0.0.1", port), opts, timeout=60)
 
 
-def _listening(log, proc) -> int:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        log.seek(0)
-        m = re.search(r"^listening on [\d.]+:(\d+)", log.read(), re.M)
-        if m:
-            return int(m.group(1))
-        assert proc.poll() is None, "hsmtls serve exited"
-        time.sleep(0.1)
-    raise AssertionError("hsmtls serve did not start")
-
-
 def _names(r) -> set[str]:
     return {name for name, _ in r["steps"]}
 
@@ -73,7 +58,6 @@ def test_second_handshake_is_resumed_without_rsa_or_certificates(board_tty, serv
     assert (second.get("received") or "") == ("ping\n" if echo else ""), second
     assert second["server_subject"] == first["server_subject"]
     assert not _names(second) & FULL_ONLY, second["steps"]
-    assert second["handshake_us"] < first["handshake_us"], (first["handshake_us"], second["handshake_us"])
     third = run(board_tty, port)
     assert third["ok"] and third["resumed"] is True, third
 
@@ -113,24 +97,13 @@ def test_a_failed_resumption_is_not_offered_again(board_tty, servers):
 
 
 @pytest.mark.slow
-def test_a_thousand_board_resumptions_in_a_row(board_tty, board_pki, server_key_spec, tmp_path):
-    # a server of our own, its output in a file: a thousand lines would fill a pipe
-    env = dict(os.environ, HSMTLS_PIN=softhsm_support.PIN)
-    with open(tmp_path / "serve.log", "w+") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "hsmtls", "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1",
-             "--tickets", "--cert", str(board_pki.server_cert), "--key", server_key_spec],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            port = _listening(log, server)
-            proc = subprocess.run(
-                [sys.executable, "-m", "hsmtls", "board", "handshake", "--port", board_tty, "--to",
-                 f"127.0.0.1:{port}", "--server-name", "localhost", "--count", "1000"],
-                capture_output=True, text=True, timeout=600,
-            )
-        finally:
-            server.terminate()
-            server.wait(10)
+def test_a_thousand_board_resumptions_in_a_row(board_tty, servers):
+    port = servers.hsmtls("--tickets")
+    proc = subprocess.run(
+        [sys.executable, "-m", "hsmtls", "board", "handshake", "--port", board_tty, "--to", f"127.0.0.1:{port}",
+         "--server-name", "localhost", "--count", "1000"],
+        capture_output=True, text=True, timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     m = re.search(r"^resumed: (\d+)/1000$", proc.stdout, re.M)
     assert m and int(m.group(1)) >= 999, proc.stdout  # the first may be a full handshake

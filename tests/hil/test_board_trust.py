@@ -62,7 +62,7 @@ def test_a_foreign_ca_cannot_install_anything_and_nothing_changes(provisioned, h
         # signed, with the board's challenge, by another CA
         c = board_challenge(link)["c"]
         why = refused(link, P.KEYGEN, sign_request(rogue, "keygen", c, {"type": "ec"}), "KEYGEN")
-        assert "not signed by the board's trust anchor (CN=hsmtls HIL CA" in why, why
+        assert "not signed by the board's trust anchor (CN=hsmtls test CA" in why, why
         c = board_challenge(link)["c"]
         why = refused(link, P.INSTALL, sign_request(rogue, "install", c, {"ca": rogue_pem, "cert": rogue_pem}),
                       "INSTALL")

@@ -18,12 +18,14 @@ from required_tools import requires_tool, tool_path
 
 MODULE = tool_path("softhsm2")
 PIN = "4321-test"
-STORE = Path(tempfile.mkdtemp(prefix="hsmtls-softhsm-"))
 
 if MODULE is not None:
-    from hsmtls.hsm.provision import write_softhsm_conf
+    # the store the hsmtls pytest plugin's token lives in too (one a process)
+    from hsmtls.testing.token import softhsm_store
 
-    os.environ["SOFTHSM2_CONF"] = str(write_softhsm_conf(STORE))
+    STORE = softhsm_store()
+else:
+    STORE = Path(tempfile.mkdtemp(prefix="hsmtls-softhsm-"))
 
 requires_softhsm = requires_tool("softhsm2")  # skipped without SoftHSM2, failed under $CI
 

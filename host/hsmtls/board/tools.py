@@ -32,6 +32,7 @@ from pathlib import Path
 
 from . import FIRMWARE, FIRMWARE_LIB
 from .boards import BoardDef
+from .hostlink import pyserial_port
 
 
 class ToolError(Exception):
@@ -60,12 +61,12 @@ def esptool_argv(board: BoardDef, port: str, image: str, erase: bool = False,
     if board.emulated:
         return []
     exe = esptool or ["esptool"]
-    base = [*exe, "--chip", board.chip, "--port", port]
+    base = [*exe, "--chip", board.chip, "--port", pyserial_port(port)]
     runs = []
     if erase:
         runs.append([*base, "erase-flash"])
     baud = ["--baud", str(board.flash_baud)] if board.flash_baud else []
-    runs.append([*exe, "--chip", board.chip, "--port", port, *baud, "write-flash", hex(board.flash_offset), image])
+    runs.append([*base, *baud, "write-flash", hex(board.flash_offset), image])
     return runs
 
 
@@ -210,17 +211,18 @@ MKDIR_SCRIPT = (
 def mpremote_exec_argv(port: str, script: str, mpremote: list[str] | None = None,
                        soft_reset: bool = False) -> list[str]:
     """soft_reset: a fresh interpreter first (raw REPL: main.py is not run)."""
-    return [*(mpremote or ["mpremote"]), "connect", port, "soft-reset" if soft_reset else "resume", "exec", script]
+    return [*(mpremote or ["mpremote"]), "connect", pyserial_port(port), "soft-reset" if soft_reset else "resume",
+            "exec", script]
 
 
 def mpremote_reset_argv(port: str, mpremote: list[str] | None = None) -> list[str]:
     """A hard reset: the board boots and main.py starts the firmware (link mode)."""
-    return [*(mpremote or ["mpremote"]), "connect", port, "resume", "reset"]
+    return [*(mpremote or ["mpremote"]), "connect", pyserial_port(port), "resume", "reset"]
 
 
 def mpremote_copy_argv(port: str, files: dict[str, Path], mpremote: list[str] | None = None) -> list[str]:
     """One mpremote run copying every file (commands chained with `+`)."""
-    argv = [*(mpremote or ["mpremote"]), "connect", port, "resume"]
+    argv = [*(mpremote or ["mpremote"]), "connect", pyserial_port(port), "resume"]
     for i, (remote, local) in enumerate(sorted(files.items())):
         if i:
             argv.append("+")
@@ -259,7 +261,7 @@ def sha256_file(p: Path) -> str:
 def mpremote_romfs_argv(port: str, image: Path, mpremote: list[str] | None = None) -> list[str]:
     """Write a ROMFS image into the board's ROMFS partition (MicroPython built with
     MICROPY_VFS_ROM; mounted at /rom, first on sys.path, at the next boot)."""
-    return [*(mpremote or ["mpremote"]), "connect", port, "resume", "romfs", "deploy", str(image)]
+    return [*(mpremote or ["mpremote"]), "connect", pyserial_port(port), "resume", "romfs", "deploy", str(image)]
 
 
 # After `mpremote romfs deploy` (which leaves /rom unmounted): partition 0 mounted at
