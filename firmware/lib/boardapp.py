@@ -321,10 +321,13 @@ class Session:
                 "resumed": ev.resumed,
                 "ms": self.board.port.ticks_diff(self.board.port.ticks_ms(), self.t0),
             }
+            if ev.resumed:  # the server knows the board as the session it resumed does
+                hs["client_cert"] = getattr(ev.session, "client_cert", False)
             if self.opts.get("resume", True) and ev.session is not None:
                 s = ev.session
                 if not ev.resumed:  # keep the server's name, not its certificate
                     s.peer_certificate = _Peer(ev.peer_subject)
+                    s.client_cert = hs["client_cert"]
                 self.board.tls_session = s
             if conn.config.prepared_premaster is not None and conn.peer_certificate is not None \
                     and conn.peer_certificate.public_key is not None:

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.micropython, requires_emulator, requires_tool("ser2net
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """An emulated board behind ser2net (RFC 2217): (EmulatedBoard, Ser2net)."""
-    with EmulatedBoard(tmp_path_factory.mktemp("flash"), heap="256k", mpy=True) as board, Ser2net(board.tty) as s:
+    with EmulatedBoard(tmp_path_factory.mktemp("flash"), heap="320k", mpy=True) as board, Ser2net(board.tty) as s:
         yield board, s
 
 
