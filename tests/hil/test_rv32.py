@@ -89,3 +89,25 @@ def test_the_flash_persists_across_a_reset(flash_dir, tmp_path):
             link.connect(20)
             status = Bridge(link, ("127.0.0.1", 1)).stats(timeout=10, identity=True)
     assert (status.get("autorun") or {}).get("every_s") == 3600, status
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_demo_on_the_emulated_mcu(tmp_path):
+    # `hsmtls demo --machine rv32` as a user runs it, with the image the run has built
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from hsmtls.board.build import cache_root
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOFTHSM", "HSMTLS"))}
+    env.update(HOME=str(tmp_path), HSMTLS_CACHE=str(cache_root()))
+    p = subprocess.run([sys.executable, "-m", "hsmtls", "demo", "--machine", "rv32"], capture_output=True,
+                       text=True, cwd=tmp_path, env=env, timeout=240)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    assert "QEMU's RISC-V virt MCU" in out and "link up: rv32 micropython 1.28.0" in out, out
+    assert {int(m) for m in re.findall(r"step +(\d+) ", out)} >= set(range(1, 12)), out
+    assert "demo: all steps passed" in out
