@@ -111,3 +111,20 @@ def test_demo_on_the_emulated_mcu(tmp_path):
     assert "QEMU's RISC-V virt MCU" in out and "link up: rv32 micropython 1.28.0" in out, out
     assert {int(m) for m in re.findall(r"step +(\d+) ", out)} >= set(range(1, 12)), out
     assert "demo: all steps passed" in out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_deploy_is_frozen_on_the_emulated_mcu(tmp_path):
+    # the image has the firmware frozen in: deploy copies main.py and checks the import
+    # finds the image's modules (x64 .mpy files would be another ABI)
+    import subprocess
+    import sys
+
+    flash = tmp_path / "flash"
+    p = subprocess.run([sys.executable, "-m", "hsmtls", "board", "deploy", "--board", "emulator", "--machine", "rv32",
+                        "--flash", str(flash)], capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "firmware code frozen in the image (boardapp.py)" in p.stdout, p.stdout
+    assert "(rv32, firmware frozen): 1 copied" in p.stdout, p.stdout
+    assert sorted(x.name for x in flash.iterdir()) == ["main.py"]
