@@ -197,6 +197,7 @@ class Token:
                 if last:
                     raise TokenError(f"cannot open a session on token {self.label!r}: {describe_error(e)}") from None
                 self._look_again()
+        raise AssertionError("unreachable")  # the last try returns or raises
 
     def _look_again(self) -> None:
         # a new listing makes SoftHSM2 read the token's files again, where the token
@@ -207,7 +208,6 @@ class Token:
             return
         if len(found) == 1:
             self.token = found[0]
-        raise AssertionError("unreachable")
 
     def _open_once(self, pin: str | None, rw: bool) -> Any:
         try:

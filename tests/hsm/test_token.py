@@ -414,3 +414,32 @@ def test_crl_from_another_ca_is_refused_at_startup(token_env, tmp_path):
     proc = _serve_cli(token_env, "--key", token_env.uri("server"), "--client-ca", "ca.pem",
                       "--crl", str(tmp_path / "crl.pem"))
     assert proc.returncode == 1 and "not one of the CAs given" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_open_tries_again_after_a_transient_failure(monkeypatch):
+    # SoftHSM2 rewriting the token's files for another process: the first C_Login fails
+    # with UserPinNotInitialized, the next try (after listing the tokens again) opens.
+    # _look_again once ended every such retry with AssertionError("unreachable"), which
+    # `hsmtls serve` printed as "error: unreachable"
+    import threading
+    import types
+
+    from pkcs11 import exceptions as p11e
+
+    from hsmtls.hsm import token as T
+
+    tries = []
+
+    def open_once(pin, rw):
+        tries.append(pin)
+        if len(tries) == 1:
+            raise p11e.UserPinNotInitialized()
+        return "session"
+
+    t = T.Token.__new__(T.Token)
+    t.lock, t.label = threading.Lock(), "hsmtls"
+    t.token = types.SimpleNamespace(label="hsmtls")
+    t.lib = types.SimpleNamespace(get_tokens=lambda: [types.SimpleNamespace(label="hsmtls")])
+    t._open_once = open_once
+    monkeypatch.setattr(T.time, "sleep", lambda s: None)
+    assert t.open("1234") == "session" and tries == ["1234", "1234"]
