@@ -5,6 +5,8 @@ never repeat across boots, and that its flash persists across a reset. Runs with
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -156,3 +158,37 @@ def test_handshake_within_the_heap_budget(tmp_path, kind):
             assert r["ok"], (kind, r)
     finally:
         srv.kill()
+
+
+def test_qemu_dies_with_a_killed_emulate(tmp_path):
+    # `hsmtls board emulate` killed outright (a test run's timeout, kill -9) once left its
+    # QEMU running on its own, a core busy for good; it runs under PR_SET_PDEATHSIG now
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "hsmtls", "board", "emulate", "--machine", "rv32",
+                          "--flash", str(tmp_path / "flash")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         text=True)
+    try:
+        assert p.stdout is not None
+        tty = p.stdout.readline().strip()
+        assert tty.startswith("/dev/")
+        with HostLink(tty) as link:  # the board up and in its loop
+            link.connect(20)
+        children = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
+        qemu = [int(c) for c in children if b"qemu-system" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(qemu) == 1, children
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and Path(f"/proc/{qemu[0]}").exists():
+        time.sleep(0.05)
+    try:
+        os.waitpid(qemu[0], os.WNOHANG)  # (not our child: reaped by init)
+    except ChildProcessError:
+        pass
+    assert not Path(f"/proc/{qemu[0]}").exists() or b"qemu" not in Path(f"/proc/{qemu[0]}/cmdline").read_bytes()
