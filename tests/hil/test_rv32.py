@@ -1,7 +1,8 @@
 """What only the rv32 machine (QEMU's RISC-V virt board) has to prove: that its random
 numbers, seeded by the host at every boot (the stand-in for the ESP32's hardware RNG),
-never repeat across boots, and that its flash persists across a reset. Runs with
-`pytest --board rv32`."""
+never repeat across boots; that its flash persists across a reset; that the demo and a
+frozen deploy run on it; that it holds the heap budget (docs/board-rv32.md); that its
+QEMU dies with the process that started it. Runs with `pytest --board rv32`."""
 
 from __future__ import annotations
 
