@@ -177,7 +177,10 @@ def flash(board_name, port, image, erase) -> None:
 @click.option("--dev/--production", "dev_mode", default=None,
               help="Leave the board in development mode (the REPL reachable from the link, as deploy needs it) or "
                    "in production mode (the REPL refused); default: as it was.")
-def deploy(board_name, port, flash_dir, romfs=False, frozen=False, dev_mode=None) -> None:
+@click.option("--machine", type=click.Choice(["unix64", "unix32", "rv32"]),
+              help="Emulator only: its machine; unix32 and rv32 have the firmware frozen into their image, so "
+                   "deploy is --frozen there.  [default: $HSMTLS_MACHINE, else unix64]")
+def deploy(board_name, port, flash_dir, romfs=False, frozen=False, dev_mode=None, machine=None) -> None:
     """Compile firmware/ with mpy-cross, copy what changed with mpremote, verify by hash,
     then import it on the board and say what its code takes of the heap.
 
@@ -202,17 +205,23 @@ def deploy(board_name, port, flash_dir, romfs=False, frozen=False, dev_mode=None
     try:
         with tempfile.TemporaryDirectory(prefix="hsmtls-mpy-") as build_dir:
             if b.emulated:
-                if frozen:
-                    fail("the emulator is the unix port from PyPI, which cannot have our modules frozen in: "
-                          "hsmtls board emulate --rom runs them in place from an emulated ROMFS instead")
-                from .board.emulator import EmulatedBoard
+                from .board.emulator import EmulatedBoard, default_machine
 
+                machine = machine or default_machine()
+                if machine != "unix64":
+                    # the image has the firmware frozen in (as an ESP32 image built with
+                    # firmware/manifest.py): .mpy files would be for another ABI, and shadowed
+                    frozen = True
+                elif frozen:
+                    fail("the unix64 emulator is the unix port from PyPI, which cannot have our modules frozen in: "
+                          "--machine unix32 or rv32 (built with them frozen), or hsmtls board emulate --rom, which "
+                          "runs them in place from an emulated ROMFS")
                 if romfs:
                     fail("the emulator's ROMFS is a mapped image, not a partition to write: "
                           "hsmtls board emulate --rom runs the firmware from one")
-                with EmulatedBoard(flash_dir, repl=True, rx_ring=None) as emu:
-                    res = do_deploy(b, emu.tty, Path(build_dir), None, log, mode=mode)
-                where = f"emulator flash {flash_dir}"
+                with EmulatedBoard(flash_dir, repl=True, rx_ring=None, machine=machine) as emu:
+                    res = do_deploy(b, emu.tty, Path(build_dir), None, log, frozen=frozen, mode=mode)
+                where = f"emulator flash {flash_dir} ({machine}{', firmware frozen' if frozen else ''})"
             else:
                 if not port:
                     fail("--port is required for a real board (hsmtls board list)")

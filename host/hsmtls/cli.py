@@ -311,7 +311,11 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, allow_cn,
 @click.option("--key-type", type=click.Choice(["ec", "rsa"]), default="ec", show_default=True,
               help="The key the board makes for itself: ECDSA P-256, or RSA-2048 (signed with CRT on the board).")
 @click.option("--yes", is_flag=True, help="A real board: replace its identity without asking.")
-def demo(board: str, port: str | None, trace_out: str | None, key_type: str, yes: bool = False) -> None:
+@click.option("--machine", type=click.Choice(["unix64", "unix32", "rv32"]),
+              help="The emulated board's machine: rv32 runs the demo on the emulated RISC-V MCU (QEMU; its image "
+              "is built first, see `hsmtls board build`).  [default: $HSMTLS_MACHINE, else unix64]")
+def demo(board: str, port: str | None, trace_out: str | None, key_type: str, yes: bool = False,
+         machine: str | None = None) -> None:
     """Run the handshake end to end on this machine (throwaway token, nothing configured)."""
     from .demo import run_demo
 
@@ -325,7 +329,10 @@ def demo(board: str, port: str | None, trace_out: str | None, key_type: str, yes
             sys.exit(1)
         if not click.confirm(f"{what}. Go on?", default=False):
             sys.exit(1)
-    sys.exit(run_demo(click.echo, board=board, port=port, trace_out=trace_out, key_type=key_type))
+    if machine and board != "emulator":
+        click.echo(f"error: --machine is the emulated board's; --board {board} is a real one", err=True)
+        sys.exit(2)
+    sys.exit(run_demo(click.echo, board=board, port=port, trace_out=trace_out, key_type=key_type, machine=machine))
 
 
 from .board_cli import board, bridge  # noqa: E402

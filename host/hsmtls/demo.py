@@ -140,12 +140,19 @@ def throwaway_token(directory: Path) -> Iterator[dict]:
     yield {"label": "hsmtls-demo", "pin": secrets.token_hex(8), "so_pin": secrets.token_hex(8)}
 
 
+MACHINE_TEXT = {
+    "unix64": "MicroPython unix port",
+    "unix32": "MicroPython 1.28 unix port, 32-bit, firmware frozen",
+    "rv32": "MicroPython 1.28 on QEMU's RISC-V virt MCU, rv32imac, firmware frozen",
+}
+
+
 def run_demo(echo: Callable[[str], None] = print, board: str = "emulator", port: str | None = None,
-             trace_out: str | None = None, heap: str = "256k", key_type: str = "ec") -> int:
+             trace_out: str | None = None, heap: str = "256k", key_type: str = "ec", machine: str | None = None) -> int:
     d = Demo(echo)
     try:
         with tempfile.TemporaryDirectory(prefix="hsmtls-demo-") as tmp:
-            _run(d, Path(tmp), board, port, trace_out, heap, key_type)
+            _run(d, Path(tmp), board, port, trace_out, heap, key_type, machine)
     except DemoFailure as e:
         echo(f"FAILED: {e}")
         d.failures += 1
@@ -154,7 +161,8 @@ def run_demo(echo: Callable[[str], None] = print, board: str = "emulator", port:
     return 1 if d.failures else 0
 
 
-def _run(d: Demo, tmp: Path, board: str, port: str | None, trace_out: str | None, heap: str, key_type: str) -> None:
+def _run(d: Demo, tmp: Path, board: str, port: str | None, trace_out: str | None, heap: str, key_type: str,
+         machine: str | None = None) -> None:
     from cryptography.hazmat.primitives import serialization
 
     from .board.boards import get_board
@@ -213,9 +221,14 @@ def _run(d: Demo, tmp: Path, board: str, port: str | None, trace_out: str | None
         # --- the board --------------------------------------------------------------
         t = time.perf_counter()
         if bdef.emulated:
-            emu = stack.enter_context(EmulatedBoard(tmp / "board-flash", heap=heap, mpy=can_precompile()))
+            try:
+                emu = stack.enter_context(EmulatedBoard(tmp / "board-flash", heap=heap, mpy=can_precompile(),
+                                                        machine=machine))
+            except RuntimeError as e:  # no image for the machine, no QEMU: what to install
+                raise DemoFailure(f"board: {e}") from None
             port = emu.tty
-            d.stage("board", f"emulated board (MicroPython unix port, heap {heap}) on {port}", t)
+            what = MACHINE_TEXT.get(emu.machine, emu.machine)
+            d.stage("board", f"emulated board ({what}, heap {heap}) on {port}", t)
         assert port is not None
         t = time.perf_counter()
         try:

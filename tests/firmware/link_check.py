@@ -111,4 +111,18 @@ a.receive(b.output(32), 32)  # b's ACK arrives: nothing is unacknowledged
 a.send(P.TLS, b"next")
 got = b.receive(a.output(33), 33)
 print("pong_lost_ok=%d" % (got == [(P.TLS, b"next")]))
+
+# A peer busy for 10 s (an RSA key made on a slow board) reads nothing: the PINGs asking
+# about the unacknowledged frame come ever less often (after 150, 450, 1050, 2250, 4650
+# and 9450 ms), not every 2 rto into its 260-byte ring; then the PONG, and all is sent.
+a = Link(window=210, rto=150)
+b = Link(window=1024, rto=150)
+a.send(P.TLS, b"busy")
+backlog = a.output(0)
+for t in range(10, 10001, 10):
+    backlog += a.output(t)
+got = b.receive(backlog, 10001)
+a.receive(b.output(10002), 10002)
+print("busy_peer_pings=%d" % a.pings)
+print("busy_peer_ok=%d" % (got == [(P.TLS, b"busy")] and a.idle))
 print("done")

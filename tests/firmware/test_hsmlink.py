@@ -28,6 +28,8 @@ EXPECTED = {
     "max_in_flight_ok": "1",
     "retransmitted": "1",
     "pong_lost_ok": "1",
+    "busy_peer_pings": "6",
+    "busy_peer_ok": "1",
 }
 
 

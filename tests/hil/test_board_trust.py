@@ -151,7 +151,7 @@ def test_a_production_board_refuses_the_repl(provisioned, hil_token):
     with HostLink(board.tty) as link:
         assert link.connect(10).get("dev") is True
         assert ask_repl(link) == "leaving link mode"
-    assert board.wait_exit(5) is not None  # the emulated board's firmware ended: its REPL
+    assert board.wait_repl(5)  # the emulated board's firmware ended: its REPL
 
 
 def test_the_boot_button_gives_development_mode_for_one_boot(tmp_path):
@@ -159,7 +159,7 @@ def test_the_boot_button_gives_development_mode_for_one_boot(tmp_path):
             HostLink(board.tty) as link:
         assert link.connect(10).get("dev") is True
         assert ask_repl(link) == "leaving link mode"
-        assert board.wait_exit(5) is not None
+        assert board.wait_repl(5)
     assert not (tmp_path / "flash" / "dev").exists()
 
 

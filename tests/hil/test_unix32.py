@@ -71,3 +71,14 @@ def test_handshake_within_the_heap_budget(image, tmp_path, kind):
             assert r["ok"], (kind, r)
     finally:
         srv.kill()
+
+
+def test_deploy_is_frozen_on_unix32(image, tmp_path):
+    # `hsmtls board deploy --board emulator` on unix32 once pushed x64 .mpy files into a
+    # 32-bit image's flash: main.py only, the firmware found frozen in the image
+    flash = tmp_path / "flash"
+    p = subprocess.run([sys.executable, "-m", "hsmtls", "board", "deploy", "--board", "emulator", "--flash", str(flash)],
+                       capture_output=True, text=True, timeout=240, env=dict(os.environ, HSMTLS_MACHINE="unix32"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "firmware code frozen in the image (boardapp.py)" in p.stdout, p.stdout
+    assert sorted(x.name for x in flash.iterdir()) == ["main.py"]

@@ -70,3 +70,13 @@ def test_demo_asks_before_replacing_a_real_boards_identity():
     assert r.exit_code == 1
     assert "replaces esp32-devkitc's trust anchor, certificate and private key" in r.output
     assert "pass --yes" in r.output
+
+
+def test_demo_machine_is_the_emulators():
+    from click.testing import CliRunner
+
+    from hsmtls.cli import main
+
+    r = CliRunner().invoke(main, ["demo", "--board", "esp32-devkitc", "--port", "/dev/ttyNOPE9", "--yes",
+                                  "--machine", "rv32"])
+    assert r.exit_code == 2 and "--machine is the emulated board's" in r.output

@@ -53,3 +53,48 @@ def test_the_emulator_says_when_qemu_is_missing(monkeypatch):
     monkeypatch.setattr(rv32.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="qemu-system-riscv32 is not installed"):
         EmulatedBoard(machine="rv32")
+
+
+def test_a_build_compiles_every_frozen_module_again(tmp_path):
+    # MicroPython's manifest tool skips a module whose .mpy is newer than its source:
+    # a firmware file whose time went back (a checkout, another worktree sharing the
+    # build directory) would have shipped the old bytecode
+    from hsmtls.board.build import forget_frozen
+
+    (tmp_path / "frozen_mpy" / "tlscore").mkdir(parents=True)
+    (tmp_path / "frozen_mpy" / "tlscore" / "client.mpy").write_bytes(b"M")
+    (tmp_path / "frozen_content.c").write_text("/* old */")
+    (tmp_path / "py").mkdir()
+    forget_frozen(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["py"]
+
+
+def test_qemu_dies_with_the_process_that_started_it(monkeypatch):
+    from hsmtls.board import emulator
+
+    monkeypatch.setattr(emulator.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert emulator.dies_with_us(["qemu"]) == ["/usr/bin/setpriv", "--pdeathsig", "KILL", "qemu"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_rv32_image_builds_a_32_bit_risc_v_program():
+    # the real build, into the user's cache (.ci/run has built it: a lookup); without the
+    # sources or the toolchain it skips in one line, but not under $CI, which has them
+    import os
+
+    from hsmtls.board import build as B
+
+    try:
+        if B.default_sources() is None:
+            raise BuildError("no MicroPython sources at ../shared/micropython")
+        rv32.check_toolchain()
+        rv32.qemu_binary()
+        image = B.find_image("rv32")
+    except (BuildError, RuntimeError) as e:
+        if os.environ.get("CI") and not os.environ.get("HSMTLS_NO_MICROPYTHON_SOURCES"):
+            raise
+        pytest.skip(str(e))
+    head = image.read_bytes()[:20]
+    # ELF, 32-bit, little-endian, e_machine 243 (RISC-V)
+    assert head[:4] == b"\x7fELF" and head[4] == 1 and head[5] == 1 and struct.unpack("<H", head[18:20])[0] == 243

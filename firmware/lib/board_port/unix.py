@@ -21,11 +21,13 @@ BOARD = "emulator"
 #                    0 = none, the pty holds the host back like native USB does
 #   HSMTLS_PTY_VMIN0 our pty returns short reads, so the link is read in chunks
 _RING = int(os.getenv("HSMTLS_RX_RING") or "260")
-RX_CHUNK = 1024 if os.getenv("HSMTLS_PTY_VMIN0") else 256
+# at most 256 bytes a read, as an ESP32 takes its UART ring (board_port/esp32.py): the
+# same read buffer in the heap, the same number of passes through the link per burst
+RX_CHUNK = 256
 
 
 class Serial(_Serial):
-    chunked = RX_CHUNK > 256
+    chunked = bool(os.getenv("HSMTLS_PTY_VMIN0"))
 
 
 def setup():

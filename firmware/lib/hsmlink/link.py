@@ -16,6 +16,7 @@ from . import protocol as P
 from .framing import MAX_PAYLOAD, Decoder, encode_frame, encode_frame_into, wire_length
 
 MORE = 0x80
+PING_WAIT_MAX = 32  # rto's: 4.8 s at the default 150 ms
 STREAMS = (P.TLS, P.APP)
 
 
@@ -51,6 +52,7 @@ class Link:
         self.last_progress = None
         self.ping_nonce = 0
         self.ping_sent = None
+        self.ping_wait = 2  # rto's before an unanswered PING is sent again
         self.decoder.reset()
 
     def counters(self):
@@ -103,8 +105,14 @@ class Link:
             waited = self.ticks_diff(now, self.last_progress)
             if self.ping_sent is None and waited >= self.rto:
                 self._ping(out, now)
-            elif self.ping_sent is not None and self.ticks_diff(now, self.ping_sent) >= 2 * self.rto:
-                self._ping(out, now)  # the PING or its PONG was lost: ask again
+            elif self.ping_sent is not None and self.ticks_diff(now, self.ping_sent) >= self.ping_wait * self.rto:
+                # the PING or its PONG was lost, or the peer is still computing: ask again,
+                # each time waiting twice as long, so that a peer busy for seconds (an RSA
+                # key made on an emulated RV32) finds a few PINGs in its 260-byte ring,
+                # not one every 2 rto on top of a full window
+                if self.ping_wait < PING_WAIT_MAX:
+                    self.ping_wait *= 2
+                self._ping(out, now)
         while self.queue:
             ftype, payload = self.queue[0]
             wire = wire_length(len(payload))
@@ -144,6 +152,7 @@ class Link:
             self.in_flight -= f[3]
         self.unacked = self.unacked[n:]
         self.last_progress = now
+        self.ping_wait = 2
         if not self.unacked:
             # everything arrived: a PING still waiting for its PONG asks about
             # nothing, and must not hold back the queue if that PONG was lost
@@ -153,6 +162,7 @@ class Link:
         if self.ping_sent is None or nonce != self.ping_nonce:
             return
         self.ping_sent = None
+        self.ping_wait = 2
         self.last_progress = now
         # The peer has read everything sent before the PING: what is still unacked
         # was lost. Resend it, in order, ahead of new frames.

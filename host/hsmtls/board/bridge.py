@@ -180,6 +180,9 @@ class Bridge:
 
     def run_handshake(self, opts: dict, timeout: float = 60.0) -> dict:
         """Tell the board to run one TLS session; return its RESULT."""
+        # a connection still open (the board's autorun session this RUN ends) is not this
+        # session's: the server's answers on it must not reach the new one
+        self._close_tcp()
         self.errors = []
         self.outgoing = b""
         send = opts.get("send")

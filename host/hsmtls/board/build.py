@@ -10,7 +10,8 @@ Images live in the cache ($HSMTLS_CACHE, else ~/.cache/hsmtls/images), one direc
 key: the hash of the sources, firmware/**, boards/**, the machine and the recipe below
 (and the heap, where the heap is a build parameter), so a second build is a lookup that
 prints the same path. make's own build directory is kept per machine and source tree,
-so a changed firmware rebuilds only the frozen modules.
+so a changed firmware rebuilds only the frozen modules (all of them, every time:
+forget_frozen()).
 
 Everything that can go wrong (no sources, a tree without its submodules, no 32-bit
 compiler, a failed make) is a BuildError whose message is one line saying what is
@@ -211,10 +212,14 @@ def _tree_hash(root: Path) -> str:
 
 
 def image_key(machine: str, tree: Path, heap: int | None) -> str:
-    """The cache key of `machine`'s image from `tree` with the firmware and boards as they are now."""
+    """The cache key of `machine`'s image from `tree` with the firmware (every file under
+    firmware/: the frozen modules, main.py, the manifest), the boards and the recipes
+    as they are now."""
+    from .rv32 import RV32_MAKE
+
     h = hashlib.sha256()
     parts = [machine, source_key(tree), _tree_hash(FIRMWARE), _tree_hash(BOARDS), " ".join(UNIX32_MAKE),
-             str(heap)]
+             " ".join(RV32_MAKE), str(heap)]
     h.update("\n".join(parts).encode())
     return h.hexdigest()
 
@@ -242,6 +247,15 @@ def build_dir(name: str, tree: Path) -> Path:
     """make's build directory (BUILD=) for `name` from this source tree, kept between
     images so that a changed firmware rebuilds only what depends on it."""
     return _mkdir(cache_root() / "build" / f"{name}-{source_key(tree)[:16]}")
+
+
+def forget_frozen(build: Path) -> None:
+    """Make MicroPython compile every frozen module again. Its manifest tool recompiles a
+    module only when the source is newer than the .mpy it left in the build directory:
+    a firmware file whose time goes back (a checkout, another worktree sharing this
+    build directory, an edit undone) would ship the old bytecode without a word."""
+    shutil.rmtree(build / "frozen_mpy", ignore_errors=True)
+    (build / "frozen_content.c").unlink(missing_ok=True)
 
 
 def run_make(args: list[str], cwd: Path, log: Path) -> None:
@@ -358,6 +372,7 @@ def _build_unix32(tree: Path, out: Path, log: Path) -> Path:
     cross = mpy_cross(tree, log)
     build = build_dir("unix32", tree)
     with _lock(build.name):
+        forget_frozen(build)
         run_make([f"-j{os.cpu_count() or 1}", *UNIX32_MAKE, f"BUILD={build}", f"MICROPY_MPYCROSS={cross}",
                   f"FROZEN_MANIFEST={BOARDS / 'unix32' / 'manifest.py'}"], tree / "ports" / "unix", log)
         image = out / "micropython"

@@ -114,6 +114,15 @@ def build_mpy(cache: Path | None = None) -> Path:
     return out
 
 
+def dies_with_us(argv: list[str]) -> list[str]:
+    """argv run so that the board process is killed when the thread that started it
+    ends (PR_SET_PDEATHSIG through util-linux's setpriv): a test run or an `hsmtls board
+    emulate` killed without a chance to clean up leaves no QEMU or MicroPython behind
+    (QEMU in particular keeps running on its own, holding a core)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", *argv] if setpriv else argv
+
+
 def _inq(fd: int) -> int:
     return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
@@ -258,7 +267,7 @@ class EmulatedBoard:
         env["HSMTLS_DEV_BUTTON"] = "1" if self.dev_button else "0"
         err = open(self._stderr_path, "ab")
         proc = subprocess.Popen(
-            args, stdin=fd, stdout=fd, stderr=err, cwd=self.flash_dir, env=env, close_fds=True
+            dies_with_us(args), stdin=fd, stdout=fd, stderr=err, cwd=self.flash_dir, env=env, close_fds=True
         )
         err.close()
         with self._lock:
@@ -276,7 +285,7 @@ class EmulatedBoard:
         boot.write_bytes(rv32.boot_block(rv32.heap_bytes(self.heap), flags))
         assert self.image is not None
         with open(self._stderr_path, "ab") as err:
-            return subprocess.Popen(rv32.qemu_argv(self.image, os.ttyname(slave), boot), stdin=subprocess.DEVNULL,
+            return subprocess.Popen(dies_with_us(rv32.qemu_argv(self.image, os.ttyname(slave), boot)), stdin=subprocess.DEVNULL,
                                     stdout=err, stderr=err, cwd=self.flash_dir, close_fds=True)
 
     def _kill(self) -> None:
@@ -365,6 +374,20 @@ class EmulatedBoard:
         if "MemoryError" in why:
             why += f" (heap {self.heap} is too small to start the firmware)"
         return f"the board stopped (exit code {rc}): {why}"
+
+    def wait_repl(self, timeout: float) -> bool:
+        """Whether the firmware left link mode for the REPL within `timeout` s: the unix
+        port's process ends with main.py (its REPL is a run of its own, repl=True); the
+        rv32 machine, as a board does, goes on to MicroPython's REPL on its serial port,
+        whose prompt the relay sees."""
+        if self.machine != "rv32":
+            return self.wait_exit(timeout) is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if b">>> " in self.tail:
+                return True
+            time.sleep(0.02)
+        return False
 
     def wait_exit(self, timeout: float) -> int | None:
         proc = self.proc

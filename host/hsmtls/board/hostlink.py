@@ -43,6 +43,45 @@ def now_ms() -> int:
     return int(time.monotonic() * 1000)
 
 
+class HostSideLink(Link):
+    """The link with bare ACKs toward the board held back a little. Every frame the host
+    sends carries its ack, but a bare ACK for each burst the board writes lands in the
+    board's UART ring unread while the board goes on writing or computing: a slow board
+    (the emulated RV32) finds five of them (45 bytes) in the 50 bytes the host's window
+    leaves free of its 260, and the next byte is lost. So a bare ACK waits until half
+    the board's window toward the host (boardapp: 1024 bytes) has arrived unacknowledged,
+    or ACK_DELAY_MS has passed (well inside the board's 150 ms before it PINGs), unless
+    a frame that carries it goes out first."""
+
+    ACK_BYTES = 512
+    ACK_DELAY_MS = 20
+
+    def reset(self) -> None:
+        super().reset()
+        self.rx_unacked = 0  # bytes received since our last frame
+        self.ack_due_since: int | None = None
+
+    def receive(self, data, now=0, n=None):  # type: ignore[no-untyped-def]
+        self.rx_unacked += len(data) if n is None else n
+        return super().receive(data, now, n)
+
+    def output(self, now):  # type: ignore[no-untyped-def]
+        hold = False
+        if self.ack_due and self.rx_unacked < self.ACK_BYTES:
+            if self.ack_due_since is None:
+                self.ack_due_since = now
+            hold = now - self.ack_due_since < self.ACK_DELAY_MS
+        if hold:
+            self.ack_due = False
+        out = super().output(now)
+        if out:  # every frame carries our ack
+            self.rx_unacked = 0
+            self.ack_due_since = None
+        elif hold:
+            self.ack_due = True
+        return out
+
+
 class LinkError(Exception):
     pass
 
@@ -159,7 +198,7 @@ class HostLink:
         self._fd = _fileno(self.ser)
         self.port = port
         self.fixed_window = window  # None: as the board's HELLO says
-        self.link = Link(window=window or HOST_WINDOW, rto=rto)
+        self.link = HostSideLink(window=window or HOST_WINDOW, rto=rto)
         self.hello: dict = {}
         self.board_resets = 0
         self._nonce = int.from_bytes(os.urandom(4), "big")

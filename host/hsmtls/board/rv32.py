@@ -67,7 +67,7 @@ def check_toolchain() -> None:
 def build_image(tree: Path, out_dir: Path, heap: int | None, manifest: Path) -> Path:
     """The rv32 image from `tree` into out_dir: firmware.elf, which QEMU boots.
     heap: MICROPY_HEAP_SIZE, the largest heap a boot may ask for (default 1 MiB)."""
-    from .build import _lock, build_dir, mpy_cross, run_make
+    from .build import _lock, build_dir, forget_frozen, mpy_cross, run_make
 
     check_toolchain()
     log = out_dir / "build.log"
@@ -82,6 +82,7 @@ def build_image(tree: Path, out_dir: Path, heap: int | None, manifest: Path) -> 
             shutil.rmtree(build, ignore_errors=True)
             build.mkdir(parents=True)
             stamp.write_text(str(size))
+        forget_frozen(build)
         run_make([f"-j{os.cpu_count() or 1}", "BOARD=HSMTLS_RV32", f"BOARD_DIR={BOARD_DIR}", f"BUILD={build}",
                   *RV32_MAKE, f"MICROPY_MPYCROSS={cross}", f"FROZEN_MANIFEST={manifest}",
                   f"MICROPY_HEAP_SIZE={size}"], tree / "ports" / "qemu", log)
