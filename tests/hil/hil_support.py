@@ -28,7 +28,7 @@ def provision_emulated(flash_dir: Path, token, ca: str = "ca", validity=None, ke
     from hsmtls.testing.board import Board
 
     # precompiled, as deployed (see emulator.can_precompile)
-    board = EmulatedBoard(flash_dir, heap="256k", mpy=True).start()
+    board = EmulatedBoard(flash_dir, heap="320k", mpy=True).start()
     try:
         # (the Board resets an emulated board after provisioning: it restarts with its
         # new identity and a heap not fragmented by the key generation)
