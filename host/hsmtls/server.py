@@ -121,7 +121,9 @@ class TLSServer:
             """The events of a refusal, if any."""
             nonlocal waiting, closing
             request.extend(data)
-            if waiting is not None or b"\r\n\r\n" not in request:
+            # a request ends with an empty line, CRLF or bare LF (as curl and s_client -crlf,
+            # or a typed request, send it)
+            if waiting is not None or (b"\r\n\r\n" not in request and b"\n\n" not in request):
                 return []  # not whole yet, or already waiting for a certificate
             parts = bytes(request).split(b" ", 2)
             path = parts[1].decode("ascii", "replace") if len(parts) > 2 else "/"
