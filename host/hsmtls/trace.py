@@ -58,7 +58,7 @@ PERFORMER_LABELS = {"token": "token (PKCS#11)", "host": "host file key", "board"
 def suite_name(code: int) -> str:
     if code == C.TLS_EMPTY_RENEGOTIATION_INFO_SCSV:
         return "TLS_EMPTY_RENEGOTIATION_INFO_SCSV"
-    s = suites.BY_CODE.get(code)
+    s = suites.by_code(code)
     return s.name if s is not None else "0x%04X" % code
 
 
@@ -99,7 +99,9 @@ def _extension_details(ext_type: int, data: bytes) -> Any:
 
     try:
         if ext_type == C.EXT_SERVER_NAME:
-            return M.parse_server_name(data) if data else ""
+            from tlscore.server import parse_server_name
+
+            return parse_server_name(data) if data else ""
         if ext_type == C.EXT_SIGNATURE_ALGORITHMS:
             return [scheme_name(s) for s in M.parse_signature_algorithms(data)]
         if ext_type == C.EXT_SUPPORTED_GROUPS:

@@ -105,7 +105,10 @@ def test_demo_on_the_emulated_mcu(tmp_path):
 
     from hsmtls.board.build import cache_root
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOFTHSM", "HSMTLS"))}
+    # a user's environment: none of the test run's settings, but where MicroPython's
+    # sources are (the image is found by a key made from them)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SOFTHSM", "HSMTLS")) or k == "HSMTLS_MICROPYTHON"}
     env.update(HOME=str(tmp_path), HSMTLS_CACHE=str(cache_root()))
     p = subprocess.run([sys.executable, "-m", "hsmtls", "demo", "--machine", "rv32"], capture_output=True,
                        text=True, cwd=tmp_path, env=env, timeout=240)

@@ -48,7 +48,6 @@ from .events import (
 )
 from .messages import MESSAGE_CLASSES, Finished, frame
 from .record import RecordLayer, make_protections
-from .session import Session
 
 # Pseudo message type for ChangeCipherSpec in the transition tables (it is a record
 # content type, not a handshake message, but its place in the flow is fixed).
@@ -567,6 +566,8 @@ class Connection:
         peer = self.peer_certificate
         if peer is not None and not self.is_client:
             peer = bytes(peer.der)
+        from .session import Session  # (here: the board loads it once it has a session to keep)
+
         # a client's session is for the name it asked for, a server's for the one it got
         name = self.config.server_name if self.is_client else self.server_name
         return Session(self.session_id, self.suite.code, self.master_secret, self.use_ems, name, peer, self._now())

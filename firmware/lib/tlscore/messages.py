@@ -62,7 +62,7 @@ def _get_nonempty(p, length_size, item_size, what):
     return items
 
 
-def _one_vector(data, length_size, minimum=0):
+def one_vector(data, length_size, minimum=0):
     # a body that is exactly one vector
     p = Parser(data)
     v = p.get_vector(length_size, minimum)
@@ -183,7 +183,7 @@ class Certificate:
 
     @classmethod
     def parse(cls, body):
-        sub = Parser(_one_vector(body, 3))
+        sub = Parser(one_vector(body, 3))
         certs = []
         while sub.remaining():
             certs.append(sub.get_vector(3, 1))
@@ -280,10 +280,10 @@ class ClientKeyExchange:
         return self.body
 
     def encrypted_pre_master_secret(self):
-        return _one_vector(self.body, 2)
+        return one_vector(self.body, 2)
 
     def ecdh_yc(self):
-        return _one_vector(self.body, 1, 1)
+        return one_vector(self.body, 1, 1)
 
 
 class ServerKeyExchange:
@@ -392,43 +392,6 @@ def server_name_extension(host_name):
     return (EXT_SERVER_NAME, Writer().add_vector(2, entry).bytes())
 
 
-def parse_server_name(data):
-    # RFC 6066 §3: a ServerNameList holding at most one host_name, a DNS name in ASCII
-    # (lower-cased here), no trailing dot; other name types are skipped
-    sub = Parser(_one_vector(data, 2, 1))
-    host = None
-    while sub.remaining():
-        name_type = sub.get(1)
-        name = sub.get_vector(2, 1)
-        if name_type == 0:
-            if host is not None:
-                raise TLSError(ILLEGAL_PARAMETER, "server_name lists more than one host_name")
-            host = _dns_name(name)
-    return host
-
-
-def _dns_name(raw):
-    # letters, digits, '-', '_' and '.', labels of 1 to 63, 253 in all: anything else
-    # (NUL, control characters, escapes, bytes over 0x7f, an empty label) is no host name
-    if len(raw) > 253:
-        raise TLSError(ILLEGAL_PARAMETER, "server_name host_name longer than 253 bytes")
-    label = 0
-    for b in raw:
-        if b == 0x2E:
-            if label == 0:
-                raise TLSError(ILLEGAL_PARAMETER, "server_name host_name has an empty label")
-            label = 0
-        elif (0x61 <= b <= 0x7A) or (0x41 <= b <= 0x5A) or (0x30 <= b <= 0x39) or b == 0x2D or b == 0x5F:
-            label += 1
-            if label > 63:
-                raise TLSError(ILLEGAL_PARAMETER, "server_name host_name has a label over 63 bytes")
-        else:
-            raise TLSError(ILLEGAL_PARAMETER, "server_name host_name is not a DNS name (byte 0x%02x)" % b)
-    if label == 0:
-        raise TLSError(ILLEGAL_PARAMETER, "server_name host_name ends in a dot")
-    return bytes(raw).decode().lower()
-
-
 def signature_algorithms_extension(schemes):
     return (EXT_SIGNATURE_ALGORITHMS, Writer().add_list(2, 2, schemes).bytes())
 
@@ -471,7 +434,7 @@ def renegotiation_info_extension(renegotiated_connection):
 
 
 def parse_renegotiation_info(data):
-    return _one_vector(data, 1)
+    return one_vector(data, 1)
 
 
 def supported_groups_extension(groups):

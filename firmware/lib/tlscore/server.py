@@ -9,6 +9,7 @@
 # Only the table below says which message may come next.
 
 from . import pkcs1, suites, x509
+from .codec import Parser
 from .connection import (
     CCS,
     CONNECTED,
@@ -73,10 +74,10 @@ from .messages import (
     ServerKeyExchange,
     ec_point_formats_extension,
     max_fragment_length_extension,
+    one_vector,
     parse_ec_point_formats,
     parse_max_fragment_length,
     parse_renegotiation_info,
-    parse_server_name,
     parse_signature_algorithms,
     parse_supported_groups,
     parse_supported_versions,
@@ -141,6 +142,43 @@ TRANSITIONS = {
         RENEGOTIATION_REFUSED: ("_on_renegotiation_refused", (CONNECTED,)),
     },
 }
+
+
+def parse_server_name(data):
+    # RFC 6066 §3: a ServerNameList holding at most one host_name, a DNS name in ASCII
+    # (lower-cased here), no trailing dot; other name types are skipped
+    sub = Parser(one_vector(data, 2, 1))
+    host = None
+    while sub.remaining():
+        name_type = sub.get(1)
+        name = sub.get_vector(2, 1)
+        if name_type == 0:
+            if host is not None:
+                raise TLSError(ILLEGAL_PARAMETER, "server_name lists more than one host_name")
+            host = _dns_name(name)
+    return host
+
+
+def _dns_name(raw):
+    # letters, digits, '-', '_' and '.', labels of 1 to 63, 253 in all: anything else
+    # (NUL, control characters, escapes, bytes over 0x7f, an empty label) is no host name
+    if len(raw) > 253:
+        raise TLSError(ILLEGAL_PARAMETER, "server_name host_name longer than 253 bytes")
+    label = 0
+    for b in raw:
+        if b == 0x2E:
+            if label == 0:
+                raise TLSError(ILLEGAL_PARAMETER, "server_name host_name has an empty label")
+            label = 0
+        elif (0x61 <= b <= 0x7A) or (0x41 <= b <= 0x5A) or (0x30 <= b <= 0x39) or b == 0x2D or b == 0x5F:
+            label += 1
+            if label > 63:
+                raise TLSError(ILLEGAL_PARAMETER, "server_name host_name has a label over 63 bytes")
+        else:
+            raise TLSError(ILLEGAL_PARAMETER, "server_name host_name is not a DNS name (byte 0x%02x)" % b)
+    if label == 0:
+        raise TLSError(ILLEGAL_PARAMETER, "server_name host_name ends in a dot")
+    return bytes(raw).decode().lower()
 
 
 def premaster_from_decryption(good, message, client_version, substitute):

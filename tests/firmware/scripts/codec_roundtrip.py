@@ -19,7 +19,6 @@ from tlscore.messages import (
     frame,
     parse_ec_point_formats,
     parse_renegotiation_info,
-    parse_server_name,
     parse_signature_algorithms,
     parse_supported_groups,
     renegotiation_info_extension,
@@ -27,6 +26,7 @@ from tlscore.messages import (
     signature_algorithms_extension,
     supported_groups_extension,
 )
+from tlscore.server import parse_server_name
 
 R = bytes(range(32))
 samples = [
