@@ -2,7 +2,7 @@
 # candidates, a sieve by small primes, then Miller-Rabin with pow and os.urandom), or
 # an ECDSA P-256 one (d uniform in [1, n-1] from os.urandom, Q = d*G), and a PKCS#10
 # certificate request (RFC 2986) signed with it. The private key goes to the board's
-# flash in boardkey.py's format and never onto the link: the host gets only the
+# flash in key.py's format and never onto the link: the host gets only the
 # request, and the certificate it sends back is accepted only if it carries this key
 # (see Board.install).
 #
@@ -19,9 +19,8 @@
 import hashlib
 import os
 
-import derwriter as D
-from boardkey import BoardKey, modinv
-
+from boardapp import derwriter as D
+from boardapp.key import BoardKey, modinv
 from tlscore import pkcs1
 
 E = 65537
@@ -117,8 +116,7 @@ def keygen(bits=2048, e=E, counter=None):
 def keygen_ec(counter=None):
     """Generator: yields None while working, finally an ECBoardKey (P-256), whose
     signature on the CSR takes its nonce's boot number from the same counter."""
-    from boardkey_ec import ECBoardKey
-
+    from boardapp.key_ec import ECBoardKey
     from tlscore import p256
 
     _Random.start(counter)
@@ -139,7 +137,7 @@ class _Random:
     @classmethod
     def start(cls, counter):
         if counter:
-            from boardkey import next_count
+            from boardapp.key import next_count
 
             cls.extra = ("keygen/%d/" % next_count(counter)).encode()
 
@@ -159,7 +157,7 @@ def _gcd(a, b):
 
 
 def key_text(key):
-    # boardkey.py's flash format
+    # key.py's flash format
     return key.text()
 
 

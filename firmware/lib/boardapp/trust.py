@@ -17,7 +17,6 @@ import json
 import os
 
 from boardapp import BUILD_TIME, TIME_FLOOR
-
 from hsmlink import protocol as P
 from tlscore import pkcs1, x509
 from tlscore.backend_micropython import BACKEND

@@ -67,7 +67,7 @@ class ECBoardKey:
         # take it); no file named (a host's test): 0
         if self._boot is None:
             if self._boots_path:
-                from boardkey import next_count
+                from boardapp.key import next_count
 
                 self._boot = next_count(self._boots_path)
             else:
