@@ -9,15 +9,12 @@
 
 import gc
 
-from boardapp import BUILD_TIME, TIME_FLOOR, TIME_FLOOR_STEP
-from boardapp.session import DEFAULT_MFL, Session
+from boardapp import session
 from hsmlink import VERSION
 from hsmlink import protocol as P
 from hsmlink.framing import MAX_PAYLOAD
-from hsmlink.link import Link
 from tlscore import x509
 from tlscore.backend_micropython import BACKEND
-from tlscore.client import PreparedPremaster
 
 
 def _port_call(port, name):
@@ -34,6 +31,11 @@ def _missing(name):
 
 class Board:
     def __init__(self, port):
+        # (imported here, the one place they are used: kept out of the module's globals,
+        # whose table would otherwise take the next size up on the board's heap)
+        from hsmlink.link import Link
+        from tlscore.client import PreparedPremaster
+
         self.port = port
         self.serial = port.Serial()
         # board -> host: the host reads promptly and has memory, so a wider window
@@ -44,7 +46,7 @@ class Board:
         # MAC, 256 bytes of padding) and one link frame besides (more grows the
         # engine's own copy, rarely). Made first, at boot, while the heap is in one
         # piece: later its 2.5 KB may find no free block that large.
-        self.record_buffer = bytearray(5 + DEFAULT_MFL + 320 + MAX_PAYLOAD)
+        self.record_buffer = bytearray(5 + session.DEFAULT_MFL + 320 + MAX_PAYLOAD)
         self.session = None
         # the last TLS session (RAM only: ID or ticket, master secret), offered to the
         # next server of that name: a resumed handshake needs no RSA operation and no
@@ -108,83 +110,6 @@ class Board:
             return True
         except OSError:
             return False
-
-    def _digest(self, name):
-        import binascii
-        import hashlib
-
-        return binascii.hexlify(hashlib.sha256(self._read(name)).digest()).decode()
-
-    # --- provisioning -----------------------------------------------------------------
-
-    def start_keygen(self, opts):
-        kind = opts.get("type", "rsa")
-        if kind == "ec":
-            # compile the curve code first, while the heap has the most room for it
-            gc.collect()
-            from tlscore import p256  # noqa: F401
-        from boardapp import keygen
-
-        if self.session is not None or self.keygen is not None:
-            raise ValueError("busy")
-        bits = opts.get("bits", 2048)
-        # the new key's randomness and its CSR's nonce go through the counter too
-        counter = self.port.flash_path("client.key.boots")
-        if kind == "ec":
-            job = keygen.keygen_ec(counter)
-        elif kind != "rsa":
-            raise ValueError("type must be rsa or ec")
-        elif bits not in (1024, 2048, 3072):
-            raise ValueError("bits must be 1024, 2048 or 3072")
-        else:
-            job = keygen.keygen(bits, counter=counter)
-        subject = [tuple(x) for x in opts.get("subject") or [["CN", "hsmtls board"]]]
-        self.keygen = [job, subject, 0]
-
-    def keygen_step(self):
-        job = self.keygen
-        key = next(job[0])
-        if key is None:
-            job[2] += 1
-            if job[2] % 25 == 0:
-                self.log("keygen: %d prime candidates tested" % job[2])
-            return
-        from boardapp import keygen
-
-        self.keygen = None
-        # the new key waits beside the old one until a certificate for it arrives
-        self._write("client.key.new", keygen.key_text(key).encode())
-        self.link.send(P.CSR, keygen.csr(key, BACKEND, job[1]))
-
-    def install(self, opts):
-        from boardapp import key as boardkey
-
-        new_key = boardkey.load(self.port.flash_path("client.key.new"))
-        ders = x509.pem_to_der_list(opts.get("cert", "").encode())
-        if not ders:
-            raise ValueError("no certificate in INSTALL")
-        pk = x509.parse_certificate(ders[0]).public_key
-        if pk is None or not new_key.matches(pk):
-            raise ValueError("the certificate is not for the key this board generated")
-        ca = opts.get("ca", "").encode()
-        if not x509.load_anchors(ca):
-            raise ValueError("no trust anchor in INSTALL")
-        self._write("ca.pem", ca)
-        self._write("client.pem", opts["cert"].encode())
-        import os
-
-        key_path = self.port.flash_path("client.key")
-        try:
-            os.remove(key_path)
-        except OSError:
-            pass
-        os.rename(self.port.flash_path("client.key.new"), key_path)
-        self._anchors = self._chain = self._key = None
-        self._key_checked = False
-        files = {}
-        for name in ("ca.pem", "client.pem"):
-            files[name] = self._digest(name)
-        self.link.send(P.INSTALLED, P.pack({"files": files}))
 
     def _pem(self, name):
         # the certificates in a PEM file, read a line at a time (no copy of the text)
@@ -267,6 +192,8 @@ class Board:
         # the host's TIME, unless it is earlier than what the board has already seen:
         # the latest TIME it accepted (from any host since it started), the one kept on
         # its flash, or its firmware's build
+        from boardapp import BUILD_TIME, TIME_FLOOR, TIME_FLOOR_STEP
+
         if self.time_kept is None:
             try:
                 self.time_kept = int(self._read(TIME_FLOOR))
@@ -362,7 +289,7 @@ class Board:
 
                     s = mbedtls.MbedtlsSession(self, opts)
                 elif engine == "hsmtls":
-                    s = Session(self, opts)
+                    s = session.Session(self, opts)
                 else:
                     raise ValueError("no such engine: %s" % engine)
                 self.session = s
@@ -468,7 +395,9 @@ class Board:
         self.take_frames(timeout)
         if self.keygen is not None:
             try:
-                self.keygen_step()
+                from boardapp import keygen
+
+                keygen.step(self)
             except Exception as e:
                 self.keygen = None
                 self.error("keygen", "%s: %s" % (type(e).__name__, e))

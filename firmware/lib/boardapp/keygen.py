@@ -4,7 +4,7 @@
 # certificate request (RFC 2986) signed with it. The private key goes to the board's
 # flash in key.py's format and never onto the link: the host gets only the
 # request, and the certificate it sends back is accepted only if it carries this key
-# (see Board.install).
+# (see trust.install).
 #
 # keygen() and keygen_ec() are generators that yield None while working, so the
 # board keeps answering the link: RSA does one candidate per step (one 1024-bit
@@ -177,3 +177,44 @@ def csr(key, backend, subject):
     else:
         alg = D.seq(D.oid(SHA256_RSA_OID), D.null())
     return D.seq(info, alg, D.bit_string(sig))
+
+
+# --- the board's KEYGEN: one step at a time from its loop --------------------------------
+
+
+def start(board, opts):
+    # KEYGEN (authorized by trust.py, which loaded the curve code first for an EC key)
+    kind = opts.get("type", "rsa")
+    if board.session is not None or board.keygen is not None:
+        raise ValueError("busy")
+    bits = opts.get("bits", 2048)
+    # the new key's randomness and its CSR's nonce go through the counter too
+    counter = board.port.flash_path("client.key.boots")
+    if kind == "ec":
+        job = keygen_ec(counter)
+    elif kind != "rsa":
+        raise ValueError("type must be rsa or ec")
+    elif bits not in (1024, 2048, 3072):
+        raise ValueError("bits must be 1024, 2048 or 3072")
+    else:
+        job = keygen(bits, counter=counter)
+    subject = [tuple(x) for x in opts.get("subject") or [["CN", "hsmtls board"]]]
+    board.keygen = [job, subject, 0]
+
+
+def step(board):
+    # one step of the key being made (Board.step, while board.keygen is set); the CSR when done
+    job = board.keygen
+    key = next(job[0])
+    if key is None:
+        job[2] += 1
+        if job[2] % 25 == 0:
+            board.log("keygen: %d prime candidates tested" % job[2])
+        return
+    from hsmlink import protocol as P
+    from tlscore.backend_micropython import BACKEND
+
+    board.keygen = None
+    # the new key waits beside the old one until a certificate for it arrives
+    board._write("client.key.new", key_text(key).encode())
+    board.link.send(P.CSR, csr(key, BACKEND, job[1]))

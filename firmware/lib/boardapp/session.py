@@ -6,13 +6,14 @@
 
 import gc
 
+from micropython import const
+
 from hsmlink import protocol as P
 from tlscore import suites
 from tlscore.backend_micropython import BACKEND
 from tlscore.client import WAIT_SERVER_HELLO, ClientConnection
-from tlscore.config import TLSConfig
 from tlscore.connection import CCS
-from tlscore.constants import HANDSHAKE_NAMES, alert_name
+from tlscore.constants import HANDSHAKE_NAMES
 from tlscore.events import (
     SIGN,
     SIGN_DIGEST,
@@ -27,13 +28,13 @@ BOARD_SUITES = (
     suites.TLS_RSA_WITH_AES_128_CBC_SHA256,
     suites.TLS_RSA_WITH_AES_128_CBC_SHA,
 )
-SESSION_TIMEOUT_MS = 20000
+_SESSION_TIMEOUT_MS = const(20000)
 DEFAULT_MFL = 2048
 # Application data to send comes from the host a slice at a time, as the board asks
 # for it (WANT), and goes into records and onto the link before the next: neither it
 # nor what comes back (straight on to the host as APP) is ever whole in the heap,
 # whose free space is in pieces (a 4 KB block can be missing with 80 KB free).
-SEND_SLICE = 2048
+_SEND_SLICE = const(2048)
 
 
 class TimedClient(ClientConnection):
@@ -81,7 +82,7 @@ class Session:
         self.nonce_key = None  # an ECDSA key whose next nonce poll() makes while we wait
         # gc.collect() at every step makes the figure exact and costs a few ms each
         self.measure_heap = opts.get("measure_heap", True)
-        self.timeout = opts.get("timeout_ms", SESSION_TIMEOUT_MS)
+        self.timeout = opts.get("timeout_ms", _SESSION_TIMEOUT_MS)
         self.result = {}
 
     # --- set-up -------------------------------------------------------------------------
@@ -106,6 +107,8 @@ class Session:
         if opts.get("client_auth"):
             chain = b.client_chain()
             self._make_nonce_meanwhile()
+        from tlscore.config import TLSConfig
+
         cfg = TLSConfig(
             cipher_suites=offer,
             trust_anchors=b.anchors(),
@@ -337,6 +340,8 @@ class Session:
             self.board.link.send(P.APP, ev.data)
             self._next_action()
         elif isinstance(ev, ConnectionClosed):
+            from tlscore.constants import alert_name  # (an ending: not in the module's globals)
+
             if ev.clean:
                 self.finish(bool(self.handshakes), "server closed the TLS connection")
             elif ev.local:
@@ -382,7 +387,7 @@ class Session:
             self._push()
             return True
         if self.to_ask:
-            self.asked = min(self.to_ask, SEND_SLICE)
+            self.asked = min(self.to_ask, _SEND_SLICE)
             self.to_ask -= self.asked
             self.board.link.send(P.WANT, P.pack({"n": self.asked}))
             return True
