@@ -10,9 +10,9 @@
 import gc
 
 from boardapp import session
-from hsmlink import VERSION
 from hsmlink import protocol as P
 from hsmlink.framing import MAX_PAYLOAD
+from hsmlink.link import Link
 from tlscore import x509
 from tlscore.backend_micropython import BACKEND
 
@@ -31,9 +31,9 @@ def _missing(name):
 
 class Board:
     def __init__(self, port):
-        # (imported here, the one place they are used: kept out of the module's globals,
-        # whose table would otherwise take the next size up on the board's heap)
-        from hsmlink.link import Link
+        # (imported here, the one place it is used, from a module session.py has loaded:
+        # kept out of the module's globals, whose table would otherwise take the next
+        # size up on the board's heap)
         from tlscore.client import PreparedPremaster
 
         self.port = port
@@ -222,6 +222,8 @@ class Board:
     # --- the link ---------------------------------------------------------------------
 
     def hello(self, sync=None):
+        from hsmlink import VERSION  # (loaded already: P is its module)
+
         info = self.port.info()
         if sync is not None:
             info["sync"] = sync

@@ -12,6 +12,7 @@ from hsmlink import protocol as P
 from tlscore import suites
 from tlscore.backend_micropython import BACKEND
 from tlscore.client import WAIT_SERVER_HELLO, ClientConnection
+from tlscore.config import TLSConfig
 from tlscore.connection import CCS
 from tlscore.constants import HANDSHAKE_NAMES
 from tlscore.events import (
@@ -56,6 +57,9 @@ class TimedClient(ClientConnection):
 
 
 class Session:
+    # RESULT when the board had no memory left to say more (a constant: it needs no heap)
+    RESULT_OUT_OF_MEMORY = b'{"ok":false,"reason":"out of memory (the board could not report more)"}'
+
     def __init__(self, board, opts):
         self.board = board
         self.opts = opts
@@ -107,8 +111,6 @@ class Session:
         if opts.get("client_auth"):
             chain = b.client_chain()
             self._make_nonce_meanwhile()
-        from tlscore.config import TLSConfig
-
         cfg = TLSConfig(
             cipher_suites=offer,
             trust_anchors=b.anchors(),
@@ -411,7 +413,7 @@ class Session:
             # the shortest RESULT there is, so the host does not wait out its timeout
             self.conn = None
             gc.collect()
-            self.board.link.send(P.RESULT, _RESULT_OUT_OF_MEMORY)
+            self.board.link.send(P.RESULT, self.RESULT_OUT_OF_MEMORY)
 
     def _finish(self, ok, reason):
         conn = self.conn
@@ -457,7 +459,3 @@ class _Peer:
 
     def subject_str(self):
         return self.subject
-
-
-# RESULT when the board had no memory left to say more (a constant: it needs no heap)
-_RESULT_OUT_OF_MEMORY = b'{"ok":false,"reason":"out of memory (the board could not report more)"}'
