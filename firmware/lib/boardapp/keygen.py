@@ -11,7 +11,7 @@
 # Miller-Rabin round costs about 25 ms on the unix port and about 1.5 s on a classic
 # ESP32, estimated from the CRT figures: seconds here, minutes there for RSA-2048);
 # P-256 is one scalar multiplication in four slices (about 5 ms here in all).
-# Their randomness is os.urandom hashed with the board's counter (boardkey.next_count,
+# Their randomness is os.urandom hashed with the board's counter (key.next_count,
 # taken once per key): an ESP32 RNG that is only pseudo-random repeats its stream after
 # a reset, and two keys made after as many resets would be the same key without it.
 # (It keeps keys apart; it does not make a weak RNG strong: HELLO says which it is.)
