@@ -58,7 +58,8 @@ MODULES = ("hsmlink", "hsmlink.protocol", "hsmlink.framing", "hsmlink.link", "tl
            "tlscore.errors", "tlscore.codec", "tlscore.keyschedule", "tlscore.pkcs1", "tlscore.montgomery",
            "tlscore.ghash", "tlscore.backend_micropython", "tlscore.suites", "tlscore.events", "tlscore.config",
            "tlscore.der", "tlscore.x509", "tlscore.hostname", "tlscore.pathvalidation", "tlscore.messages",
-           "tlscore.record", "tlscore.connection", "tlscore.client", "boardapp")
+           "tlscore.record", "tlscore.connection", "tlscore.client", "boardapp", "boardapp.session",
+           "boardapp.board")
 
 NODE_RUNNER = """\
 import {{ loadMicroPython }} from {module};
@@ -184,7 +185,7 @@ def run(wasm_dir: Path | None = None, echo=print, json_path: str | None = None) 
     # ROMFS keeps the bytecode and constants out of the heap; what that saves on 64 bits
     # is nearly all bytes, not words, so about as much on 32: an estimate, not a measurement
     res["wasm32_rom_estimate"] = b["import_bytes"] - (a["import_bytes"] - rom["import_bytes"])
-    echo("import boardapp (the firmware's code, as the same bytecode): live heap after")
+    echo("import boardapp.board (the firmware's code, as the same bytecode): live heap after")
     for r in (a, rom, b):
         echo(f"  {r['interpreter']:<42} {r['import_bytes']:>7} B   qstrs {r['qstrs']} in {r['qstr_bytes']} B")
     echo(f"  32-bit / 64-bit, bytecode in the heap: {res['ratio']:.2f}")

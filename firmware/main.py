@@ -22,7 +22,7 @@ import board_port  # noqa: E402
 
 board = None
 try:
-    from boardapp import Board
+    from boardapp.board import Board
 
     gc.collect()
     # Where the heap is tight, then collect after every eighth of what is free allocated: a

@@ -12,7 +12,7 @@
 #   hsmtls board deploy --board esp32-devkitc --port /dev/ttyUSB0 --frozen
 #
 # (BOARD=ESP32_GENERIC_S3 or ESP32_GENERIC_C3 for the other boards in boards/.) deploy
-# --frozen copies main.py only and checks that boardapp is imported from the image.
+# --frozen copies main.py only and checks that boardapp.board is imported from the image.
 # tests/unit/test_manifest.py holds this list to what `hsmtls board deploy` ships.
 
 # the port's own frozen modules (asyncio, the network helpers, ...): an ESP32 port's
@@ -26,8 +26,7 @@ package("tlscore", base_path="lib")
 package("hsmlink", base_path="lib")
 package("board_port", base_path="lib")
 
-# the link app, and what it loads on demand: autorun, status, the board's own key, provisioning, the
-# checks on the host's requests (boardtrust), the benchmark's mbedTLS session
-for name in ("boardapp", "boardautorun", "boardstatus", "boardkey", "boardkey_ec", "boardgen", "derwriter", "boardtrust",
-             "boardmbedtls"):
-    module(name + ".py", base_path="lib")
+# the board's app (boardapp/: board and session, loaded at boot; what they load on demand:
+# autorun, status, the board's own key, provisioning, the checks on the host's requests
+# (trust), the benchmark's mbedTLS session)
+package("boardapp", base_path="lib")

@@ -70,9 +70,9 @@ seeded, held = esp32.rng_seeded(), esp32.dev_button()
 print(calls)
 print(info["freq"], info["rx_window"], esp32.flash_path("ca.pem"), seeded, held)
 # HELLO on such a board after a long uptime: one frame, the features kept
-import boardapp
+from boardapp.board import Board
 from hsmlink.framing import MAX_PAYLOAD
-b = boardapp.Board(esp32)
+b = Board(esp32)
 b.dev = True  # (the longest HELLO)
 b.sessions, b.aborted = 1234567, 123456
 h = b.hello(4294967295)

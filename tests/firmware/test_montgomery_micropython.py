@@ -107,7 +107,7 @@ def test_board_rsa_key_signs_with_montgomery_crt():
         "n": pub.n, "e": pub.e, "d": nums.d, "p": nums.p, "q": nums.q,
         "dp": nums.dmp1, "dq": nums.dmq1, "qinv": nums.iqmp,
     }  # fmt: skip
-    script = "import boardkey\nfrom tlscore.backend_micropython import BACKEND\n"
+    script = "from boardapp import key as boardkey\nfrom tlscore.backend_micropython import BACKEND\n"
     script += "F = %r\n" % (fields,)
     script += """
 k = boardkey.BoardKey(*[F[name] for name in boardkey.FIELDS])

@@ -96,7 +96,7 @@ print("bad=%%d" %% verify_digest(Q, z, %d, %d + 1, os.urandom(32), table))
 def test_board_ec_key_keygen_csr_and_signing():
     script = """
 import time, os
-import boardgen, boardkey
+from boardapp import key as boardkey, keygen as boardgen
 from tlscore.backend_micropython import BACKEND as B
 t = time.ticks_us()
 steps = 0

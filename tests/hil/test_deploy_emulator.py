@@ -36,7 +36,7 @@ def test_deploy_to_the_emulator_copies_only_what_changed(tmp_path):
     assert m and int(m.group(1)) > 5, first
     assert any(p.suffix == ".mpy" for p in flash.rglob("*")), list(flash.rglob("*"))
     # then the board imports what it got, and says what its code takes of the heap
-    imp = re.search(r"firmware code imported from lib/boardapp.mpy: (\d+) KB of heap, (\d+) KB left", first)
+    imp = re.search(r"firmware code imported from lib/boardapp/board.mpy: (\d+) KB of heap, (\d+) KB left", first)
     assert imp and 50 < int(imp.group(1)) < 400, first
     assert "warning" not in first, first
     second = _deploy(flash)
@@ -61,4 +61,4 @@ def test_the_import_check_says_when_the_code_does_not_fit(tmp_path):
     with pytest.raises(ToolError, match="does not fit the board's heap"):
         import_check(out["96k"], romfs=False)
     line, warn = import_check(out["512k"], romfs=False)
-    assert line.startswith("firmware code imported from lib/boardapp.mpy") and warn is None, (line, warn)
+    assert line.startswith("firmware code imported from lib/boardapp/board.mpy") and warn is None, (line, warn)

@@ -31,15 +31,15 @@ vfs.mount(vfs.VfsRom(uctypes.bytearray_at(int(a), int(n))), "/rom2")
 gc.collect(); print("mount", gc.mem_alloc() - before, n)
 print("path", sys.path[0])
 gc.collect(); before = gc.mem_alloc()
-import boardapp
-gc.collect(); print("import", gc.mem_alloc() - before, sys.modules["boardapp"])
+import boardapp.board
+gc.collect(); print("import", gc.mem_alloc() - before, sys.modules["boardapp.board"])
 """
 
 IMPORT = """\
 import gc, sys
 gc.collect(); before = gc.mem_alloc()
-import boardapp
-gc.collect(); print("import", gc.mem_alloc() - before, sys.modules["boardapp"])
+import boardapp.board
+gc.collect(); print("import", gc.mem_alloc() - before, sys.modules["boardapp.board"])
 """
 
 
@@ -66,14 +66,14 @@ def test_image_is_mapped_outside_the_gc_heap_and_imported_in_place(image, tmp_pa
     heap = ["-X", "heapsize=512k"]
     out = _run(romfs.command(image, micropython_binary(), heap, tmp_path / "probe.py"), ".frozen", tmp_path)
     mount, size = map(int, re.search(r"mount (\d+) (\d+)", out).groups())
-    rom_import = int(re.search(r"import (\d+) <module 'boardapp' from '/rom/boardapp.mpy'>", out).group(1))
+    rom_import = int(re.search(r"import (\d+) <module 'boardapp.board' from '/rom/boardapp/board.mpy'>", out).group(1))
     assert "path /rom\n" in out
     # the image's bytes are not the heap's: mounting it costs a few small objects
     assert size > 50_000 and mount < 1024, out
     # the same .mpy files read from a filesystem into the heap cost much more
     out = _run([micropython_binary(), *heap, str(tmp_path / "import.py")], ".frozen:" + str(build_mpy()), tmp_path)
     heap_import = int(re.search(r"import (\d+)", out).group(1))
-    print(f"import boardapp: {rom_import} B from /rom, {heap_import} B from files; mount {mount} B")
+    print(f"import boardapp.board: {rom_import} B from /rom, {heap_import} B from files; mount {mount} B")
     assert rom_import < 0.75 * heap_import
 
 

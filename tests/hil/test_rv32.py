@@ -131,7 +131,7 @@ def test_deploy_is_frozen_on_the_emulated_mcu(tmp_path):
     p = subprocess.run([sys.executable, "-m", "hsmtls", "board", "deploy", "--board", "emulator", "--machine", "rv32",
                         "--flash", str(flash)], capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "firmware code frozen in the image (boardapp.py)" in p.stdout, p.stdout
+    assert "firmware code frozen in the image (boardapp/board.py)" in p.stdout, p.stdout
     assert "(rv32, firmware frozen): 1 copied" in p.stdout, p.stdout
     assert sorted(x.name for x in flash.iterdir()) == ["main.py"]
 

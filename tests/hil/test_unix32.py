@@ -80,5 +80,5 @@ def test_deploy_is_frozen_on_unix32(image, tmp_path):
     p = subprocess.run([sys.executable, "-m", "hsmtls", "board", "deploy", "--board", "emulator", "--flash", str(flash)],
                        capture_output=True, text=True, timeout=240, env=dict(os.environ, HSMTLS_MACHINE="unix32"))
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "firmware code frozen in the image (boardapp.py)" in p.stdout, p.stdout
+    assert "firmware code frozen in the image (boardapp/board.py)" in p.stdout, p.stdout
     assert sorted(x.name for x in flash.iterdir()) == ["main.py"]

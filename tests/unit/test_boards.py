@@ -173,15 +173,15 @@ def test_deploy_checks_the_import_in_a_fresh_interpreter_then_resets(name, real,
         script = argv[-1]
         if "HASHES" in script:
             return 'HASHES{"main.py": "%s"}\n' % main_hash
-        if "import boardapp" in script:
-            return "IMPORTED 52000 60000 boardapp.py\n"
+        if "import boardapp.board" in script:
+            return "IMPORTED 52000 60000 boardapp/board.py\n"
         return ""
 
     monkeypatch.setattr(tools, "_mpremote", fake_mpremote)
     monkeypatch.setattr(tools, "tool", lambda name, module: [name])
     log: list[str] = []
     tools.deploy(get_board(name), "/dev/ttyX", tmp_path, None, log.append, frozen=True)
-    check = [r for r in runs if "import boardapp" in r[-1]]
+    check = [r for r in runs if "import boardapp.board" in r[-1]]
     assert len(check) == 1 and check[0][3] == ("soft-reset" if real else "resume"), runs
     assert all(r[3] == "resume" for r in runs if r is not check[0])  # nothing else resets the board
     assert (runs[-1] == tools.mpremote_reset_argv("/dev/ttyX", ["mpremote"])) == real, runs
@@ -200,8 +200,8 @@ def test_deploy_leaves_the_board_in_the_mode_asked_for(monkeypatch, tmp_path):
         runs.append(argv[-1])
         if "HASHES" in argv[-1]:
             return 'HASHES{"main.py": "%s"}\n' % main_hash
-        if "import boardapp" in argv[-1]:
-            return "IMPORTED 52000 60000 boardapp.py\n"
+        if "import boardapp.board" in argv[-1]:
+            return "IMPORTED 52000 60000 boardapp/board.py\n"
         return "MODE dev\n" if "MODE dev" in argv[-1] else ""
 
     monkeypatch.setattr(tools, "_mpremote", fake_mpremote)
@@ -220,7 +220,7 @@ def test_deploy_leaves_the_board_in_the_mode_asked_for(monkeypatch, tmp_path):
 def test_the_build_bakes_its_time_into_the_firmware(monkeypatch):
     from hsmtls.board import FIRMWARE_LIB, tools
 
-    source = (FIRMWARE_LIB / "boardapp.py").read_text()
+    source = (FIRMWARE_LIB / "boardapp" / "__init__.py").read_text()
     constant = int(tools.BUILD_TIME_LINE.search(source).group(1))
     monkeypatch.setenv("SOURCE_DATE_EPOCH", str(constant + 86400))
     assert tools.build_time() == constant + 86400
@@ -270,33 +270,33 @@ def test_mpremote_romfs_invocation():
 
 def test_import_check_after_deploy():
     # what the board printed after importing the deployed code -> a line, a warning
-    line, warn = import_check("IMPORTED 150048 1921536 lib/boardapp.mpy\n", romfs=False)
-    assert line == "firmware code imported from lib/boardapp.mpy: 146 KB of heap, 1876 KB left" and warn is None
-    line, warn = import_check("IMPORTED 70000 %d /rom/boardapp.mpy\n" % (HANDSHAKE_HEAP - 1), romfs=True)
+    line, warn = import_check("IMPORTED 150048 1921536 lib/boardapp/board.mpy\n", romfs=False)
+    assert line == "firmware code imported from lib/boardapp/board.mpy: 146 KB of heap, 1876 KB left" and warn is None
+    line, warn = import_check("IMPORTED 70000 %d /rom/boardapp/board.mpy\n" % (HANDSHAKE_HEAP - 1), romfs=True)
     assert "less than a handshake needs" in warn and "--romfs" not in warn
-    _, warn = import_check("IMPORTED 140000 9000 /lib/boardapp.mpy\n", romfs=False)
+    _, warn = import_check("IMPORTED 140000 9000 /lib/boardapp/board.mpy\n", romfs=False)
     assert "less than a handshake needs" in warn and "--romfs" in warn and "SPIRAM" in warn
-    _, warn = import_check("IMPORTED 70000 90000 /lib/boardapp.mpy\n", romfs=True)
+    _, warn = import_check("IMPORTED 70000 90000 /lib/boardapp/board.mpy\n", romfs=True)
     assert "shadows the ROMFS copy" in warn
-    _, warn = import_check("IMPORTED 70000 90000 /rom/boardapp.mpy\n", romfs=False)
+    _, warn = import_check("IMPORTED 70000 90000 /rom/boardapp/board.mpy\n", romfs=False)
     assert "deploy with --romfs" in warn
     with pytest.raises(ToolError, match="does not fit the board's heap .*--romfs"):
         import_check("NOMEMORY 60000\n", romfs=False)
     with pytest.raises(ToolError, match="does not import: .*ImportError"):
-        import_check("Traceback (most recent call last):\nImportError: no module named 'boardapp'\n", romfs=False)
+        import_check("Traceback (most recent call last):\nImportError: no module named 'boardapp.board'\n", romfs=False)
 
 
 def test_import_check_of_a_frozen_firmware():
     # frozen modules come before /lib on the board's sys.path and name themselves
     # relative, as .py (the unix port's frozen asyncio says "asyncio/__init__.py")
-    line, warn = import_check("IMPORTED 52000 60000 boardapp.py\n", romfs=False, frozen=True)
-    assert line == "firmware code frozen in the image (boardapp.py): 50 KB of heap, 58 KB left" and warn is None
-    for where in ("/lib/boardapp.mpy", "boardapp.mpy", "/rom/boardapp.mpy"):
-        with pytest.raises(ToolError, match="no frozen firmware: boardapp came from .*FROZEN_MANIFEST=firmware/manifest"):
+    line, warn = import_check("IMPORTED 52000 60000 boardapp/board.py\n", romfs=False, frozen=True)
+    assert line == "firmware code frozen in the image (boardapp/board.py): 50 KB of heap, 58 KB left" and warn is None
+    for where in ("/lib/boardapp/board.mpy", "boardapp/board.mpy", "/rom/boardapp/board.mpy"):
+        with pytest.raises(ToolError, match="no frozen firmware: boardapp.board came from .*FROZEN_MANIFEST=firmware/manifest"):
             import_check(f"IMPORTED 140000 9000 {where}\n", romfs=False, frozen=True)
     # the frozen check leaves sys.path as the board booted it; the others put lib/ first
     assert "sys.path.insert(0,'lib')" in IMPORT_CHECK_SCRIPT
-    assert "sys.path" not in FROZEN_IMPORT_CHECK_SCRIPT and "import boardapp" in FROZEN_IMPORT_CHECK_SCRIPT
+    assert "sys.path" not in FROZEN_IMPORT_CHECK_SCRIPT and "import boardapp.board" in FROZEN_IMPORT_CHECK_SCRIPT
 
 
 def test_deploy_frozen_is_refused_where_it_cannot_be():

@@ -192,9 +192,9 @@ def test_unix32_image_builds_and_runs_the_frozen_firmware():
             pytest.skip(str(e))
         raise
     image = B.find_image("unix32")
-    script = ("import gc, sys\ngc.collect(); a = gc.mem_alloc()\nimport boardapp, board_port\n"
+    script = ("import gc, sys\ngc.collect(); a = gc.mem_alloc()\nimport boardapp.board, board_port\n"
               "gc.collect(); print(sys.implementation.version, sys.maxsize, gc.mem_alloc() - a)\n"
-              "print(type(boardapp).__name__, hasattr(boardapp, '__file__'))\n")
+              "print(type(boardapp.board).__name__, hasattr(boardapp.board, '__file__'))\n")
     p = subprocess.run([str(image), "-X", "heapsize=64k", "-c", script], capture_output=True, text=True,
                        env=dict(os.environ, MICROPYPATH=".frozen"), timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr

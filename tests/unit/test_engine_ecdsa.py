@@ -1,7 +1,7 @@
 """Client authentication with an ECDSA P-256 certificate (RSA CA, EC leaf): the client
 signs CertificateVerify with ecdsa_secp256r1_sha256, the server asks for it
 (ecdsa_sign, 0x0403) and checks it through the backend; the board's signer (p256 via
-boardkey_ec.ECBoardKey) against the same server."""
+boardapp.key_ec.ECBoardKey) against the same server."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tlscore.messages import CertificateRequest, CertificateVerify
 from tlscore.server import ServerConnection
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware" / "lib"))
-import boardkey_ec  # noqa: E402
+from boardapp import key_ec as boardkey_ec  # noqa: E402
 
 SUITES = [s.name for s in suites.ALL]
 
@@ -34,7 +34,7 @@ def alert_sent(pair: Pair, side: str) -> int | None:
 
 
 class BoardSigner:
-    """The board's ECDSA key (firmware/lib/boardkey_ec.py) answering the engine's requests."""
+    """The board's ECDSA key (firmware/lib/boardapp/key_ec.py) answering the engine's requests."""
 
     performer = "board"
     description = "ECBoardKey"

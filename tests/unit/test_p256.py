@@ -21,10 +21,10 @@ from tlscore import p256
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "firmware" / "lib"))
 sys.path.insert(0, str(REPO / "tests" / "firmware" / "scripts"))
-import boardgen  # noqa: E402
-import boardkey  # noqa: E402
-import boardkey_ec  # noqa: E402
 import p256_verify as V  # noqa: E402
+from boardapp import key as boardkey  # noqa: E402
+from boardapp import key_ec as boardkey_ec  # noqa: E402
+from boardapp import keygen as boardgen  # noqa: E402
 
 N = p256.N
 
@@ -160,7 +160,7 @@ def test_presign_is_sliced_and_checks_itself():
         p256.sign_digest(d, bytes(32), (k, kinv + 1, r))
 
 
-# --- the board's key (firmware/lib/boardkey_ec.py) --------------------------------------
+# --- the board's key (firmware/lib/boardapp/key_ec.py) --------------------------------------
 
 
 def make_board_key(tmp_path: Path) -> tuple[boardkey_ec.ECBoardKey, ec.EllipticCurvePublicKey]:

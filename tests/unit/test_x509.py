@@ -332,7 +332,7 @@ def test_fuzz_only_tlserror(pki, which):
 
 
 def test_der_oid_constants_are_the_dotted_oids():
-    import derwriter
+    from boardapp import derwriter
 
     for dotted, der in (
         (X.OID_RSA_ENCRYPTION, X.OID_RSA_ENCRYPTION_DER),
@@ -360,7 +360,7 @@ def test_bad_oid_encodings(content, why):
 
 @pytest.mark.parametrize("dotted", ["2.5.29.19", "1.3.6.1.4.1.55555.1"])
 def test_duplicate_extension_refused(dotted):
-    import derwriter as D
+    from boardapp import derwriter as D
 
     ext = D.seq(D.oid(dotted), D.tlv(0x04, D.seq()))
     data = D.seq(ext, ext)

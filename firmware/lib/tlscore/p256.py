@@ -19,7 +19,7 @@
 # Nonces are hedged (RFC 6979 §3.6 style): HMAC_DRBG seeded with the private key and
 # fresh os.urandom output, so a weak RNG (an ESP32 with its radio off) alone does not
 # repeat k. The message cannot be mixed in, since k is made before the message exists;
-# the caller adds what makes each nonce unique (boardkey.py: boot number and count).
+# the caller adds what makes each nonce unique (boardapp/key.py: boot number and count).
 #
 # Only what the board needs is here: no verification (the host verifies with
 # `cryptography`; on the board it would cost two scalar multiplications per signature,

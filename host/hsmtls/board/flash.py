@@ -1,6 +1,6 @@
 """What goes on the board's flash: the trust anchor, its certificate and its key.
 
-The key is stored as the integers the firmware signs with (firmware/lib/boardkey.py),
+The key is stored as the integers the firmware signs with (firmware/lib/boardapp/key.py),
 one ``name=hex`` line each: the CRT integers of an RSA key, or ``type=ec`` and d, x,
 y of an ECDSA P-256 key, so the board never parses PEM or ASN.1 private keys. For a real board copy the directory's files with
 ``mpremote cp DIR/* :``; the emulator runs in the directory itself.

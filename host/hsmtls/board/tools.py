@@ -12,7 +12,7 @@ where main.py does not run): the firmware that main.py had imported before it le
 mode is still in sys.modules otherwise, and the check would measure and run that old
 code. Then the board is reset (`reset`), so it boots into the new firmware.
 
-The build bakes its time into boardapp.py's BUILD_TIME, the board's first lower bound
+The build bakes its time into boardapp/__init__.py's BUILD_TIME, the board's first lower bound
 for the time (docs/board-security.md): the firmware's last commit, so that the same
 sources deploy as the same files. Deploy needs the REPL, which only a board in
 development mode reaches (`hsmtls board mode dev`, or its BOOT button held as it
@@ -135,6 +135,8 @@ def check_abi(board: BoardDef, board_mpy: int, cross: tuple[int, int]) -> None:
                         f" ({board.mpy_arch_code}): wrong --board?")
 
 
+# the .mpy that holds BUILD_TIME (firmware/lib/boardapp/__init__.py)
+BUILD_TIME_MODULE = "boardapp/__init__.mpy"
 BUILD_TIME_LINE = re.compile(r"^BUILD_TIME = (\d+)\b.*$", re.M)
 
 
@@ -154,7 +156,7 @@ def build_time() -> int | None:
 
 
 def with_build_time(source: str, t: int | None) -> str:
-    """boardapp.py's text with BUILD_TIME = t, if t is later than the constant there."""
+    """boardapp/__init__.py's text with BUILD_TIME = t, if t is later than the constant there."""
     m = BUILD_TIME_LINE.search(source)
     if m is None or t is None or t <= int(m.group(1)):
         return source
@@ -171,13 +173,13 @@ def build(board: BoardDef, out: Path, mpy_cross: list[str] | None = None) -> dic
         dst = out / "lib" / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         what, cwd = src, FIRMWARE_LIB
-        if rel.as_posix() == "boardapp.mpy":
-            # with the build's time (see the top); compiled under its bare name, so that
-            # the same sources give the same .mpy from any temporary directory
+        if rel.as_posix() == BUILD_TIME_MODULE:
+            # with the build's time (see the top); compiled under its path in lib, so
+            # that the same sources give the same .mpy from any temporary directory
             cwd = out / "src"
-            cwd.mkdir(parents=True, exist_ok=True)
-            (cwd / src.name).write_text(with_build_time(src.read_text(), when))
-            what = Path(src.name)
+            what = src.relative_to(FIRMWARE_LIB)
+            (cwd / what).parent.mkdir(parents=True, exist_ok=True)
+            (cwd / what).write_text(with_build_time(src.read_text(), when))
         subprocess.run(mpy_cross_argv(board, what, dst.resolve(), exe), check=True, cwd=cwd)
         files["lib/" + rel.as_posix()] = dst
     files["main.py"] = FIRMWARE / "main.py"
@@ -290,14 +292,14 @@ IMPORT_CHECK_SCRIPT = (
     + _IMPORT_PATHS +
     "gc.collect();f=gc.mem_free()\n"
     "try:\n"
-    " import boardapp\n"
-    " gc.collect();print('IMPORTED',f-gc.mem_free(),gc.mem_free(),getattr(boardapp,'__file__','?'))\n"
+    " import boardapp.board\n"
+    " gc.collect();print('IMPORTED',f-gc.mem_free(),gc.mem_free(),getattr(boardapp.board,'__file__','?'))\n"
     "except MemoryError:\n"
     " print('NOMEMORY',f)\n"
 )
 # With the firmware frozen into the image: sys.path as the board has it at boot ('',
 # '.frozen', '/lib'), where a frozen module comes before any copy in /lib and its
-# __file__ is relative and ends in .py ("boardapp.py").
+# __file__ is relative and ends in .py ("boardapp/board.py").
 FROZEN_IMPORT_CHECK_SCRIPT = IMPORT_CHECK_SCRIPT.replace(_IMPORT_PATHS, "")
 # What a handshake needs beyond the code, measured on the emulator: the buffers made at
 # boot (record, GCM, Montgomery: about 4 KB), the trust anchor, 8-20 KB live during a
@@ -321,7 +323,7 @@ def import_check(out: str, romfs: bool, frozen: bool = False) -> tuple[str, str 
         raise ToolError(f"the deployed firmware does not import: {last[-1] if last else 'the board printed nothing'}")
     used, free, where = int(m.group(1)), int(m.group(2)), m.group(3)
     if frozen and (where.startswith("/") or not where.endswith(".py")):
-        raise ToolError(f"the board's image has no frozen firmware: boardapp came from {where}. Build MicroPython "
+        raise ToolError(f"the board's image has no frozen firmware: boardapp.board came from {where}. Build MicroPython "
                         "with FROZEN_MANIFEST=firmware/manifest.py and flash that image (hsmtls board flash), or "
                         "deploy without --frozen")
     source = f"frozen in the image ({where})" if frozen else f"imported from {where}"

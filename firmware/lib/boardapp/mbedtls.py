@@ -15,13 +15,13 @@ import gc
 import io
 
 import tls
-from boardapp import Session
 
+from boardapp.session import Session
 from hsmlink import protocol as P
 
 
 def private_key_der(key):
-    import derwriter as D
+    from boardapp import derwriter as D
 
     if key.kind == "ec":
         point = b"\x04" + key.x.to_bytes(32, "big") + key.y.to_bytes(32, "big")

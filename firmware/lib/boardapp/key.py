@@ -10,7 +10,7 @@
 # checked with the public exponent before it leaves the board, so a fault in the CRT
 # computation cannot leak a factor of n (Boneh-DeMillo-Lipton).
 #
-# ECDSA P-256: boardkey_ec.ECBoardKey, imported only for an EC key, so that an RSA
+# ECDSA P-256: key_ec.ECBoardKey, imported only for an EC key, so that an RSA
 # board spends no heap on it (nor on tlscore.p256).
 
 import os
@@ -46,7 +46,7 @@ def load(path):
         # the EC code: what stays, the code and the key, then lands in low holes
         # rather than amid the compiler's garbage, which would split the free heap.
         gc.collect()
-        from boardkey_ec import ECBoardKey
+        from boardapp.key_ec import ECBoardKey
 
         gc.collect()
         return ECBoardKey.from_fields(vals, path + ".boots")

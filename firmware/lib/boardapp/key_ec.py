@@ -1,4 +1,4 @@
-# The board's own ECDSA P-256 key, for CertificateVerify (boardkey.load() returns one
+# The board's own ECDSA P-256 key, for CertificateVerify (key.load() returns one
 # for a key file with a `type=ec` line: `type`, `curve`, then d, x, y in hex). The
 # message-independent half of a signature (tlscore.p256.presign: the nonce, R = k*G,
 # k^-1) is made ahead, a slice per call of prepare_step() while the board is idle or a
@@ -8,7 +8,7 @@
 # are HMAC_DRBG(d, fresh os.urandom, this boot's number, a count): the boot number
 # comes from a small counter file written once per boot, so even an RNG that repeats
 # itself after every reset (an ESP32 with its radio off) does not repeat a nonce; a
-# counter the flash will not take stops the signature (boardkey.next_count).
+# counter the flash will not take stops the signature (key.next_count).
 # The prepared pair lives in one buffer allocated with the key: a long-lived object
 # made during every idle period would fragment the heap, and a buffer, unlike ints,
 # can be wiped once used.
@@ -63,11 +63,11 @@ class ECBoardKey:
 
     def _boot_number(self):
         # this boot's number: one more than the counter file says, written back once
-        # (boardkey.next_count raises, and nothing is signed, if the flash will not
+        # (key.next_count raises, and nothing is signed, if the flash will not
         # take it); no file named (a host's test): 0
         if self._boot is None:
             if self._boots_path:
-                from boardkey import next_count
+                from boardapp.key import next_count
 
                 self._boot = next_count(self._boots_path)
             else:

@@ -13,11 +13,12 @@
 # no heap for it.
 
 import binascii
+import gc
+import hashlib
 import json
 import os
 
 from boardapp import BUILD_TIME, TIME_FLOOR
-
 from hsmlink import protocol as P
 from tlscore import pkcs1, x509
 from tlscore.backend_micropython import BACKEND
@@ -37,9 +38,16 @@ def on_frame(board, ftype, payload):
         elif ftype == P.ADMIN:
             admin(board, authorize(board, where, payload))
         elif ftype == P.KEYGEN:
-            board.start_keygen(authorize(board, where, payload))
+            opts = authorize(board, where, payload)
+            if opts.get("type", "rsa") == "ec":
+                # compile the curve code first, while the heap has the most room for it
+                gc.collect()
+                from tlscore import p256  # noqa: F401
+            from boardapp import keygen
+
+            keygen.start(board, opts)
         else:
-            board.install(authorize(board, where, payload))
+            install(board, authorize(board, where, payload))
     except Exception as e:
         board.error(where, "%s: %s" % (type(e).__name__, e))
 
@@ -136,3 +144,33 @@ def _remove(board, name):
     except OSError:
         if board._exists(name):
             raise  # still there: whatever it was meant to end goes on
+
+
+def install(board, opts):
+    # INSTALL: the certificate for the key keygen.py made, and the anchors
+    from boardapp import key as boardkey
+
+    new_key = boardkey.load(board.port.flash_path("client.key.new"))
+    ders = x509.pem_to_der_list(opts.get("cert", "").encode())
+    if not ders:
+        raise ValueError("no certificate in INSTALL")
+    pk = x509.parse_certificate(ders[0]).public_key
+    if pk is None or not new_key.matches(pk):
+        raise ValueError("the certificate is not for the key this board generated")
+    ca = opts.get("ca", "").encode()
+    if not x509.load_anchors(ca):
+        raise ValueError("no trust anchor in INSTALL")
+    board._write("ca.pem", ca)
+    board._write("client.pem", opts["cert"].encode())
+    key_path = board.port.flash_path("client.key")
+    try:
+        os.remove(key_path)
+    except OSError:
+        pass
+    os.rename(board.port.flash_path("client.key.new"), key_path)
+    board._anchors = board._chain = board._key = None
+    board._key_checked = False
+    files = {}
+    for name in ("ca.pem", "client.pem"):
+        files[name] = binascii.hexlify(hashlib.sha256(board._read(name)).digest()).decode()
+    board.link.send(P.INSTALLED, P.pack({"files": files}))

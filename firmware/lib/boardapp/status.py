@@ -24,10 +24,10 @@ def identity(board, out):
         out["cert_error"] = str(e)
     opts = board.autorun
     if opts is None:
-        import boardautorun
+        from boardapp import autorun
 
         try:
-            opts = boardautorun.read(board)  # (kept for the next boot after a once-a-boot run)
+            opts = autorun.read(board)  # (kept for the next boot after a once-a-boot run)
         except (OSError, ValueError):
             pass
     out["autorun"] = opts

@@ -2,16 +2,16 @@
 # candidates, a sieve by small primes, then Miller-Rabin with pow and os.urandom), or
 # an ECDSA P-256 one (d uniform in [1, n-1] from os.urandom, Q = d*G), and a PKCS#10
 # certificate request (RFC 2986) signed with it. The private key goes to the board's
-# flash in boardkey.py's format and never onto the link: the host gets only the
+# flash in key.py's format and never onto the link: the host gets only the
 # request, and the certificate it sends back is accepted only if it carries this key
-# (see Board.install).
+# (see trust.install).
 #
 # keygen() and keygen_ec() are generators that yield None while working, so the
 # board keeps answering the link: RSA does one candidate per step (one 1024-bit
 # Miller-Rabin round costs about 25 ms on the unix port and about 1.5 s on a classic
 # ESP32, estimated from the CRT figures: seconds here, minutes there for RSA-2048);
 # P-256 is one scalar multiplication in four slices (about 5 ms here in all).
-# Their randomness is os.urandom hashed with the board's counter (boardkey.next_count,
+# Their randomness is os.urandom hashed with the board's counter (key.next_count,
 # taken once per key): an ESP32 RNG that is only pseudo-random repeats its stream after
 # a reset, and two keys made after as many resets would be the same key without it.
 # (It keeps keys apart; it does not make a weak RNG strong: HELLO says which it is.)
@@ -19,9 +19,8 @@
 import hashlib
 import os
 
-import derwriter as D
-from boardkey import BoardKey, modinv
-
+from boardapp import derwriter as D
+from boardapp.key import BoardKey, modinv
 from tlscore import pkcs1
 
 E = 65537
@@ -117,8 +116,7 @@ def keygen(bits=2048, e=E, counter=None):
 def keygen_ec(counter=None):
     """Generator: yields None while working, finally an ECBoardKey (P-256), whose
     signature on the CSR takes its nonce's boot number from the same counter."""
-    from boardkey_ec import ECBoardKey
-
+    from boardapp.key_ec import ECBoardKey
     from tlscore import p256
 
     _Random.start(counter)
@@ -139,7 +137,7 @@ class _Random:
     @classmethod
     def start(cls, counter):
         if counter:
-            from boardkey import next_count
+            from boardapp.key import next_count
 
             cls.extra = ("keygen/%d/" % next_count(counter)).encode()
 
@@ -159,7 +157,7 @@ def _gcd(a, b):
 
 
 def key_text(key):
-    # boardkey.py's flash format
+    # key.py's flash format
     return key.text()
 
 
@@ -179,3 +177,44 @@ def csr(key, backend, subject):
     else:
         alg = D.seq(D.oid(SHA256_RSA_OID), D.null())
     return D.seq(info, alg, D.bit_string(sig))
+
+
+# --- the board's KEYGEN: one step at a time from its loop --------------------------------
+
+
+def start(board, opts):
+    # KEYGEN (authorized by trust.py, which loaded the curve code first for an EC key)
+    kind = opts.get("type", "rsa")
+    if board.session is not None or board.keygen is not None:
+        raise ValueError("busy")
+    bits = opts.get("bits", 2048)
+    # the new key's randomness and its CSR's nonce go through the counter too
+    counter = board.port.flash_path("client.key.boots")
+    if kind == "ec":
+        job = keygen_ec(counter)
+    elif kind != "rsa":
+        raise ValueError("type must be rsa or ec")
+    elif bits not in (1024, 2048, 3072):
+        raise ValueError("bits must be 1024, 2048 or 3072")
+    else:
+        job = keygen(bits, counter=counter)
+    subject = [tuple(x) for x in opts.get("subject") or [["CN", "hsmtls board"]]]
+    board.keygen = [job, subject, 0]
+
+
+def step(board):
+    # one step of the key being made (Board.step, while board.keygen is set); the CSR when done
+    job = board.keygen
+    key = next(job[0])
+    if key is None:
+        job[2] += 1
+        if job[2] % 25 == 0:
+            board.log("keygen: %d prime candidates tested" % job[2])
+        return
+    from hsmlink import protocol as P
+    from tlscore.backend_micropython import BACKEND
+
+    board.keygen = None
+    # the new key waits beside the old one until a certificate for it arrives
+    board._write("client.key.new", key_text(key).encode())
+    board.link.send(P.CSR, csr(key, BACKEND, job[1]))
