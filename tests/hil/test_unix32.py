@@ -50,9 +50,10 @@ def test_emulate_says_when_the_heap_is_too_small_to_start(image, tmp_path):
 
 # The budget: a 2048-bit-chain handshake (RSA-2048 server and CA, TLS_RSA_WITH_AES_128_
 # GCM_SHA256) on fresh boards, the firmware frozen. Measured with `hsmtls bench board
-# --machine unix32`: plain 48 KiB, ECDSA P-256 client key 54-56, RSA-2048 client key
-# 58-60. The target is 64 KiB for all three; plain is held to 50.
-BUDGET_KIB = {"plain": 50, "ecdsa": 64, "rsa": 64}
+# --machine unix32`: plain 52 KiB, ECDSA P-256 client key 58, RSA-2048 client key 64
+# (resumption, tickets and four more suites took the firmware's own state from 34.6 to
+# 36.6 KB). The target is 64 KiB for all three; plain is held to 52.
+BUDGET_KIB = {"plain": 52, "ecdsa": 64, "rsa": 64}
 
 
 @pytest.mark.parametrize("kind", list(BUDGET_KIB))
