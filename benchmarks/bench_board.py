@@ -21,6 +21,9 @@ Ours runs in two states, both reported:
   handshakes): the server certificate's signature is in its SignatureCache and step
   4's RSA encryption was done while idle (PreparedPremaster). The rest of the chain
   check (dates, name, usage) and everything else runs as in cold.
+* resumed: the board offers the session of its first meeting with the server (ID or
+  ticket): an abbreviated handshake, no RSA and no certificate at all (cold and warm
+  neither offer nor keep a session).
 and over two serial profiles: the classic ESP32's UART (the relay drops what overflows
 a 260-byte ring, so the host keeps at most 210 bytes in flight) and native USB (the
 pty holds the host back; the board asks for a wide window).
@@ -132,7 +135,7 @@ def ours(flash: Path, port: int, n: int, client_auth: bool, heap: str, *, measur
     kw: dict = {"rom": True} if rom else {"mpy": True}
     kw["machine"] = machine
     opts = {"server_name": "localhost", "client_auth": client_auth, "suites": [SUITE],
-            "measure_heap": measure_heap, "signature_cache": False, "prepare_premaster": False}
+            "measure_heap": measure_heap, "signature_cache": False, "prepare_premaster": False, "resume": False}
     with EmulatedBoard(flash, heap=heap, **kw) as b, HostLink(b.tty) as link:
         link.connect()
         br = Bridge(link, ("127.0.0.1", port))
@@ -151,6 +154,7 @@ def _summary(runs: list[dict], wall: list[float], window: int, rx_dropped: int) 
            "window": window, "rx_dropped": rx_dropped, "n": len(hs), "all_ms": [round(x, 3) for x in hs]}
     if runs and "steps" in runs[0] and runs[0].get("engine") != "mbedtls":
         out["compute_ms"] = round(statistics.median(sum(ms for _, ms in r["steps"]) for r in runs), 2)
+        out["resumed"] = sum(bool(r.get("resumed")) for r in runs)
         out["cached_signatures"] = sum(bool(r.get("cached_signatures")) for r in runs)
         out["prepared_premaster"] = sum(bool(r.get("prepared_premaster")) for r in runs)
     return out
@@ -162,11 +166,14 @@ def link_rounds(flash: Path, port: int, n: int, client_auth: bool, ring: int | N
     of every kind in turn: mbedTLS on the board, ours cold, then ours warm after the
     idle pause. Interleaved, so that what the machine does meanwhile
     falls on all of them alike; each round's ours/mbedTLS is a paired ratio."""
-    base = {"server_name": "localhost", "client_auth": client_auth, "suites": [SUITE], "measure_heap": False}
+    base = {"server_name": "localhost", "client_auth": client_auth, "suites": [SUITE], "measure_heap": False,
+            "resume": False}
     kinds = {
         "mbedtls": {"engine": "mbedtls", "server_name": "localhost", "client_auth": client_auth},
         "cold": dict(base, signature_cache=False, prepare_premaster=False),
         "warm": base,
+        # the session the first meeting left (the others neither offer nor keep one)
+        "resumed": dict(base, resume=True),
     }
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
     walls: dict[str, list[float]] = {k: [] for k in kinds}
@@ -174,7 +181,7 @@ def link_rounds(flash: Path, port: int, n: int, client_auth: bool, ring: int | N
         link.connect()
         br = Bridge(link, ("127.0.0.1", port))
         time.sleep(IDLE_S)
-        first = br.run_handshake(dict(base), timeout=60)  # the first meeting, which warm remembers
+        first = br.run_handshake(dict(base, resume=True), timeout=60)  # the first meeting: warm and resumed remember it
         if not first.get("ok"):
             return {k: {"ok": False, "reason": first.get("reason")} for k in kinds}
         for _ in range(n):
@@ -189,7 +196,7 @@ def link_rounds(flash: Path, port: int, n: int, client_auth: bool, ring: int | N
                 runs[kind].append(r)
         window = link.link.window
     out = {k: _summary(runs[k], walls[k], window, b.rx_dropped) for k in kinds}
-    for k in ("cold", "warm"):
+    for k in ("cold", "warm", "resumed"):
         pairs = [o["handshake_us"] / m["handshake_us"] for o, m in zip(runs[k], runs["mbedtls"])]
         out[k]["paired_ratio"] = round(statistics.median(pairs), 2)
     return out
@@ -323,7 +330,7 @@ def run(n: int = 10, client_auth: bool = False, echo=print, heap: bool = True, j
             for prof, ring in PROFILES.items():
                 rounds = link_rounds(flash, port, n, client_auth, ring, machine)
                 res[f"mbedtls_{prof}_link"] = rounds["mbedtls"]
-                for state in ("cold", "warm"):
+                for state in ("cold", "warm", "resumed"):
                     res[f"ours_{prof}_{state}"] = rounds[state]
             res["ours_heap_probe"] = ours(flash, port, 3, client_auth, "256k", measure_heap=True, machine=machine)
             if heap and machine == "unix64":
@@ -352,7 +359,7 @@ def _report(res: dict, echo) -> None:
     mb = m["handshake_ms"]
     links = {"uart": "ESP32 UART", "usb": "native USB"}
     echo("  ratios: against mbedTLS on a direct socket (medians), and against mbedTLS on the board over the same link\n"
-         "  (median of each round's ours/mbedTLS: the rounds interleave mbedTLS, ours cold, ours warm on one board)")
+         "  (median of each round's ours/mbedTLS: the rounds interleave mbedTLS, ours cold, warm and resumed on one board)")
     echo(f"  MicroPython tls (mbedTLS, direct socket)   {mb:7.2f} ms   1.00x")
     for prof in PROFILES:
         o = res.get(f"mbedtls_{prof}_link", {})
@@ -364,13 +371,15 @@ def _report(res: dict, echo) -> None:
             echo(f"  {label}: failed: {o.get('reason')}")
     echo(f"  CPython ssl (OpenSSL; server + network)    {c['handshake_ms']:7.2f} ms   {c['handshake_ms'] / mb:.2f}x")
     for prof in PROFILES:
-        for state in ("cold", "warm"):
-            o = res[f"ours_{prof}_{state}"]
+        for state in ("cold", "warm", "resumed"):
+            o = res.get(f"ours_{prof}_{state}", {"ok": False, "reason": "not run"})
             label = f"ours, {links[prof]} link, {state}"
             if not o.get("ok"):
                 echo(f"  {label}: failed: {o.get('reason')}")
                 continue
             extra = f"window {o['window']} B; host wall {o['wall_ms']:.2f} ms; board compute {o['compute_ms']:.2f} ms"
+            if state == "resumed":
+                extra += f"; resumed {o.get('resumed', 0)}/{o['n']}"
             if state == "warm":
                 extra += f"; cached signature {o['cached_signatures']}/{o['n']}, prepared premaster {o['prepared_premaster']}/{o['n']}"
             vs_link = f"{o['paired_ratio']:.2f}x" if "paired_ratio" in o else "  -  "

@@ -53,7 +53,7 @@ PHASES = {"ClientHello": "ClientHello", "ChangeCipherSpec": "server Finished", "
 def rounds(flash: Path, port: int, n: int, client_auth: bool) -> dict:
     """n rounds on one rv32 board: mbedTLS, then ours cold, after a first handshake of each."""
     cold = {"server_name": "localhost", "client_auth": client_auth, "suites": [bb.SUITE], "measure_heap": False,
-            "signature_cache": False, "prepare_premaster": False}
+            "signature_cache": False, "prepare_premaster": False, "resume": False}
     mbed = {"engine": "mbedtls", "server_name": "localhost", "client_auth": client_auth}
     runs: dict[str, list[dict]] = {"ours": [], "mbedtls": []}
     with EmulatedBoard(flash, heap="256k", machine=MACHINE) as b, HostLink(b.tty) as link:
