@@ -39,11 +39,11 @@ def _find(name: str) -> str | None:
 
         return next((m for m in SOFTHSM_MODULES if Path(m).exists()), None)
     if name == "nginx":
-        from hsmtls.bench_nginx import nginx_path
+        from hsmtls.bench.nginx import nginx_path
 
         return nginx_path()
     if name == "libp11-engine":
-        from hsmtls.bench import ENGINE_PATHS
+        from hsmtls.bench.server import ENGINE_PATHS
 
         return next((p for p in ENGINE_PATHS if Path(p).exists()), None)
     if name == "micropython":

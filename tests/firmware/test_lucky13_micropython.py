@@ -4,7 +4,7 @@ take the same time to refuse (see tests/unit/test_lucky13_timing.py for the meth
 import pytest
 from mp_run import requires_micropython, run_mp
 
-from hsmtls.bench_lucky13 import load, run_micropython
+from hsmtls.bench.lucky13 import load, run_micropython
 
 pytestmark = [pytest.mark.micropython, requires_micropython]
 

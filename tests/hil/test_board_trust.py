@@ -166,7 +166,7 @@ def test_the_boot_button_gives_development_mode_for_one_boot(tmp_path):
 def test_deploy_says_how_to_reach_development_mode(provisioned):
     from click.testing import CliRunner
 
-    from hsmtls.board_cli import board as board_cli
+    from hsmtls.cli.board import board as board_cli
 
     board, _, _ = provisioned
     # (`deploy` for a real board on the emulator's tty: the link part comes first)

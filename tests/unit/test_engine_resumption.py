@@ -207,7 +207,7 @@ def test_session_bytes_round_trip():
 
 
 def test_resumption_in_the_state_tables():
-    from hsmtls.trace_states import edges
+    from hsmtls.tracing.states import edges
 
     server = {(a, label.split(" [")[0], b) for a, label, b in edges("server")}
     assert ("WAIT_CLIENT_HELLO", "ClientHello", "WAIT_SESSION") in server

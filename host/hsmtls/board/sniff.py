@@ -15,7 +15,12 @@ from typing import Any
 from tlscore import constants as C
 from tlscore.messages import MESSAGE_CLASSES
 
-from ..trace import _CLIENT_MESSAGE_STEPS, _SERVER_MESSAGE_STEPS, decode_message, message_name
+from ..tracing.trace import (
+    _CLIENT_MESSAGE_STEPS,
+    _SERVER_MESSAGE_STEPS,
+    decode_message,
+    message_name,
+)
 
 
 class RecordSniffer:

@@ -26,11 +26,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hsmtls.tracing.steps import (
+    CCS,
+    CLIENT_MESSAGE_STEPS,
+    SERVER_MESSAGE_STEPS,
+    STEPS,
+    message_name,
+)
 from tlscore import constants as C
 from tlscore import suites, x509
 from tlscore.events import DECRYPT
-
-from .trace_steps import CCS, CLIENT_MESSAGE_STEPS, SERVER_MESSAGE_STEPS, STEPS, message_name
 
 # board/sniff.py reads the step tables from here under these names until it imports
 # trace_steps itself
@@ -380,17 +385,17 @@ class Trace:
         return data
 
     def render_terminal(self, console: Any = None) -> None:
-        from .trace_render import render_terminal
+        from hsmtls.tracing.render import render_terminal
 
         render_terminal(self.to_dict(), console)
 
     def to_svg(self) -> str:
-        from .trace_render import to_svg
+        from hsmtls.tracing.render import to_svg
 
         return to_svg(self.to_dict())
 
     def to_html(self) -> str:
-        from .trace_render import to_html
+        from hsmtls.tracing.render import to_html
 
         return to_html(self.to_dict())
 
@@ -465,7 +470,7 @@ def complete_entries(entries: list[dict[str, Any]], roles: list[str]) -> list[di
 
 
 def write_trace(data: dict[str, Any], path: str) -> None:
-    from .trace_render import to_html, to_svg
+    from hsmtls.tracing.render import to_html, to_svg
 
     lower = path.lower()
     if lower.endswith(".json"):
