@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from hil_support import provision_emulated, refused, requires_emulator
 
 from hsmlink import protocol as P
 from hsmtls.board.bridge import Bridge
@@ -26,6 +25,8 @@ from hsmtls.board.provisioning import (
     provision_board,
     sign_request,
 )
+
+from support.hil import provision_emulated, refused, requires_emulator
 
 pytestmark = [pytest.mark.micropython, requires_emulator]
 

@@ -11,10 +11,11 @@ import subprocess
 import sys
 
 import pytest
-from hil_support import requires_emulator
 
 from hsmtls.board.emulator import EmulatedBoard
 from hsmtls.board.hostlink import HostLink
+
+from support.hil import requires_emulator
 
 pytestmark = [pytest.mark.micropython, requires_emulator, pytest.mark.slow]
 

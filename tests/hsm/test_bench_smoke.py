@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from required_tools import requires_tool
-from softhsm_support import requires_softhsm
+
+from support.required_tools import requires_tool
+from support.softhsm import requires_softhsm
 
 pytestmark = requires_softhsm
 

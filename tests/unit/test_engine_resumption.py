@@ -6,12 +6,13 @@ from __future__ import annotations
 import copy
 
 import pytest
-from engine_pair import Pair
 
 from hsmtls.sessions import RamSealer, SessionStore, SessionTable
 from tlscore import constants as C
 from tlscore.events import HandshakeComplete, KeyOperationRequest
 from tlscore.session import Session
+
+from support.engine_pair import Pair
 
 RSA = "TLS_RSA_WITH_AES_128_GCM_SHA256"
 ECDHE = "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256"

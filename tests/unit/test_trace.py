@@ -10,13 +10,14 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
-from engine_pair import Pair
 
 from hsmtls.tracing.keylog import KeyLog, KeyLogError, keylog_from
 from hsmtls.tracing.pcap import PcapWriter
 from hsmtls.tracing.render import to_html, to_svg, visible_entries
 from hsmtls.tracing.steps import STEPS
 from hsmtls.tracing.trace import Trace, TraceHub, chain_hooks, check_trace_out
+
+from support.engine_pair import Pair
 
 RSA = "TLS_RSA_WITH_AES_128_GCM_SHA256"
 ECDHE = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"

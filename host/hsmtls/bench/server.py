@@ -2,7 +2,7 @@
 
 bench server: full TLS 1.2 handshakes per second and p50/p99 latency at several
 concurrencies, all in one run, on a throwaway SoftHSM2 token, RSA key exchange and
-ECDHE_RSA each: our server with a PEM key and with the token key; nginx (bench_nginx)
+ECDHE_RSA each: our server with a PEM key and with the token key; nginx (nginx.py)
 with a PEM key and with the token key through libp11, as many workers as ours; and
 `openssl s_server` (one connection at a time) with a PEM key and through libp11. A
 server that cannot serve a cell says why (its log's error) instead of a figure. Our
