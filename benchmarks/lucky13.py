@@ -23,7 +23,7 @@ a and b run microseconds apart, so the load of a shared machine cancels out.
 Verdict: the engine's distributions overlap if its shift is under a quarter of the
 control's, and the control's is significant (z > 5) so that the run could see a leak.
 
-This file runs under CPython (imported by hsmtls.bench and the tests) and under the
+This file runs under CPython (imported by hsmtls.bench.server and the tests) and under the
 MicroPython unix port (as the main script, printing its samples for the host to judge).
 """
 

@@ -1,8 +1,9 @@
 """Project-wide pytest options and the fixtures the interop tests share.
 
 Options: --slow (always on when $CI is set) runs tests marked slow; --board picks the
-emulated machine for HIL runs, --port a real board (the hsmtls plugin's option). Marks: requires_tool(name) (tests/required_tools.py): skipped
-without the tool, failed under $CI. Fixtures: `pki` (tests/pki.py, generated once per session),
+emulated machine for HIL runs, --port a real board (the hsmtls plugin's option). Marks:
+requires_tool(name) (tests/support/required_tools.py): skipped without the tool, failed
+under $CI. Fixtures: `pki` (tests/support/pki.py, generated once per session),
 `hsmtls_cmd` (how to run our CLI), `free_port`, and `hsmtls_server` (a factory that
 starts `hsmtls serve` on a kernel-chosen port and stops it after the test).
 """
@@ -12,17 +13,12 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from pathlib import Path
 
 import pytest
 
-# tests/ holds the shared helper modules (pki, openssl_tools); make them importable from
-# every test directory whatever pytest's import mode.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from openssl_tools import HsmtlsServer, ServerPool, start_hsmtls_server  # noqa: E402
-from pki import PKI, make_pki  # noqa: E402
-from required_tools import require_tool  # noqa: E402
+from support.openssl_tools import HsmtlsServer, ServerPool, start_hsmtls_server
+from support.pki import PKI, make_pki
+from support.required_tools import require_tool
 
 
 def pytest_addoption(parser):
@@ -45,7 +41,7 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "requires_tool(name): needs an external tool; skipped without it, failed under $CI "
-        "(tests/required_tools.py)")
+        "(tests/support/required_tools.py)")
 
     # an emulated machine for every EmulatedBoard of the run, and the `hsmtls` commands
     # it starts; a machine with an image is built (or found in the cache) once, here

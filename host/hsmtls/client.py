@@ -17,9 +17,9 @@ from tlscore.events import (
 )
 
 from .backend import BACKEND
-from .keylog import KeyLogError, keylog_from
 from .keys import PrivateKey, run_key_operation
-from .trace import TraceHook, chain_hooks
+from .tracing.keylog import KeyLogError, keylog_from
+from .tracing.trace import TraceHook, chain_hooks
 
 
 class TLSFailure(Exception):

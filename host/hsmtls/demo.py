@@ -23,8 +23,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from .trace import Trace
-from .trace_steps import STEPS
+from .tracing.steps import STEPS
+from .tracing.trace import Trace
 
 WHO = {"client": "board", "server": "host", "server_key": "token", "client_key": "board"}
 

@@ -25,10 +25,10 @@ from tlscore.events import (
 from tlscore.server import ServerConnection
 
 from .backend import BACKEND
-from .keylog import keylog_from
 from .keys import PrivateKey, run_key_operation
 from .sessions import SESSION_KINDS, SessionStore
-from .trace import chain_hooks
+from .tracing.keylog import keylog_from
+from .tracing.trace import chain_hooks
 
 log = logging.getLogger("hsmtls.server")
 

@@ -10,15 +10,12 @@ import hashlib
 import hmac
 import importlib.util
 import random
-import sys
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mp_run import REPO, requires_micropython, run_mp  # noqa: E402
+from support.mp_run import REPO, requires_micropython, run_mp
 
 pytestmark = [pytest.mark.micropython, requires_micropython]
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from mp_run import requires_micropython, run_mp
+
+from support.mp_run import requires_micropython, run_mp
 
 CHIP = """
 import sys

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mp_run import requires_micropython, run_mp  # noqa: E402
+from support.mp_run import requires_micropython, run_mp
 
 
 @requires_micropython

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from mp_run import requires_micropython, run_mp
 from test_engine_loopback_micropython import _numbers
 
 from hsmtls.devpki import DevPKI
+
+from support.mp_run import requires_micropython, run_mp
 
 SCRIPTS = Path(__file__).parent / "scripts"
 MARKER = "# --- the loopback"

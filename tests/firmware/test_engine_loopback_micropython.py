@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from mp_run import requires_micropython, run_mp
 
 from hsmtls.devpki import DevPKI
+
+from support.mp_run import requires_micropython, run_mp
 
 SCRIPT = Path(__file__).parent / "scripts" / "engine_loopback.py"
 

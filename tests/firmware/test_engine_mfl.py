@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from engine_pair import Pair, record, records  # noqa: E402
+from hsmtls.devpki import DevPKI
+from hsmtls.keys import FileKey
+from hsmtls.tlsconfig import client_config, server_config
+from tlscore.constants import APPLICATION_DATA
+from tlscore.events import ApplicationData
 
-from hsmtls.devpki import DevPKI  # noqa: E402
-from hsmtls.keys import FileKey  # noqa: E402
-from hsmtls.tlsconfig import client_config, server_config  # noqa: E402
-from tlscore.constants import APPLICATION_DATA  # noqa: E402
-from tlscore.events import ApplicationData  # noqa: E402
+from support.engine_pair import Pair, record, records
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 import pytest
-from mp_run import requires_micropython, run_mp
+
+from support.mp_run import requires_micropython, run_mp
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE = sorted(

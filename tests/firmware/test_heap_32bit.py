@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from mp_run import requires_micropython
-from required_tools import requires_tool
+
+from support.mp_run import requires_micropython
+from support.required_tools import requires_tool
 
 REPO = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("heap_32bit", REPO / "benchmarks" / "heap_32bit.py")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import runpy
-import sys
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from mp_run import requires_micropython, run_mp  # noqa: E402
+from support.mp_run import requires_micropython, run_mp
 
-import hsmtls.board  # noqa: E402,F401  (makes hsmlink importable on the host)
+HERE = Path(__file__).resolve().parent
 
 CHECK = HERE / "link_check.py"
 EXPECTED = {

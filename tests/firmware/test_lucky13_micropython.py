@@ -2,9 +2,10 @@
 take the same time to refuse (see tests/unit/test_lucky13_timing.py for the method)."""
 
 import pytest
-from mp_run import requires_micropython, run_mp
 
-from hsmtls.bench_lucky13 import load, run_micropython
+from hsmtls.bench.lucky13 import load, run_micropython
+
+from support.mp_run import requires_micropython, run_mp
 
 pytestmark = [pytest.mark.micropython, requires_micropython]
 

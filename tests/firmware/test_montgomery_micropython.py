@@ -8,15 +8,12 @@ that the board's RSA key signs with it (CRT halves through pow_secret) what
 from __future__ import annotations
 
 import random
-import sys
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mp_run import requires_micropython, run_mp  # noqa: E402
+from support.mp_run import requires_micropython, run_mp
 
 pytestmark = [pytest.mark.micropython, requires_micropython]
 

@@ -6,7 +6,6 @@ a small heap. Timings are printed by the interpreter for the record (-s shows th
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mp_run import requires_micropython, run_mp  # noqa: E402
+from support.mp_run import requires_micropython, run_mp
 
 pytestmark = [pytest.mark.micropython, requires_micropython]
 

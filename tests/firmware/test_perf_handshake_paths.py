@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import hmac
 import random
-import sys
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mp_run import FIRMWARE_LIB, requires_micropython, run_mp  # noqa: E402
+from tlscore import record
+from tlscore.constants import APPLICATION_DATA, HANDSHAKE
 
-if str(FIRMWARE_LIB) not in sys.path:
-    sys.path.insert(0, str(FIRMWARE_LIB))
-
-from tlscore import record  # noqa: E402
-from tlscore.constants import APPLICATION_DATA, HANDSHAKE  # noqa: E402
+from support.mp_run import requires_micropython, run_mp
 
 H = bytes.fromhex
 

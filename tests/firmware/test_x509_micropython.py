@@ -11,7 +11,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from required_tools import requires_tool
+
+from support.required_tools import requires_tool
 
 pytestmark = [
     pytest.mark.micropython,

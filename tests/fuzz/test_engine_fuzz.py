@@ -9,10 +9,11 @@ from __future__ import annotations
 import random
 
 import pytest
-from engine_pair import Pair  # tests/unit, put on the path by conftest.py
 
 from tlscore import suites
 from tlscore.events import ConnectionClosed
+
+from support.engine_pair import Pair  # tests/unit, put on the path by conftest.py
 
 SUITES = [s.name for s in suites.ALL]
 

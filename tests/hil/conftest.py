@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
-from hil_support import REAL_BOARD, provision_emulated, requires_board, requires_emulator  # noqa: E402, F401
-from required_tools import have_tool, require_tool  # noqa: E402
+from hsmtls.board.emulator import EmulatedBoard
+from hsmtls.board.flash import provision
+from hsmtls.devpki import DevPKI
 
-from hsmtls.board.emulator import EmulatedBoard  # noqa: E402
-from hsmtls.board.flash import provision  # noqa: E402
-from hsmtls.devpki import DevPKI  # noqa: E402
+from support import softhsm
+from support.hil import REAL_BOARD, provision_emulated, requires_board, requires_emulator  # noqa: F401
+from support.required_tools import have_tool, require_tool
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +65,7 @@ class Servers:
     def hsmtls(self, *extra: str, client_auth: bool = False) -> int:
         from hsmtls.testing.servers import hsmtls_server
 
-        server = hsmtls_server(self.pki.server_cert, self.key_spec, dict(os.environ, HSMTLS_PIN=softhsm_support.PIN),
+        server = hsmtls_server(self.pki.server_cert, self.key_spec, dict(os.environ, HSMTLS_PIN=softhsm.PIN),
                                self.pki.ca_cert if client_auth else None, extra=extra)
         self.started.append(server)
         return server.port
@@ -111,11 +110,9 @@ def board_tty(flash_dir):
 # --- the token, a token-backed server and a board provisioned by the token's CA -----------
 #
 # The token and the board are the hsmtls pytest plugin's (hsmtls.testing.plugin):
-# `hsmtls_token`, `hsmtls_board`, as a user's tests get them. softhsm_support puts the
-# SoftHSM2 store in SOFTHSM2_CONF when imported, before anything loads the module.
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hsm"))
-import softhsm_support  # noqa: E402
+# `hsmtls_token`, `hsmtls_board`, as a user's tests get them. support.softhsm puts the
+# SoftHSM2 store in SOFTHSM2_CONF when imported (at the top of this file), before anything
+# loads the module.
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from hil_support import requires_emulator
-from required_tools import requires_tool
+
+from support.hil import requires_emulator
+from support.required_tools import requires_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.micropython, requires_emulator, requires_tool("softhsm2")]
 

@@ -10,11 +10,12 @@ import sys
 import time
 
 import pytest
-from hil_support import requires_emulator
 
 from hsmtls.board.bridge import BoardFailure, Bridge
 from hsmtls.board.emulator import EmulatedBoard
 from hsmtls.board.hostlink import HostLink
+
+from support.hil import requires_emulator
 
 pytestmark = [pytest.mark.micropython, requires_emulator]
 

@@ -16,11 +16,12 @@ import time
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from hil_support import provision_emulated, requires_emulator
 
 from hsmtls.board.bridge import handshake_once
 from hsmtls.board.emulator import EmulatedBoard
 from hsmtls.board.flash import provision
+
+from support.hil import provision_emulated, requires_emulator
 
 pytestmark = [pytest.mark.micropython, requires_emulator]
 

@@ -15,10 +15,11 @@ import sys
 import time
 
 import pytest
-from hil_support import requires_board, requires_emulator
 
 from hsmtls.board.bridge import handshake_once
 from hsmtls.board.emulator import EmulatedBoard
+
+from support.hil import requires_board, requires_emulator
 
 pytestmark = [pytest.mark.micropython, requires_board]
 

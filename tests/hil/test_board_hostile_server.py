@@ -12,9 +12,10 @@ import threading
 import time
 
 import pytest
-from hil_support import requires_board
 
 from hsmtls.board.bridge import handshake_once
+
+from support.hil import requires_board
 
 pytestmark = [pytest.mark.micropython, requires_board]
 

@@ -7,7 +7,6 @@ Fails on firmware that treats an unwritable counter as 0."""
 from __future__ import annotations
 
 import pytest
-from hil_support import refused, requires_emulator
 
 from hsmlink import protocol as P
 from hsmtls.board.bridge import Bridge
@@ -15,6 +14,8 @@ from hsmtls.board.emulator import EmulatedBoard
 from hsmtls.board.flash import provision
 from hsmtls.board.hostlink import HostLink
 from hsmtls.board.provisioning import board_challenge, sign_request
+
+from support.hil import refused, requires_emulator
 
 pytestmark = [pytest.mark.micropython, requires_emulator]
 

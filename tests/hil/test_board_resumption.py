@@ -10,9 +10,10 @@ import subprocess
 import sys
 
 import pytest
-from hil_support import requires_board
 
 from hsmtls.board.bridge import handshake_once
+
+from support.hil import requires_board
 
 pytestmark = [pytest.mark.micropython, requires_board]
 

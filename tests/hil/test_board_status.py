@@ -12,10 +12,11 @@ import sys
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from hil_support import requires_board, requires_emulator
 
 from hsmtls.board.bridge import format_status
 from hsmtls.board.emulator import EmulatedBoard
+
+from support.hil import requires_board, requires_emulator
 
 pytestmark = [pytest.mark.micropython]
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from hil_support import provision_emulated, refused, requires_emulator
 
 from hsmlink import protocol as P
 from hsmtls.board.bridge import Bridge
@@ -26,6 +25,8 @@ from hsmtls.board.provisioning import (
     provision_board,
     sign_request,
 )
+
+from support.hil import provision_emulated, refused, requires_emulator
 
 pytestmark = [pytest.mark.micropython, requires_emulator]
 
@@ -166,7 +167,7 @@ def test_the_boot_button_gives_development_mode_for_one_boot(tmp_path):
 def test_deploy_says_how_to_reach_development_mode(provisioned):
     from click.testing import CliRunner
 
-    from hsmtls.board_cli import board as board_cli
+    from hsmtls.cli.board import board as board_cli
 
     board, _, _ = provisioned
     # (`deploy` for a real board on the emulator's tty: the link part comes first)

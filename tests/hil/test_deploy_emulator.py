@@ -12,7 +12,8 @@ import subprocess
 import sys
 
 import pytest
-from hil_support import requires_emulator
+
+from support.hil import requires_emulator
 
 pytestmark = [pytest.mark.micropython, requires_emulator, pytest.mark.slow]
 

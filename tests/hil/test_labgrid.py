@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hil_support import requires_emulator
-from required_tools import requires_tool
+
+from support.hil import requires_emulator
+from support.required_tools import requires_tool
 
 pytest.importorskip("labgrid")
 

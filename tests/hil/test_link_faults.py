@@ -14,13 +14,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from hil_support import requires_emulator
 
 from hsmlink import protocol as P
 from hsmtls.board.bridge import BoardFailure, Bridge
 from hsmtls.board.emulator import EmulatedBoard
 from hsmtls.board.faults import Faults
 from hsmtls.board.hostlink import HostLink
+
+from support.hil import requires_emulator
 
 pytestmark = [pytest.mark.micropython, requires_emulator]
 

@@ -10,14 +10,15 @@ import subprocess
 import sys
 
 import pytest
-from hil_support import requires_emulator
-from required_tools import requires_tool
 
 from hsmtls.board.emulator import EmulatedBoard
 from hsmtls.board.faults import Faults
 from hsmtls.board.hostlink import HostLink, LinkError
 from hsmtls.testing.board import Board
 from hsmtls.testing.ser2net import Ser2net
+
+from support.hil import requires_emulator
+from support.required_tools import requires_tool
 
 pytestmark = [pytest.mark.micropython, requires_emulator, requires_tool("ser2net")]
 

@@ -8,10 +8,11 @@ import subprocess
 import sys
 
 import pytest
-from hil_support import requires_emulator
 
 from hsmtls.board.emulator import EmulatedBoard
 from hsmtls.testing.board import Board, BoardError
+
+from support.hil import requires_emulator
 
 pytestmark = [pytest.mark.micropython, requires_emulator]
 

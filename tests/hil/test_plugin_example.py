@@ -12,8 +12,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from hil_support import requires_emulator
-from required_tools import requires_tool
+
+from support.hil import requires_emulator
+from support.required_tools import requires_tool
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "hil"
 

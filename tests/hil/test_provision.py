@@ -7,9 +7,10 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from hil_support import provision_emulated, requires_board, requires_emulator
 
 from hsmtls.board.bridge import handshake_once
+
+from support.hil import provision_emulated, requires_board, requires_emulator
 
 pytestmark = [pytest.mark.micropython, requires_board]
 

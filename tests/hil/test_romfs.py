@@ -12,12 +12,13 @@ import subprocess
 import time
 
 import pytest
-from hil_support import requires_emulator
-from required_tools import require_tool
 
 from hsmtls.board import romfs
 from hsmtls.board.bridge import handshake_once
 from hsmtls.board.emulator import EmulatedBoard, build_mpy, micropython_binary
+
+from support.hil import requires_emulator
+from support.required_tools import require_tool
 
 pytestmark = [pytest.mark.micropython, requires_emulator]
 

@@ -148,7 +148,7 @@ BUDGET_KIB = {"plain": 52, "ecdsa": 64, "rsa": 64}
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("kind", list(BUDGET_KIB))
 def test_handshake_within_the_heap_budget(tmp_path, kind):
-    from hsmtls.board_cli import load_benchmark
+    from hsmtls.cli.board_sessions import load_benchmark
     from hsmtls.devpki import DevPKI
 
     bb = load_benchmark("bench_board.py")

@@ -11,10 +11,11 @@ import subprocess
 import sys
 
 import pytest
-from hil_support import requires_emulator
 
 from hsmtls.board.emulator import EmulatedBoard
 from hsmtls.board.hostlink import HostLink
+
+from support.hil import requires_emulator
 
 pytestmark = [pytest.mark.micropython, requires_emulator, pytest.mark.slow]
 
@@ -58,7 +59,7 @@ BUDGET_KIB = {"plain": 52, "ecdsa": 64, "rsa": 64}
 
 @pytest.mark.parametrize("kind", list(BUDGET_KIB))
 def test_handshake_within_the_heap_budget(image, tmp_path, kind):
-    from hsmtls.board_cli import load_benchmark
+    from hsmtls.cli.board_sessions import load_benchmark
     from hsmtls.devpki import DevPKI
 
     bb = load_benchmark("bench_board.py")

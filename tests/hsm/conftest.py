@@ -7,8 +7,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from required_tools import require_tool
-from softhsm_support import PIN, STORE, TokenEnv
+
+from support.required_tools import require_tool
+from support.softhsm import PIN, STORE, TokenEnv
 
 
 def pytest_unconfigure(config):

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from required_tools import requires_tool
-from softhsm_support import requires_softhsm
+
+from support.required_tools import requires_tool
+from support.softhsm import requires_softhsm
 
 pytestmark = requires_softhsm
 
@@ -22,7 +23,7 @@ def test_openssl_engine_argv_has_no_pin(tmp_path):
     # from the URI's pin-source, a 0600 file. Built in a child: the setup makes its own
     # SoftHSM2 store, which a process picks once.
     script = ("import json, sys\nfrom pathlib import Path\n"
-              "from hsmtls.bench import BENCH_PIN, BenchSetup, openssl_engine_server_argv\n"
+              "from hsmtls.bench.server import BENCH_PIN, BenchSetup, openssl_engine_server_argv\n"
               "s = BenchSetup(Path(sys.argv[1]))\n"
               "print(json.dumps([BENCH_PIN, str(s.pin_file), openssl_engine_server_argv(s, 4433)]))\n")
     env = {k: v for k, v in os.environ.items() if k not in ("SOFTHSM2_CONF", "HSMTLS_PIN")}
@@ -54,7 +55,7 @@ _NGINX_CELLS = """
 import json, sys
 from pathlib import Path
 from hsmtls import bench
-from hsmtls.bench_nginx import nginx_path
+from hsmtls.bench.nginx import nginx_path
 d = Path(sys.argv[1])
 s = bench.BenchSetup(d)
 rows = [r for r in bench._nginx_rows(s, 2, nginx_path(), engine=True) if r.suite == "rsa"]

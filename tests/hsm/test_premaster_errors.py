@@ -14,7 +14,6 @@ import logging
 import secrets
 
 import pytest
-from softhsm_support import PIN, requires_softhsm
 
 from hsmtls.client import TLSClient, TLSFailure
 from hsmtls.hsm.keyops import IR_SUFFIX, TokenKey
@@ -24,6 +23,8 @@ from hsmtls.server import BackgroundServer, TLSServer
 from hsmtls.tlsconfig import client_config, server_config
 from tlscore import client as tls_client
 from tlscore import constants as C
+
+from support.softhsm import PIN, requires_softhsm
 
 pytestmark = requires_softhsm
 

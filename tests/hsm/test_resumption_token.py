@@ -10,12 +10,13 @@ import sys
 import time
 
 import pytest
-from softhsm_support import PIN, requires_softhsm
 
 from hsmtls.hsm.keyops import TokenKey
 from hsmtls.hsm.tickets import TokenSealer, make_ticket_key, ticket_label
 from hsmtls.hsm.token import Token, TokenError
 from hsmtls.hsm.uri import PKCS11URI
+
+from support.softhsm import PIN, requires_softhsm
 
 pytestmark = requires_softhsm
 

@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from softhsm_support import PIN, requires_softhsm
 
 from hsmtls.client import TLSClient, TLSFailure
 from hsmtls.hsm.keyops import TokenKey
 from hsmtls.hsm.uri import PKCS11URI, URIError
 from hsmtls.server import BackgroundServer, TLSServer
 from hsmtls.tlsconfig import client_config, server_config
+
+from support.softhsm import PIN, requires_softhsm
 
 pytestmark = requires_softhsm
 REPO = Path(__file__).resolve().parents[2]
@@ -299,9 +300,9 @@ def test_same_bad_ciphertext_same_substitute(token_env):
 @pytest.mark.parametrize("kind", ["bad-padding", "short", "long", "wrong-version", "wrong-key", "zero", "above-n"])
 def test_bad_premaster_fails_at_finished_like_a_wrong_key(token_env, kind, monkeypatch):
     sys.path.insert(0, str(REPO / "tests" / "unit"))
-    from engine_pair import bad_premaster_alerts
-
     from tlscore import constants as C
+
+    from support.engine_pair import bad_premaster_alerts
 
     key = TokenKey(token_env.uri("server"), pin=PIN, pool_size=1)
     try:

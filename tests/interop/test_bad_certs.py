@@ -15,7 +15,8 @@ import socket
 import ssl
 
 import pytest
-from openssl_tools import ONE_WORKER, SServer, alert_seen, hsmtls_connect, s_client
+
+from support.openssl_tools import ONE_WORKER, SServer, alert_seen, hsmtls_connect, s_client
 
 pytestmark = pytest.mark.interop
 

@@ -9,9 +9,10 @@ import ssl
 import subprocess
 
 import pytest
-from openssl_tools import ONE_WORKER, OPENSSL, SClient
 
 from hsmtls.devpki import DevPKI
+
+from support.openssl_tools import ONE_WORKER, OPENSSL, SClient
 
 pytestmark = pytest.mark.interop
 

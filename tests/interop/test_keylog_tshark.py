@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from hsmtls.backend import BACKEND
-from hsmtls.keylog import KeyLog
 from hsmtls.keys import FileKey, run_key_operation
-from hsmtls.pcap import PcapWriter
 from hsmtls.tlsconfig import client_config, server_config
+from hsmtls.tracing.keylog import KeyLog
+from hsmtls.tracing.pcap import PcapWriter
 from tlscore.client import ClientConnection
 from tlscore.events import KeyOperationRequest
 from tlscore.server import ServerConnection
@@ -74,7 +74,7 @@ def tls_summary(tshark: str, capture: Path, port: int, keylog: Path | None = Non
     return r.stdout
 
 
-# -- a capture written by hsmtls.pcap (what `hsmtls bridge --pcap` will write) ------------
+# -- a capture written by hsmtls.tracing.pcap (what `hsmtls bridge --pcap` will write) ------------
 
 
 def _pump(client, server, server_key, cap: PcapWriter) -> None:

@@ -20,7 +20,8 @@ import ssl
 import struct
 
 import pytest
-from openssl_tools import ONE_WORKER
+
+from support.openssl_tools import ONE_WORKER
 
 pytestmark = pytest.mark.interop
 

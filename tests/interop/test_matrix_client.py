@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from openssl_tools import (
+
+from support.openssl_tools import (
     SUITES,
     ConnectResult,
     SServer,

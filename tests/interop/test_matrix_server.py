@@ -16,7 +16,8 @@ import socket
 import ssl
 
 import pytest
-from openssl_tools import ONE_WORKER, SUITES, SClient, alert_seen, s_client
+
+from support.openssl_tools import ONE_WORKER, SUITES, SClient, alert_seen, s_client
 
 pytestmark = pytest.mark.interop
 

@@ -1,6 +1,6 @@
 """The interop harness proven on OpenSSL against OpenSSL, before our CLI is involved.
 
-If one of these fails, the harness (tests/openssl_tools.py) or the OpenSSL on the
+If one of these fails, the harness (tests/support/openssl_tools.py) or the OpenSSL on the
 machine changed, and the matrix results mean nothing until it is fixed. They also pin
 down the OpenSSL 3.0 behaviour the matrix relies on (see openssl_tools' docstring).
 """
@@ -12,7 +12,8 @@ import socket
 import ssl
 
 import pytest
-from openssl_tools import (
+
+from support.openssl_tools import (
     SUITES,
     SClient,
     SServer,

@@ -15,7 +15,6 @@ import ssl
 import struct
 
 import pytest
-from openssl_tools import ONE_WORKER
 from test_malformed_records import (
     ALERT,
     CHANGE_CIPHER_SPEC,
@@ -42,6 +41,8 @@ from tlscore import pkcs1
 from tlscore.client import ClientConnection
 from tlscore.constants import CLIENT_HELLO
 from tlscore.events import ApplicationData, ConnectionClosed, HandshakeComplete
+
+from support.openssl_tools import ONE_WORKER
 
 pytestmark = pytest.mark.interop
 

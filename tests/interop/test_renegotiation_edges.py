@@ -11,7 +11,6 @@ import re
 import socket
 
 import pytest
-from openssl_tools import ONE_WORKER, SClient
 from test_malformed_records import connect
 
 from hsmtls.backend import BACKEND
@@ -33,6 +32,8 @@ from tlscore.events import (
     HandshakeComplete,
     KeyOperationRequest,
 )
+
+from support.openssl_tools import ONE_WORKER, SClient
 
 pytestmark = pytest.mark.interop
 

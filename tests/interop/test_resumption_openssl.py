@@ -9,7 +9,8 @@ import re
 import subprocess
 
 import pytest
-from openssl_tools import OPENSSL, SServer, hsmtls_connect, s_client
+
+from support.openssl_tools import OPENSSL, SServer, hsmtls_connect, s_client
 
 
 def _server(pki, hsmtls_server, mode: str, workers: int = 1):

@@ -10,7 +10,6 @@ import re
 import struct
 
 import pytest
-from openssl_tools import ONE_WORKER, alert_seen, hsmtls_connect, s_client
 from test_malformed_records import (
     DECODE_ERROR,
     DEFAULT_EXTENSIONS,
@@ -22,6 +21,8 @@ from test_malformed_records import (
 )
 
 from tlscore.constants import HANDSHAKE, ILLEGAL_PARAMETER
+
+from support.openssl_tools import ONE_WORKER, alert_seen, hsmtls_connect, s_client
 
 pytestmark = pytest.mark.interop
 

@@ -22,7 +22,7 @@ from hsmtls.client import TLSClient
 from hsmtls.keys import FileKey
 from hsmtls.server import BackgroundServer, TLSServer
 from hsmtls.tlsconfig import client_config, server_config
-from hsmtls.trace import Trace
+from hsmtls.tracing.trace import Trace
 
 pytestmark = pytest.mark.slow
 

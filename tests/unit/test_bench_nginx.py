@@ -1,12 +1,13 @@
-"""hsmtls.bench_nginx without running nginx: the generated config, the failure reasons
+"""hsmtls.bench.nginx without running nginx: the generated config, the failure reasons
 read from nginx's and openssl s_server's logs, and a missing nginx skipping its rows."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hsmtls import bench, bench_nginx
-from hsmtls.bench_nginx import failure_reason, nginx_argv, nginx_conf
+from hsmtls.bench import nginx as bench_nginx
+from hsmtls.bench import server as bench
+from hsmtls.bench.nginx import failure_reason, nginx_argv, nginx_conf
 
 
 def test_conf_matches_our_workers_and_the_cells_suite(tmp_path):

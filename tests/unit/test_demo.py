@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from required_tools import requires_tool
 
 from hsmtls.demo import board_step_lines
+
+from support.required_tools import requires_tool
 
 
 def test_board_steps_split_into_rounds():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 
 import pytest
-from engine_pair import Pair, record, records
 
 from tlscore import constants as C
 from tlscore import suites, x509
@@ -22,6 +21,8 @@ from tlscore.events import (
 from tlscore.messages import ClientHello, frame, renegotiation_info_extension
 from tlscore.pkcs1 import premaster_candidate
 from tlscore.server import ServerConnection, premaster_from_decryption
+
+from support.engine_pair import Pair, record, records
 
 SUITES = [s.name for s in suites.ALL]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from engine_pair import Pair
 
 from hsmtls import devpki
 from hsmtls.backend import BACKEND
@@ -15,6 +14,8 @@ from hsmtls.tlsconfig import ConfigError, client_config
 from tlscore import constants as C
 from tlscore.client import ClientConnection
 from tlscore.config import TLSConfig
+
+from support.engine_pair import Pair
 
 RSA_KX = "TLS_RSA_WITH_AES_128_GCM_SHA256"
 ECDHE = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"

@@ -6,11 +6,12 @@ offer illegal_parameter, a wrong signature decrypt_error."""
 from __future__ import annotations
 
 import pytest
-from engine_pair import Pair, record
 
 from tlscore import constants as C
 from tlscore.client import ClientConnection
 from tlscore.messages import ClientHello, frame
+
+from support.engine_pair import Pair, record
 
 ECDHE_CBC = [
     "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import utils
-from engine_pair import Pair
 
 from hsmtls.backend import BACKEND, CPythonBackend
 from tlscore import constants as C
@@ -20,6 +19,8 @@ from tlscore.client import ClientConnection
 from tlscore.events import KeyOperationRequest
 from tlscore.messages import CertificateRequest, CertificateVerify
 from tlscore.server import ServerConnection
+
+from support.engine_pair import Pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware" / "lib"))
 from boardapp import key_ec as boardkey_ec  # noqa: E402

@@ -6,12 +6,13 @@ from __future__ import annotations
 import copy
 
 import pytest
-from engine_pair import Pair
 
 from hsmtls.sessions import RamSealer, SessionStore, SessionTable
 from tlscore import constants as C
 from tlscore.events import HandshakeComplete, KeyOperationRequest
 from tlscore.session import Session
+
+from support.engine_pair import Pair
 
 RSA = "TLS_RSA_WITH_AES_128_GCM_SHA256"
 ECDHE = "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256"
@@ -207,7 +208,7 @@ def test_session_bytes_round_trip():
 
 
 def test_resumption_in_the_state_tables():
-    from hsmtls.trace_states import edges
+    from hsmtls.tracing.states import edges
 
     server = {(a, label.split(" [")[0], b) for a, label, b in edges("server")}
     assert ("WAIT_CLIENT_HELLO", "ClientHello", "WAIT_SESSION") in server

@@ -5,13 +5,14 @@ handshake survives into a renegotiation."""
 from __future__ import annotations
 
 import pytest
-from engine_pair import Pair
 
 from hsmtls.tlsconfig import parse_ciphers
 from tlscore import constants as C
 from tlscore.client import WAIT_SERVER_HELLO, ClientConnection
 from tlscore.connection import CCS, CONNECTED, INITIATE, RENEGOTIATE
 from tlscore.server import WAIT_FINISHED, ServerConnection
+
+from support.engine_pair import Pair
 
 RSA = "TLS_RSA_WITH_AES_128_GCM_SHA256"
 ECDHE = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"

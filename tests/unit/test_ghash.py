@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "firmware" / "lib") not in sys.path:
-    sys.path.insert(0, str(ROOT / "firmware" / "lib"))
+from tlscore import ghash
 
-from tlscore import ghash  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 H = bytes.fromhex
 

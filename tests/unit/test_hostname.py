@@ -4,12 +4,13 @@ import ipaddress
 
 import pytest
 from cryptography import x509
-from x509_fixtures import (
-    name,
-)
 
 from tlscore import hostname as H
 from tlscore import x509 as X
+
+from support.x509_fixtures import (
+    name,
+)
 
 # ---------------------------------------------------------------------------------------
 # Host names

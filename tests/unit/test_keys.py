@@ -13,11 +13,12 @@ import os
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import padding
-from engine_pair import BAD_PREMASTER_KINDS, bad_premaster_alerts, bad_premaster_ciphertext
 
 from hsmtls.keys import FileKey
 from tlscore import constants as C
 from tlscore.pkcs1 import depad_premaster
+
+from support.engine_pair import BAD_PREMASTER_KINDS, bad_premaster_alerts, bad_premaster_ciphertext
 
 WAYS = ["openssl", "python"]
 

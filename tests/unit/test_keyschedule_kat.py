@@ -8,18 +8,14 @@ The same vectors run under MicroPython in tests/firmware/test_backend_micropytho
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-for _p in (ROOT / "firmware" / "lib", ROOT / "host"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+from hsmtls.backend import BACKEND
+from tlscore import keyschedule, suites
 
-from hsmtls.backend import BACKEND  # noqa: E402
-from tlscore import keyschedule, suites  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_vectors():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from hsmtls.bench_lucky13 import load
+from hsmtls.bench.lucky13 import load
 
 pytestmark = pytest.mark.slow
 

@@ -1,9 +1,16 @@
 """tlscore.pathvalidation: every verify_chain outcome, and the SignatureCache it uses."""
 
 import pytest
-import x509_fixtures
 from cryptography.hazmat.primitives import serialization
-from x509_fixtures import (
+
+from hsmtls.backend import BACKEND
+from tlscore import constants as C
+from tlscore import pathvalidation as PV
+from tlscore import x509 as X
+from tlscore.errors import TLSError
+
+from support import x509_fixtures
+from support.x509_fixtures import (
     DAY,
     DT_NOW,
     D,
@@ -12,12 +19,6 @@ from x509_fixtures import (
     fails,
     verify,
 )
-
-from hsmtls.backend import BACKEND
-from tlscore import constants as C
-from tlscore import pathvalidation as PV
-from tlscore import x509 as X
-from tlscore.errors import TLSError
 
 keys = x509_fixtures.keys
 pki = x509_fixtures.pki

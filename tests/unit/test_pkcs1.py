@@ -2,20 +2,16 @@
 
 import os
 import random
-import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-_ROOT = Path(__file__).resolve().parents[2]
-for _p in (_ROOT / "firmware" / "lib", _ROOT / "host"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+from hsmtls.backend import BACKEND
+from tlscore import pkcs1
 
-from hsmtls.backend import BACKEND  # noqa: E402
-from tlscore import pkcs1  # noqa: E402
+_ROOT = Path(__file__).resolve().parents[2]
 
 HASHES = {
     "sha1": hashes.SHA1(),

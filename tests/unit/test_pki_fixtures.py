@@ -1,4 +1,4 @@
-"""The test PKI (tests/pki.py) is what the interop tests assume: checked with OpenSSL's
+"""The test PKI (tests/support/pki.py) is what the interop tests assume: checked with OpenSSL's
 own `openssl verify`, so a broken fixture fails here and not as a puzzling interop cell."""
 
 from __future__ import annotations

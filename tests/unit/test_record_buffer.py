@@ -9,7 +9,6 @@ import hashlib
 import random
 
 import pytest
-from engine_pair import Pair
 
 from hsmtls.backend import CPythonBackend
 from tlscore import record
@@ -18,6 +17,8 @@ from tlscore.connection import Transcript
 from tlscore.constants import APPLICATION_DATA, HANDSHAKE
 from tlscore.errors import TLSError
 from tlscore.events import ApplicationData, HandshakeComplete
+
+from support.engine_pair import Pair
 
 
 class _NoCopyHash:

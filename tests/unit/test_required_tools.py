@@ -1,4 +1,4 @@
-"""tests/required_tools.py: a missing SoftHSM2 or MicroPython skips locally and fails
+"""tests/support/required_tools.py: a missing SoftHSM2 or MicroPython skips locally and fails
 under $CI, through the helper and through the requires_tool mark (tests/conftest.py)."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import required_tools
-from required_tools import have_tool, require_tool, requires_tool
+
+from support import required_tools
+from support.required_tools import have_tool, require_tool, requires_tool
 
 REPO = Path(__file__).resolve().parents[2]
 

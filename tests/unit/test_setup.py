@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from required_tools import requires_tool
+
+from support.required_tools import requires_tool
 
 REPO = Path(__file__).resolve().parents[2]
 

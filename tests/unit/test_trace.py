@@ -1,4 +1,4 @@
-"""The handshake trace (hsmtls.trace), its renderings, the key log and the pcapng writer,
+"""The handshake trace (hsmtls.tracing.trace), its renderings, the key log and the pcapng writer,
 on engines wired back to back in memory (no sockets, no external tools)."""
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
-from engine_pair import Pair
 
-from hsmtls.keylog import KeyLog, KeyLogError, keylog_from
-from hsmtls.pcap import PcapWriter
-from hsmtls.trace import Trace, TraceHub, chain_hooks, check_trace_out
-from hsmtls.trace_render import to_html, to_svg, visible_entries
-from hsmtls.trace_steps import STEPS
+from hsmtls.tracing.keylog import KeyLog, KeyLogError, keylog_from
+from hsmtls.tracing.pcap import PcapWriter
+from hsmtls.tracing.render import to_html, to_svg, visible_entries
+from hsmtls.tracing.steps import STEPS
+from hsmtls.tracing.trace import Trace, TraceHub, chain_hooks, check_trace_out
+
+from support.engine_pair import Pair
 
 RSA = "TLS_RSA_WITH_AES_128_GCM_SHA256"
 ECDHE = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"

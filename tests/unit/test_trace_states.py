@@ -1,4 +1,4 @@
-"""State diagrams generated from the engine's transition tables (hsmtls.trace_states)."""
+"""State diagrams generated from the engine's transition tables (hsmtls.tracing.states)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hsmtls.trace_states import ROLES, edges, main, mermaid
+from hsmtls.tracing.states import ROLES, edges, main, mermaid
 from tlscore import client, server
 
 ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
@@ -70,4 +70,4 @@ def test_documented_state_diagram_matches_the_tables(role):
     m = re.search(r"<!-- states:%s -->\s*```mermaid\n(.*?)```\s*<!-- /states:%s -->" % (role, role),
                   text, re.S)
     assert m is not None, "docs/architecture.md lost its generated %s state diagram" % role
-    assert m.group(1) == mermaid(role), "regenerate: python -m hsmtls.trace_states %s" % role
+    assert m.group(1) == mermaid(role), "regenerate: python -m hsmtls.tracing.states %s" % role

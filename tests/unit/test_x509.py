@@ -7,20 +7,10 @@ import random
 from types import SimpleNamespace
 
 import pytest
-import x509_fixtures
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from x509_fixtures import (
-    KU_FIELDS,
-    NOW,
-    D,
-    P,
-    build,
-    key_usage,
-    name,
-)
 
 from hsmtls.backend import BACKEND
 from tlscore import constants as C
@@ -29,6 +19,17 @@ from tlscore import hostname as H
 from tlscore import pathvalidation as PV
 from tlscore import x509 as X
 from tlscore.errors import TLSError
+
+from support import x509_fixtures
+from support.x509_fixtures import (
+    KU_FIELDS,
+    NOW,
+    D,
+    P,
+    build,
+    key_usage,
+    name,
+)
 
 keys = x509_fixtures.keys
 pki = x509_fixtures.pki

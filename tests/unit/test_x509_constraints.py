@@ -9,7 +9,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
-from x509_fixtures import (
+
+from tlscore import constants as C
+from tlscore import nameconstraints as NC
+
+from support.x509_fixtures import (
     CA_KU,
     D,
     P,
@@ -21,9 +25,6 @@ from x509_fixtures import (
     name,
     verify,
 )
-
-from tlscore import constants as C
-from tlscore import nameconstraints as NC
 
 
 def nc(permitted=None, excluded=None):

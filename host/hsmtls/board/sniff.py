@@ -2,7 +2,7 @@
 
 The handshake messages before each side's ChangeCipherSpec travel in plaintext, so the
 bridge decodes them (direction, step of the classic handshake, size and the decoded
-fields `hsmtls.trace.decode_message` gives); after ChangeCipherSpec a side's records
+fields `hsmtls.tracing.trace.decode_message` gives); after ChangeCipherSpec a side's records
 are encrypted and listed as such. The board's own compute time per step comes from its
 RESULT (`demo.board_step_lines`).
 """
@@ -15,7 +15,8 @@ from typing import Any
 from tlscore import constants as C
 from tlscore.messages import MESSAGE_CLASSES
 
-from ..trace import _CLIENT_MESSAGE_STEPS, _SERVER_MESSAGE_STEPS, decode_message, message_name
+from ..tracing.steps import CLIENT_MESSAGE_STEPS, SERVER_MESSAGE_STEPS, message_name
+from ..tracing.trace import decode_message
 
 
 class RecordSniffer:
@@ -57,7 +58,7 @@ class RecordSniffer:
                     break
                 mtype, raw = hs[0], bytes(hs[4:4 + n])
                 del hs[:4 + n]
-                steps = _CLIENT_MESSAGE_STEPS if client else _SERVER_MESSAGE_STEPS
+                steps = CLIENT_MESSAGE_STEPS if client else SERVER_MESSAGE_STEPS
                 try:
                     msg = MESSAGE_CLASSES[mtype].parse(raw)
                     details, summary = decode_message(mtype, msg)

@@ -109,7 +109,7 @@ class Board:
         if mfl is not None:
             run["mfl"] = mfl
         if ca:
-            from hsmtls.board_cli import _anchor_fingerprints
+            from hsmtls.cli.board import _anchor_fingerprints
 
             run["anchor_sha256"] = _anchor_fingerprints(str(ca))[0]
         run.update(opts)

@@ -1,15 +1,13 @@
-"""Markers shared by the HIL tests (imported by name: two conftest.py modules would clash)."""
+"""Markers and helpers shared by the HIL tests (a module here: tests cannot import a conftest.py)."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
-from required_tools import requires_tool  # noqa: E402
+from support.required_tools import requires_tool
 
 REAL_BOARD = os.environ.get("HSMTLS_BOARD_PORT")
 

@@ -7,7 +7,7 @@ to; the engine checks each move against them (Connection._dispatch). Each edge i
 labelled with the event and its classic step. Not drawn: the exit every state has to
 CLOSED (a fatal alert either way, close_notify, close()).
 
-    python -m hsmtls.trace_states client   # Mermaid stateDiagram-v2, for docs/architecture.md
+    python -m hsmtls.tracing.states client   # Mermaid stateDiagram-v2, for docs/architecture.md
 
 `mermaid(role)` gives the text; `edges(role)` the (state, label, next state) list.
 Paste it into docs/architecture.md between `<!-- states:client -->` and `<!-- /states:client -->`
@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import sys
 
+from hsmtls.tracing.steps import CLIENT_MESSAGE_STEPS, SERVER_MESSAGE_STEPS, message_name
 from tlscore import client, server
 from tlscore.connection import INITIATE, RENEGOTIATE, RENEGOTIATION_REFUSED, SESSION_ANSWERED
-
-from .trace_steps import CLIENT_MESSAGE_STEPS, SERVER_MESSAGE_STEPS, message_name
 
 ROLES = {"client": client.ClientConnection, "server": server.ServerConnection}
 
@@ -63,7 +62,7 @@ def main(argv: list[str]) -> int:
     roles = argv or ["client", "server"]
     for role in roles:
         if role not in ROLES:
-            print("usage: python -m hsmtls.trace_states [client|server]", file=sys.stderr)
+            print("usage: python -m hsmtls.tracing.states [client|server]", file=sys.stderr)
             return 2
         print("```mermaid\n%s```" % mermaid(role))
     return 0

@@ -1,4 +1,5 @@
-"""The `hsmtls` command line."""
+"""The `hsmtls` group and its own commands: serve, connect, demo (the command
+groups board, bridge, token, ca and bench are added in hsmtls/cli/__init__.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ import sys
 
 import click
 
+from hsmtls.cli.common import fail, host_port, module_option, pin_file_option
+from hsmtls.keys import KeyError_, load_private_key
+from hsmtls.tlsconfig import ConfigError, client_config
 from tlscore.errors import TLSError
-
-from .cli_common import fail, host_port
-from .keys import KeyError_, load_private_key
-from .tlsconfig import ConfigError, client_config
 
 
 @click.group()
@@ -37,8 +37,8 @@ def main() -> None:
 @click.option("--cipher", "ciphers", multiple=True, help="Cipher suite (IANA or OpenSSL name), in preference order; repeatable.")
 @click.option("--renegotiate", is_flag=True, help="Renegotiate (HelloRequest) after a client's first data.")
 @click.option("--client-auth-path", metavar="PATH", help="--app http: ask for a client certificate only for requests under PATH, by renegotiating (no CertificateRequest at first, even with --client-ca).")
-@click.option("--module", help="PKCS#11 module for pkcs11: keys (default: $HSMTLS_PKCS11_MODULE, else SoftHSM2).")
-@click.option("--pin-file", type=click.Path(), help="File with the token user PIN (else $HSMTLS_PIN, else a prompt).")
+@module_option
+@pin_file_option
 @click.option("--workers", type=int, default=None, help="Server processes sharing the port (default: one per core).")
 @click.option("--trace", "trace", is_flag=True, help="Print each connection's handshake transcript (steps 1-11).")
 @click.option("--trace-out", type=click.Path(), help="Write each connection's trace: FILE.json, FILE.svg or FILE.html (2nd connection: FILE-2.svg, ...).")
@@ -50,7 +50,7 @@ def main() -> None:
 @click.option("--allow-sha1", is_flag=True, help="Accept SHA-1 in a client's CertificateVerify (refused by default: SHA-1 signatures can be forged by chosen-prefix collisions).")
 def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_client, app, ciphers, renegotiate, client_auth_path, module, pin_file, workers, trace, trace_out, keylog, crls, session_cache, session_lifetime, tickets, allow_sha1) -> None:
     """Serve TLS 1.2: RSA key exchange and ECDHE_RSA, key in a file or a token."""
-    from .workers import ServeSettings, build_server, default_workers, run_workers
+    from hsmtls.workers import ServeSettings, build_server, default_workers, run_workers
 
     if len(certs) != len(key_specs):
         fail(f"give one --key per --cert ({len(certs)} certificates, {len(key_specs)} keys)")
@@ -81,7 +81,7 @@ def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_clien
     if keylog:
         import os
 
-        from .keylog import ENV, KeyLog, KeyLogError
+        from hsmtls.tracing.keylog import ENV, KeyLog, KeyLogError
 
         try:
             KeyLog(keylog)  # fail now, naming --keylog, if it cannot be written
@@ -91,8 +91,8 @@ def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_clien
     try:
         token_keys = [k for k in (key_spec, *(e[2] for e in sni_entries)) if k.startswith("pkcs11:")]
         if token_keys:  # one PIN, read once, for the token keys (the workers get it)
-            from .hsm.token import TokenError, read_pin
-            from .hsm.uri import PKCS11URI, URIError
+            from hsmtls.hsm.token import TokenError, read_pin
+            from hsmtls.hsm.uri import PKCS11URI, URIError
 
             try:
                 settings.pin = read_pin(pin_file, PKCS11URI.parse(token_keys[0]))
@@ -114,7 +114,7 @@ def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_clien
         if session_cache:
             # one cache for all workers (a manager process holds it: sealed sessions only);
             # the in-memory sealing key, if one is used, is the same in every worker
-            from .sessions import shared_table
+            from hsmtls.sessions import shared_table
 
             manager, settings.table = shared_table(session_cache)
         if session_cache or tickets:
@@ -141,7 +141,7 @@ def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_clien
 
 
 def _check_trace_out(path: str | None) -> None:
-    from .trace import check_trace_out
+    from hsmtls.tracing.trace import check_trace_out
 
     problem = check_trace_out(path) if path else None
     if problem:
@@ -169,7 +169,7 @@ def _trace_server(server, show: bool, trace_out: str | None) -> None:
     """serve --trace/--trace-out: a Trace per connection, shown/written as it ends."""
     import os
 
-    from .trace import TraceHub, chain_hooks
+    from hsmtls.tracing.trace import TraceHub, chain_hooks
 
     count = 0
 
@@ -194,7 +194,7 @@ def _reconnect(host, port, config, key, timeout, session, times: int, send_text)
     import copy
     import time
 
-    from .client import TLSClient
+    from hsmtls.client import TLSClient
 
     resumed = 0
     start = time.perf_counter()
@@ -236,15 +236,15 @@ def _reconnect(host, port, config, key, timeout, session, times: int, send_text)
 @click.option("--until", "until_text", help="Stop reading once this text has arrived.")
 @click.option("--idle-timeout", default=1.0, show_default=True, type=float, help="Stop reading after this long without data.")
 @click.option("--timeout", default=10.0, show_default=True, type=float, help="Connect/handshake timeout.")
-@click.option("--module", help="PKCS#11 module for a pkcs11: key.")
-@click.option("--pin-file", type=click.Path(), help="File with the token user PIN (else $HSMTLS_PIN, else a prompt).")
+@module_option
+@pin_file_option
 @click.option("--trace", "trace", is_flag=True, help="Print the handshake transcript (steps 1-11) after the result.")
 @click.option("--trace-out", type=click.Path(), help="Write the trace: FILE.json, FILE.svg (sequence diagram) or FILE.html.")
 @click.option("--keylog", type=click.Path(), help="Append NSS key log lines (CLIENT_RANDOM) for Wireshark (default: $SSLKEYLOGFILE).")
 @click.option("--crl", "crls", multiple=True, type=click.Path(), help="CRL of the server's CA: a revoked server certificate fails the handshake. Repeatable.")
 def connect(target, ca, insecure, cert, key_spec, ciphers, servername, allow_cn, renegotiate, resume, reconnect, send_text, until_text, idle_timeout, timeout, module, pin_file, trace, trace_out, keylog, crls) -> None:
     """Connect to a TLS 1.2 server and report what was negotiated."""
-    from .client import TLSClient, TLSFailure
+    from hsmtls.client import TLSClient, TLSFailure
 
     host, port = host_port(target, "TARGET")
     _check_trace_out(trace_out)
@@ -261,7 +261,7 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, allow_cn,
     client = None
     tracer = None
     if trace or trace_out:
-        from .trace import Trace
+        from hsmtls.tracing.trace import Trace
 
         tracer = Trace(f"hsmtls connect {target}")
         if key is not None:
@@ -317,7 +317,7 @@ def connect(target, ca, insecure, cert, key_spec, ciphers, servername, allow_cn,
 def demo(board: str, port: str | None, trace_out: str | None, key_type: str, yes: bool = False,
          machine: str | None = None) -> None:
     """Run the handshake end to end on this machine (throwaway token, nothing configured)."""
-    from .demo import run_demo
+    from hsmtls.demo import run_demo
 
     if board != "emulator" and not yes:
         # the demo provisions the board from a throwaway CA: a real board's own trust
@@ -333,19 +333,3 @@ def demo(board: str, port: str | None, trace_out: str | None, key_type: str, yes
         click.echo(f"error: --machine is the emulated board's; --board {board} is a real one", err=True)
         sys.exit(2)
     sys.exit(run_demo(click.echo, board=board, port=port, trace_out=trace_out, key_type=key_type, machine=machine))
-
-
-from .board_cli import board, bridge  # noqa: E402
-
-main.add_command(board)
-main.add_command(bridge)
-
-
-from .token_cli import ca, token  # noqa: E402
-
-main.add_command(token)
-main.add_command(ca)
-
-from .bench_cli import bench  # noqa: E402
-
-main.add_command(bench)

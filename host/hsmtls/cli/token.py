@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .cli_common import fail
-from .hsm.token import TokenError
+from hsmtls.cli.common import fail, module_option, pin_file_option
+from hsmtls.hsm.token import TokenError
 
 
 def _token_uri(token_label: str | None) -> str:
@@ -17,8 +17,6 @@ def _token_uri(token_label: str | None) -> str:
     return f"pkcs11:token={label}" if label else "pkcs11:"
 
 
-module_option = click.option("--module", help="PKCS#11 module (default: $HSMTLS_PKCS11_MODULE, else SoftHSM2).")
-pin_file_option = click.option("--pin-file", type=click.Path(), help="File holding the user PIN (else $HSMTLS_PIN, else a prompt).")
 token_option = click.option("--token", "token_label", help="Token label (default: $HSMTLS_TOKEN, else the only token).")
 
 
@@ -35,9 +33,14 @@ def token() -> None:
 @pin_file_option
 def token_init(label, softhsm_dir, force, module, pin_file) -> None:
     """Create a token; prints the environment to use it."""
-    from .hsm.provision import check_can_init, default_softhsm_dir, init_token, write_softhsm_conf
-    from .hsm.token import read_pin
-    from .keys import write_private_file
+    from hsmtls.hsm.provision import (
+        check_can_init,
+        default_softhsm_dir,
+        init_token,
+        write_softhsm_conf,
+    )
+    from hsmtls.hsm.token import read_pin
+    from hsmtls.keys import write_private_file
 
     env_lines = []
     if softhsm_dir or not os.environ.get("SOFTHSM2_CONF"):
@@ -85,9 +88,9 @@ def token_init(label, softhsm_dir, force, module, pin_file) -> None:
 @click.option("--no-login", is_flag=True, help="List without logging in (public objects only).")
 def token_list(module, pin_file, no_login) -> None:
     """Tokens and their objects as PKCS#11 URIs."""
-    from .hsm.provision import list_objects
-    from .hsm.token import Token, find_module, load_module, read_pin
-    from .hsm.uri import PKCS11URI
+    from hsmtls.hsm.provision import list_objects
+    from hsmtls.hsm.token import Token, find_module, load_module, read_pin
+    from hsmtls.hsm.uri import PKCS11URI
 
     try:
         path = find_module(module)
@@ -125,19 +128,19 @@ def token_list(module, pin_file, no_login) -> None:
 @pin_file_option
 def token_keygen(name, bits, implicit_rejection_only, ticket_key, token_label, module, pin_file) -> None:
     """Generate an RSA key pair inside the token (private key never leaves it)."""
-    from .hsm.provision import keygen, remake_implicit_rejection_key
-    from .hsm.token import Token, read_pin
-    from .hsm.uri import PKCS11URI
+    from hsmtls.hsm.provision import keygen, remake_implicit_rejection_key
+    from hsmtls.hsm.token import Token, read_pin
+    from hsmtls.hsm.uri import PKCS11URI
 
     if implicit_rejection_only and ticket_key:
         fail("--implicit-rejection-only and --ticket-key are separate commands")
     try:
-        from .progress import status
+        from hsmtls.progress import status
 
         tok = Token(PKCS11URI.parse(_token_uri(token_label)), module)
         pin = read_pin(pin_file)
         if ticket_key:
-            from .hsm.tickets import make_ticket_key
+            from hsmtls.hsm.tickets import make_ticket_key
 
             uri = make_ticket_key(tok, pin, name)
         elif implicit_rejection_only:
@@ -158,9 +161,9 @@ def token_keygen(name, bits, implicit_rejection_only, ticket_key, token_label, m
 @pin_file_option
 def token_import(key_pem, name, token_label, module, pin_file) -> None:
     """Import an existing RSA key (stored sensitive, non-extractable)."""
-    from .hsm.provision import import_key
-    from .hsm.token import Token, read_pin
-    from .hsm.uri import PKCS11URI
+    from hsmtls.hsm.provision import import_key
+    from hsmtls.hsm.token import Token, read_pin
+    from hsmtls.hsm.uri import PKCS11URI
 
     try:
         tok = Token(PKCS11URI.parse(_token_uri(token_label)), module)
@@ -176,7 +179,7 @@ def ca() -> None:
 
 
 def _token_key(uri: str, module: str | None, pin_file: str | None):
-    from .hsm.keyops import TokenKey
+    from hsmtls.hsm.keyops import TokenKey
 
     return TokenKey(uri, module=module, pin_file=pin_file, pool_size=1, implicit_rejection=False)
 
@@ -184,7 +187,7 @@ def _token_key(uri: str, module: str | None, pin_file: str | None):
 def _signed_in_token(uri: str, module: str | None, pin_file: str | None, make):
     """make(key) with the token's key at `uri`, the key closed after; a token or URI
     error ends the command."""
-    from .hsm.uri import URIError
+    from hsmtls.hsm.uri import URIError
 
     try:
         key = _token_key(uri, module, pin_file)
@@ -210,7 +213,7 @@ def _write_pem(out: str, obj) -> None:
 @pin_file_option
 def ca_init_cmd(key_uri, subject, days, out, module, pin_file) -> None:
     """Self-signed CA certificate, signed inside the token."""
-    from .hsm.provision import ca_init
+    from hsmtls.hsm.provision import ca_init
 
     cert = _signed_in_token(key_uri, module, pin_file, lambda key: ca_init(key, subject, days))
     _write_pem(out, cert)
@@ -229,7 +232,7 @@ def ca_crl_cmd(ca_key_uri, ca_cert, revoke, days, out, module, pin_file) -> None
     """Certificate revocation list, signed inside the token (for `serve --crl`)."""
     from cryptography import x509
 
-    from .hsm.provision import crl_sign_in_token
+    from hsmtls.hsm.provision import crl_sign_in_token
 
     serials = []
     for item in revoke:
@@ -267,9 +270,9 @@ def ca_issue_cmd(ca_key_uri, ca_cert, profile, csr, public_key, subject, san, da
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from .hsm.provision import ca_issue, parse_sans, parse_subject, public_key_from_token
-    from .hsm.token import read_pin
-    from .hsm.uri import URIError
+    from hsmtls.hsm.provision import ca_issue, parse_sans, parse_subject, public_key_from_token
+    from hsmtls.hsm.token import read_pin
+    from hsmtls.hsm.uri import URIError
 
     if bool(csr) == bool(public_key):
         fail("give exactly one of --csr REQ.pem or --public-key URI|PEM")

@@ -17,7 +17,7 @@ import os
 import threading
 from typing import Any
 
-from .tlsconfig import ConfigError
+from hsmtls.tlsconfig import ConfigError
 
 ENV = "SSLKEYLOGFILE"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .board import FIRMWARE, FIRMWARE_LIB
+from hsmtls.board import FIRMWARE, FIRMWARE_LIB
 
 SCRIPT = FIRMWARE.parent / "benchmarks" / "lucky13.py"
 
@@ -31,7 +31,7 @@ def load() -> ModuleType:
 
 def run_micropython(mod: ModuleType, samples: int, mac: str, batch: int, check: bool = False) -> list[dict]:
     """[engine, control(, leaky)] summaries measured by the MicroPython unix port."""
-    from .board.emulator import micropython_binary
+    from hsmtls.board.emulator import micropython_binary
 
     env = dict(os.environ, MICROPYPATH=".frozen:" + str(FIRMWARE_LIB))
     proc = subprocess.run(

@@ -2,12 +2,12 @@
 
 bench server: full TLS 1.2 handshakes per second and p50/p99 latency at several
 concurrencies, all in one run, on a throwaway SoftHSM2 token, RSA key exchange and
-ECDHE_RSA each: our server with a PEM key and with the token key; nginx (bench_nginx)
+ECDHE_RSA each: our server with a PEM key and with the token key; nginx (nginx.py)
 with a PEM key and with the token key through libp11, as many workers as ours; and
 `openssl s_server` (one connection at a time) with a PEM key and through libp11. A
 server that cannot serve a cell says why (its log's error) instead of a figure. Our
 rows are also given as a ratio to nginx with a PEM key, same suite, same run. The load
-generator is a separate process (hsmtls.loadgen: OpenSSL through Python's ssl, no
+generator is a separate process (hsmtls.bench.loadgen: OpenSSL through Python's ssl, no
 session reuse). With --workers-sweep, our server alone at several worker counts.
 
 bench premaster: time of premaster decryption for good and bad ciphertexts: in the
@@ -82,16 +82,16 @@ class BenchSetup:
 
     def __init__(self, directory: Path) -> None:
 
-        from . import devpki
-        from .hsm.keyops import TokenKey
-        from .hsm.provision import (
+        from hsmtls import devpki
+        from hsmtls.hsm.keyops import TokenKey
+        from hsmtls.hsm.provision import (
             ca_init,
             init_token,
             issue_localhost_server,
             keygen,
             write_softhsm_conf,
         )
-        from .keys import write_private_file
+        from hsmtls.keys import write_private_file
 
         self.dir = directory
         conf = write_softhsm_conf(directory / "softhsm")
@@ -103,7 +103,7 @@ class BenchSetup:
         token = init_token("bench", BENCH_PIN, "so-" + BENCH_PIN)
         keygen(token, BENCH_PIN, "server")
         keygen(token, BENCH_PIN, "ca")
-        from .hsm.tickets import make_ticket_key
+        from hsmtls.hsm.tickets import make_ticket_key
 
         make_ticket_key(token, BENCH_PIN, "server")  # the resumed rows' tickets, sealed in the token
         self.key_uri = "pkcs11:token=bench;object=server;type=private"
@@ -134,7 +134,7 @@ def openssl_engine_server_argv(setup: BenchSetup, port: int) -> list[str]:
 def _loadgen(port: int, ca: Path, cipher: str, concurrency: int, duration: float, env: dict,
              resume: bool = False) -> dict:
     out = subprocess.run(
-        [sys.executable, "-m", "hsmtls.loadgen", "--port", str(port), "--cafile", str(ca), "--cipher", cipher,
+        [sys.executable, "-m", "hsmtls.bench.loadgen", "--port", str(port), "--cafile", str(ca), "--cipher", cipher,
          "--concurrency", str(concurrency), "--duration", str(duration), *(["--resume"] if resume else [])],
         capture_output=True, text=True, env=env, timeout=duration + 120,
     )
@@ -185,7 +185,7 @@ def _hsmtls_rows(setup: BenchSetup, workers: int) -> list[Row]:
 
 
 def _nginx_rows(setup: BenchSetup, workers: int, nginx: str, engine: bool) -> list[Row]:
-    from .bench_nginx import nginx_argv, nginx_conf
+    from hsmtls.bench.nginx import nginx_argv, nginx_conf
 
     keys = [("pem", "PEM key", setup.pem_cert, str(setup.pem_key))]
     if engine:
@@ -208,8 +208,8 @@ def _run_rows(rows: list[Row], concurrencies: list[int], duration: float, setup:
               label: str, echo: Callable[[str], None]) -> dict[str, dict]:
     """Each row's cells; a row whose server does not start, or whose cell completes no
     handshake, is not measured further: its result says why ("failed")."""
-    from .bench_nginx import failure_reason
-    from .progress import steps
+    from hsmtls.bench.nginx import failure_reason
+    from hsmtls.progress import steps
 
     out: dict[str, dict] = {}
     with steps(len(rows) * len(concurrencies), label) as progress:
@@ -252,8 +252,8 @@ def bench_server(concurrencies: list[int], duration: float, workers: int | None,
                  echo: Callable[[str], None]) -> dict:
     """Ours (PEM key and token key) beside nginx (PEM key, token key via libp11) and
     `openssl s_server` (PEM key, token key via libp11), each suite, in one run."""
-    from .bench_nginx import MISSING, nginx_path
-    from .workers import default_workers
+    from hsmtls.bench.nginx import MISSING, nginx_path
+    from hsmtls.workers import default_workers
 
     n = workers or default_workers()
     tmp = Path(tempfile.mkdtemp(prefix="hsmtls-bench-"))
@@ -390,15 +390,14 @@ def bench_premaster(rounds: int, echo: Callable[[str], None]) -> dict:
     from pkcs11 import Mechanism
     from pkcs11 import exceptions as p11e
 
+    from hsmtls import devpki
+    from hsmtls.hsm.keyops import TokenKey
+    from hsmtls.keys import FileKey
     from tlscore.pkcs1 import depad_premaster
-
-    from . import devpki
-    from .hsm.keyops import TokenKey
-    from .keys import FileKey
 
     tmp = Path(tempfile.mkdtemp(prefix="hsmtls-bench-"))
     try:
-        from .hsm.provision import init_token, keygen, write_softhsm_conf
+        from hsmtls.hsm.provision import init_token, keygen, write_softhsm_conf
 
         os.environ["SOFTHSM2_CONF"] = str(write_softhsm_conf(tmp / "softhsm"))
         token = init_token("bench", BENCH_PIN, "so-" + BENCH_PIN)

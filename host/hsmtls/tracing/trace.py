@@ -6,13 +6,13 @@ direction and decoded fields (versions, randoms, suites and extensions by name,
 certificate subjects, signature algorithms), its size and time; a private-key operation
 and who performed it (token, host file key, board); a milestone (keys derived, peer
 authenticated, handshake complete); an alert. Every entry carries the numbered step of
-the classic SSL handshake description (trace_steps.py: 1 ClientHello … 10 session
+the classic SSL handshake description (steps.py: 1 ClientHello … 10 session
 begins, 11 renegotiation) and its round (1 = first handshake, 2… = renegotiations). Steps the
 collecting side cannot see (the peer's certificate check, say) are added as inferred
 entries, so a diagram always tells the whole story and says what was not observed.
 
 The transcript is plain data (`to_dict()` / `to_json()`, `Trace.from_json()`); the
-terminal, SVG and HTML renderings live in trace_render.py and work from that data.
+terminal, SVG and HTML renderings live in render.py and work from that data.
 Nothing secret goes into a trace: no master secret, no premaster (keylog.py writes
 the key log, on purpose and only when asked).
 """
@@ -26,15 +26,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hsmtls.tracing.steps import (
+    CCS,
+    CLIENT_MESSAGE_STEPS,
+    SERVER_MESSAGE_STEPS,
+    STEPS,
+    message_name,
+)
 from tlscore import constants as C
 from tlscore import suites, x509
 from tlscore.events import DECRYPT
-
-from .trace_steps import CCS, CLIENT_MESSAGE_STEPS, SERVER_MESSAGE_STEPS, STEPS, message_name
-
-# board/sniff.py reads the step tables from here under these names until it imports
-# trace_steps itself
-_CLIENT_MESSAGE_STEPS, _SERVER_MESSAGE_STEPS = CLIENT_MESSAGE_STEPS, SERVER_MESSAGE_STEPS
 
 TraceHook = Callable[[Any, str, Any, Any, int], None]
 
@@ -382,17 +383,17 @@ class Trace:
         return data
 
     def render_terminal(self, console: Any = None) -> None:
-        from .trace_render import render_terminal
+        from hsmtls.tracing.render import render_terminal
 
         render_terminal(self.to_dict(), console)
 
     def to_svg(self) -> str:
-        from .trace_render import to_svg
+        from hsmtls.tracing.render import to_svg
 
         return to_svg(self.to_dict())
 
     def to_html(self) -> str:
-        from .trace_render import to_html
+        from hsmtls.tracing.render import to_html
 
         return to_html(self.to_dict())
 
@@ -467,7 +468,7 @@ def complete_entries(entries: list[dict[str, Any]], roles: list[str]) -> list[di
 
 
 def write_trace(data: dict[str, Any], path: str) -> None:
-    from .trace_render import to_html, to_svg
+    from hsmtls.tracing.render import to_html, to_svg
 
     lower = path.lower()
     if lower.endswith(".json"):

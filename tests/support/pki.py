@@ -230,7 +230,7 @@ def make_pki(directory: Path) -> PKI:
     )
 
 
-if __name__ == "__main__":  # handy for manual interop sessions: python tests/pki.py DIR
+if __name__ == "__main__":  # handy for manual interop sessions: python tests/support/pki.py DIR
     import sys
 
     pki = make_pki(Path(sys.argv[1] if len(sys.argv) > 1 else "pki"))

@@ -21,10 +21,15 @@ def bench() -> None:
 @click.option("--json-out", type=click.Path(), help="Also write the raw figures as JSON.")
 def bench_server_cmd(concurrency, duration, workers, workers_sweep, json_out) -> None:
     """Handshakes/s and p50/p99 latency: ours (PEM and token key) vs nginx and openssl s_server."""
-    from .bench import bench_server, bench_workers_sweep, print_server_table, print_sweep_table
+    from hsmtls.bench.server import (
+        bench_server,
+        bench_workers_sweep,
+        print_server_table,
+        print_sweep_table,
+    )
 
     concs = [int(c) for c in concurrency.split(",") if c.strip()]
-    click.echo(f"bench server: {duration:g} s per cell, concurrency {concs}, load generator: hsmtls.loadgen (OpenSSL)")
+    click.echo(f"bench server: {duration:g} s per cell, concurrency {concs}, load generator: hsmtls.bench.loadgen (OpenSSL)")
     if workers_sweep:
         data = bench_workers_sweep([int(n) for n in workers_sweep.split(",") if n.strip()], concs, duration,
                                    click.echo)
@@ -40,7 +45,7 @@ def bench_server_cmd(concurrency, duration, workers, workers_sweep, json_out) ->
 @click.option("--rounds", default=400, show_default=True, type=int)
 def bench_premaster_cmd(rounds) -> None:
     """Premaster decryption, good vs bad padding: token mechanisms, TokenKey, PEM file key."""
-    from .bench import bench_premaster
+    from hsmtls.bench.server import bench_premaster
 
     click.echo(f"bench premaster: RSA-2048, {rounds} rounds each, medians")
     bench_premaster(rounds, click.echo)
@@ -52,7 +57,7 @@ def bench_premaster_cmd(rounds) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the figures to this file.")
 def bench_heap32_cmd(wasm_dir, json_path) -> None:
     """The firmware's import cost on a 32-bit MicroPython (webassembly port) vs the 64-bit emulator."""
-    from .board_cli import load_benchmark
+    from hsmtls.cli.board_sessions import load_benchmark
 
     mod = load_benchmark("heap_32bit.py")
     try:
@@ -72,7 +77,7 @@ def bench_heap32_cmd(wasm_dir, json_path) -> None:
 @click.option("--json-out", type=click.Path(), help="Also write the figures as JSON.")
 def bench_lucky13_cmd(interpreter, mac, samples, batch, json_out) -> None:
     """CBC MAC-then-encrypt: good padding + bad MAC vs bad padding timing (Lucky13), with the pre-fix check as control."""
-    from .bench_lucky13 import bench_lucky13
+    from hsmtls.bench.lucky13 import bench_lucky13
 
     interps = ["cpython", "micropython"] if interpreter == "both" else [interpreter]
     macs = ["sha1", "sha256"] if mac == "both" else [mac]
@@ -84,9 +89,3 @@ def bench_lucky13_cmd(interpreter, mac, samples, batch, json_out) -> None:
         Path(json_out).write_text(json.dumps(data, indent=2))
     if any(d["overlap"] is False for d in data.values()):
         raise SystemExit(1)
-
-
-# `hsmtls bench board` is `hsmtls board bench`: one command, two places to find it
-from .board_cli import bench as _board_bench  # noqa: E402
-
-bench.add_command(_board_bench, "board")

@@ -18,8 +18,8 @@ import html
 import json
 from typing import Any
 
-from .trace import PERFORMER_LABELS
-from .trace_steps import STEPS
+from hsmtls.tracing.steps import STEPS
+from hsmtls.tracing.trace import PERFORMER_LABELS
 
 LANE_ORDER = ("client_key", "client", "server", "server_key")
 ROLE_STYLE = {"client": "cyan", "server": "green", "client_key": "yellow", "server_key": "yellow"}

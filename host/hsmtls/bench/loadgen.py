@@ -1,6 +1,6 @@
 """A TLS handshake load generator (OpenSSL through Python's ssl), run as its own process.
 
-    python -m hsmtls.loadgen --port P --cafile ca.pem --cipher AES128-GCM-SHA256 \
+    python -m hsmtls.bench.loadgen --port P --cafile ca.pem --cipher AES128-GCM-SHA256 \
         --concurrency 8 --duration 5
 
 N threads each open a connection, complete a full TLS 1.2 handshake (no session

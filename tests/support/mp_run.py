@@ -1,6 +1,6 @@
 """Run a script under the MicroPython unix port with firmware/lib on its path.
 
-    from mp_run import run_mp, requires_micropython   # tests/firmware is on sys.path
+    from support.mp_run import run_mp, requires_micropython
 
     @requires_micropython
     @pytest.mark.micropython
@@ -17,8 +17,7 @@ run_mp(script_text, timeout=60, heapsize=None) -> the script's stdout (str).
     firmware/lib": ".frozen" keeps the built-in frozen modules (asyncio) importable;
     ~/.micropython/lib is left out so that nothing installed locally leaks in.
 
-The interpreter is $MICROPYTHON if set, else `micropython` on PATH. From another test
-directory: sys.path.insert(0, str(Path(__file__).parents[1] / "firmware")).
+The interpreter is $MICROPYTHON if set, else `micropython` on PATH.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from required_tools import require_tool, requires_tool, tool_path
+from support.required_tools import require_tool, requires_tool, tool_path
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE_LIB = REPO / "firmware" / "lib"

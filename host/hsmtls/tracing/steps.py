@@ -1,6 +1,6 @@
 """The classic description of an SSL handshake in numbered steps (Microsoft KB Q257591),
 and which step each handshake message belongs to: the table the trace (trace.py), its
-renderings (trace_render.py), the state diagrams (trace_states.py) and the board's link
+renderings (render.py), the state diagrams (states.py) and the board's link
 sniffer tag every entry with. Labels are short, for a diagram's legend."""
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from required_tools import requires_tool, tool_path
+from support.required_tools import requires_tool, tool_path
 
 MODULE = tool_path("softhsm2")
 PIN = "4321-test"
