@@ -7,7 +7,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from required_tools import require_tool
 
 from hsmtls.board.boards import BoardError, all_boards, detect, get_board, load_board
 from hsmtls.board.tools import (
@@ -26,6 +25,8 @@ from hsmtls.board.tools import (
     mpy_cross_argv,
     remote_dirs,
 )
+
+from support.required_tools import require_tool
 
 EXPECTED = {
     # name: (chip, offset, arch, arch code, serial, rx drops, a USB id)
@@ -124,7 +125,7 @@ def test_esptool_errors_are_one_line_with_the_fix():
 def test_a_port_that_is_not_there_is_named_before_any_tool_runs(command, tmp_path):
     from click.testing import CliRunner
 
-    from hsmtls.board_cli import board
+    from hsmtls.cli.board import board
 
     image = tmp_path / "fw.bin"
     image.write_bytes(b"\0")
@@ -302,7 +303,7 @@ def test_import_check_of_a_frozen_firmware():
 def test_deploy_frozen_is_refused_where_it_cannot_be():
     from click.testing import CliRunner
 
-    from hsmtls.board_cli import board
+    from hsmtls.cli.board import board
 
     r = CliRunner().invoke(board, ["deploy", "--board", "emulator", "--frozen"])
     assert r.exit_code == 1 and "cannot have our modules frozen in" in r.output
