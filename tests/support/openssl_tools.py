@@ -1,5 +1,8 @@
 """Drive the OpenSSL 3.0 command line (`s_server`, `s_client`) and our own CLI from tests.
 
+(Over 600 lines: one process harness, Monitored, and the peers built on it; the peers
+share its reading, waiting and transcripts, so they stay beside it.)
+
 Every peer here is a subprocess whose stdout and stderr are drained by background threads
 into one buffer, so a test can `wait_for` a marker without dead-locking on a full pipe and
 can show the whole transcript when an assertion fails. Everything binds 127.0.0.1 only.

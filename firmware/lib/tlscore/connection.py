@@ -13,6 +13,10 @@
 # (a fatal alert either way, close_notify, or close()). Every failure becomes a fatal
 # alert, a closed connection and a ConnectionClosed event; no exception leaves
 # receive_data().
+#
+# Over 600 lines on purpose: the core both roles share is one module, as the board
+# pays for each module it loads (its object and globals: ~150 B a module on a 32-bit
+# board, docs/board.md "Heap").
 
 from . import keyschedule, pathvalidation
 from .constants import (
