@@ -8,6 +8,8 @@ token, hsmtls.hsm.provision). Callers add names and validity, and sign.
   ECDHE_RSA signs, RSA key exchange encrypts to the key), extendedKeyUsage serverAuth,
   its names in subjectAltName.
 - client: not a CA, keyUsage digitalSignature (critical), extendedKeyUsage clientAuth.
+- every leaf: a subjectKeyIdentifier, and an authorityKeyIdentifier when the issuer's
+  certificate is at hand.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def leaf_builder(profile: str, subject: x509.Name, issuer: x509.Certificate | x5
         .add_extension(_key_usage(digital_signature=True, key_encipherment=server), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server
                                               else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
     if isinstance(issuer, x509.Certificate):
         b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key()),  # type: ignore[arg-type]

@@ -299,7 +299,6 @@ def test_same_bad_ciphertext_same_substitute(token_env):
 
 @pytest.mark.parametrize("kind", ["bad-padding", "short", "long", "wrong-version", "wrong-key", "zero", "above-n"])
 def test_bad_premaster_fails_at_finished_like_a_wrong_key(token_env, kind, monkeypatch):
-    sys.path.insert(0, str(REPO / "tests" / "unit"))
     from tlscore import constants as C
 
     from support.engine_pair import bad_premaster_alerts

@@ -20,7 +20,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
+
+from hsmtls.certprofiles import ca_builder, leaf_builder
 
 KEY_BITS = 2048
 SERVER_NAME = "localhost"
@@ -82,37 +84,10 @@ def _write_cert(path: Path, cert: x509.Certificate) -> Path:
     return path
 
 
-def _ku(*, digital_signature=False, key_encipherment=False, key_cert_sign=False, crl_sign=False):
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=key_encipherment,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=key_cert_sign,
-        crl_sign=crl_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 def _ca_cert(key: rsa.RSAPrivateKey, name: x509.Name, now: dt.datetime) -> x509.Certificate:
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            _ku(digital_signature=True, key_cert_sign=True, crl_sign=True), critical=True
-        )
-        .add_extension(ski, critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    # the profiles every issuer here uses (hsmtls.certprofiles)
+    return ca_builder(name, key.public_key(), now - dt.timedelta(days=1),
+                      now + dt.timedelta(days=3650)).sign(key, hashes.SHA256())
 
 
 def _leaf_cert(
@@ -126,32 +101,8 @@ def _leaf_cert(
     server: bool,
     san: list[x509.GeneralName] | None = None,
 ) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-    )
-    if server:
-        builder = builder.add_extension(
-            _ku(digital_signature=True, key_encipherment=True), critical=True
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    else:
-        builder = builder.add_extension(_ku(digital_signature=True), critical=True).add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-    if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
+    return leaf_builder("server" if server else "client", subject, issuer_cert, public_key, not_before, not_after,
+                        san).sign(issuer_key, hashes.SHA256())
 
 
 def make_pki(directory: Path) -> PKI:

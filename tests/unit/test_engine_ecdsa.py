@@ -5,10 +5,10 @@ boardapp.key_ec.ECBoardKey) against the same server."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from boardapp import key_ec as boardkey_ec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import utils
 
@@ -21,9 +21,6 @@ from tlscore.messages import CertificateRequest, CertificateVerify
 from tlscore.server import ServerConnection
 
 from support.engine_pair import Pair
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "firmware" / "lib"))
-from boardapp import key_ec as boardkey_ec  # noqa: E402
 
 SUITES = [s.name for s in suites.ALL]
 

@@ -19,7 +19,7 @@ from hsmtls.backend import BACKEND
 from tlscore import p256
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "firmware" / "lib"))
+# a MicroPython script of tests/firmware, run here under CPython too
 sys.path.insert(0, str(REPO / "tests" / "firmware" / "scripts"))
 import p256_verify as V  # noqa: E402
 from boardapp import key as boardkey  # noqa: E402
