@@ -154,12 +154,16 @@ class TLSServer:
                         more = conn.key_operation_failed(ev.op_id, f"{key.description}: {why}")
                     else:
                         more = conn.key_operation_result(ev.op_id, result)
-                    await flush()
-                    await handle_events(more)
+                    await handle_events(more)  # (which sends what the answer let the engine write)
                 elif isinstance(ev, HandshakeComplete):
                     self.handshakes += 1
                     if self.sessions is not None and not ev.resumed and ev.session is not None:
-                        loop.run_in_executor(None, self.sessions.keep, ev.session)  # no need to wait
+                        # kept before our Finished goes out: the client may come back at once
+                        # (to another worker), and must find it
+                        if getattr(self.sessions, "inline", False):
+                            self.sessions.keep(ev.session)
+                        else:
+                            await loop.run_in_executor(None, self.sessions.keep, ev.session)
                     kind = "renegotiation complete" if ev.renegotiation else "handshake complete"
                     self.out(f"{kind}: {describe(ev)}")
                     if waiting is not None and ev.renegotiation:

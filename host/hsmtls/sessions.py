@@ -122,6 +122,8 @@ class SessionStore:
     def __init__(self, sealer: Sealer, table: Any = None) -> None:
         self.sealer = sealer
         self.table = table
+        # keep() fast enough for the event loop: sealed in memory, kept in this process
+        self.inline = getattr(sealer, "inline", False) and (table is None or isinstance(table, SessionTable))
 
     def answer(self, req: KeyOperationRequest) -> bytes | None:
         try:

@@ -61,7 +61,7 @@ def test_example_suite_through_labgrid(tmp_path):
     work = tmp_path / "hil"
     shutil.copytree(DOCS / "hil", work)
     env = (DOCS / "labgrid" / "env-local.yaml").read_text()
-    with EmulatedBoard(tmp_path / "flash", heap="256k", mpy=True) as board, Ser2net(board.tty) as exporter:
+    with EmulatedBoard(tmp_path / "flash", heap="320k", mpy=True) as board, Ser2net(board.tty) as exporter:
         (work / "env.yaml").write_text(env.replace("port: 3001", f"port: {exporter.port}"))
         out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
                               "--lg-env", "env.yaml"], cwd=work, capture_output=True, text=True, timeout=300)

@@ -61,7 +61,7 @@ def test_link_faults_hold_over_rfc2217(tmp_path, hil_token, hsmtls_serve):
     """RFC 2217 re-chunks the bytes and adds latency; the link's retransmission still
     carries a session through dropped and corrupted frames."""
     faults = Faults(seed=7, drop=0.05, corrupt=0.05)
-    with EmulatedBoard(tmp_path / "flash", heap="256k", mpy=True, to_board=faults) as board, \
+    with EmulatedBoard(tmp_path / "flash", heap="320k", mpy=True, to_board=faults) as board, \
             Ser2net(board.tty) as exporter:
         with Board(exporter.url, emulated=board) as remote:
             remote.provision(hil_token, key_type="ec")
@@ -72,7 +72,7 @@ def test_link_faults_hold_over_rfc2217(tmp_path, hil_token, hsmtls_serve):
 
 
 def test_raw_tcp_socket_url(tmp_path, hsmtls_serve):
-    with EmulatedBoard(tmp_path / "flash", heap="256k", mpy=True) as board, \
+    with EmulatedBoard(tmp_path / "flash", heap="320k", mpy=True) as board, \
             Ser2net(board.tty, raw=True) as exporter:
         assert exporter.url.startswith("socket://")
         with Board(exporter.url) as remote:
@@ -107,7 +107,7 @@ def test_mpremote_reaches_a_board_in_the_repl_over_rfc2217(tmp_path):
     without it, pyserial waits for ser2net's SET_CONTROL answer and gives up."""
     from hsmtls.board.tools import mpremote_exec_argv
 
-    with EmulatedBoard(tmp_path / "flash", heap="256k", repl=True) as board, Ser2net(board.tty) as exporter:
+    with EmulatedBoard(tmp_path / "flash", heap="320k", repl=True) as board, Ser2net(board.tty) as exporter:
         out = subprocess.run(mpremote_exec_argv(exporter.url, "print(6 * 7)"), capture_output=True, text=True,
                              timeout=60)
     assert out.returncode == 0, out.stderr
@@ -123,7 +123,7 @@ def test_provisioning_suite_runs_unchanged_over_rfc2217(tmp_path):
     from pathlib import Path
 
     here = Path(__file__).resolve().parent
-    with EmulatedBoard(tmp_path / "flash", heap="256k", mpy=True) as board, Ser2net(board.tty) as exporter:
+    with EmulatedBoard(tmp_path / "flash", heap="320k", mpy=True) as board, Ser2net(board.tty) as exporter:
         out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--port", exporter.url,
                               str(here / "test_provision.py"), str(here / "test_board_status.py")],
                              capture_output=True, text=True, timeout=600, cwd=here.parents[1])

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.micropython, requires_emulator]
 
 @pytest.fixture
 def fresh(tmp_path):
-    with EmulatedBoard(tmp_path / "flash", heap="256k", mpy=True) as b:
+    with EmulatedBoard(tmp_path / "flash", heap="320k", mpy=True) as b:
         yield Board(b.tty, emulated=b)
 
 

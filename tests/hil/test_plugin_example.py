@@ -69,7 +69,7 @@ def test_one_board_a_worker_under_xdist(tmp_path):
     with ExitStack() as stack:
         urls = []
         for i in range(2):
-            board = stack.enter_context(EmulatedBoard(tmp_path / f"flash{i}", heap="256k", mpy=True))
+            board = stack.enter_context(EmulatedBoard(tmp_path / f"flash{i}", heap="320k", mpy=True))
             urls.append(stack.enter_context(Ser2net(board.tty)).url)
         out = run_example(tmp_path, "-n", "2", "--port", ",".join(urls))
         assert out.returncode == 0, out.stdout + out.stderr
