@@ -12,6 +12,7 @@ import copy
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from tlscore.config import TLSConfig
 from tlscore.constants import HANDSHAKE_FAILURE
@@ -245,6 +246,22 @@ class TLSServer:
             ready(sock[0], sock[1])
         async with server:
             await server.serve_forever()
+
+
+def run_loop(coro) -> Any:
+    """asyncio.run, on uvloop's event loop when it is installed (`pip install
+    'hsmtls[speed]'`) and HSMTLS_LOOP is not "asyncio"."""
+    import os
+
+    if os.environ.get("HSMTLS_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(coro)
+    return asyncio.run(coro)
 
 
 class BackgroundServer:

@@ -128,7 +128,9 @@ def _worker(s: ServeSettings, port: int, ready: mp.Queue, parent: int) -> None:
             watchdog.cancel()
 
     try:
-        asyncio.run(main())
+        from .server import run_loop
+
+        run_loop(main())
     except KeyboardInterrupt:
         pass
 

@@ -3,7 +3,6 @@ groups board, bridge, token, ca and bench are added in hsmtls/cli/__init__.py)."
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
@@ -133,7 +132,9 @@ def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_clien
         sys.stdout.flush()
 
     try:
-        asyncio.run(server.serve(host, port, ready))
+        from hsmtls.server import run_loop
+
+        run_loop(server.serve(host, port, ready))
     except OSError as e:
         fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
     except KeyboardInterrupt:
