@@ -80,15 +80,10 @@ class Ser2net:
         raise Ser2netError(f"ser2net did not listen on 127.0.0.1:{self.port} within {timeout:.0f} s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None and self.proc.stdout:
-            self.proc.stdout.close()
+        if self.proc is not None:
+            from .servers import stop_process
+
+            stop_process(self.proc)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -17,6 +17,19 @@ from pathlib import Path
 from .token import ThrowawayToken
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate (then kill) a helper process and close its output pipe."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
+
+
 class ServerError(Exception):
     pass
 
@@ -56,15 +69,7 @@ class Server:
         return "".join(self._out)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        stop_process(self.proc)
         if self.log is not None:
             self.log.unlink(missing_ok=True)
 
