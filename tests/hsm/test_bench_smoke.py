@@ -54,7 +54,7 @@ def test_bench_server_runs_and_reports_ratios():
 _NGINX_CELLS = """
 import json, sys
 from pathlib import Path
-from hsmtls import bench
+from hsmtls.bench import server as bench
 from hsmtls.bench.nginx import nginx_path
 d = Path(sys.argv[1])
 s = bench.BenchSetup(d)

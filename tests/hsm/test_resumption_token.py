@@ -72,6 +72,19 @@ def test_sealed_with_the_previous_key_opens_until_it_is_gone(token_env):
 
 
 def _serve(token_env, *extra: str) -> tuple[subprocess.Popen, int]:
+    # three tries: SoftHSM2 rewrites the token's file at another process's login or
+    # keygen, and a server starting meanwhile can find it half written
+    for attempt in range(3):
+        try:
+            return _serve_once(token_env, *extra)
+        except AssertionError as e:
+            if "on token" not in str(e) or attempt == 2:
+                raise
+            time.sleep(1)
+    raise AssertionError("unreachable")  # the last try returns or raises
+
+
+def _serve_once(token_env, *extra: str) -> tuple[subprocess.Popen, int]:
     # the server's output goes to a file: a pipe nobody reads stops it once full
     log = open(token_env.dir / f"serve-{time.monotonic_ns()}.log", "w+")
     proc = subprocess.Popen(
