@@ -1,3 +1,5 @@
+# ruff: noqa: F821  (the opcodes, registers and labels are the inline assembler's, not names)
+#
 # The Montgomery product of tlscore.montgomery in RISC-V assembly (RV32IM), for boards
 # whose MicroPython has the inline RV32 assembler: 32-bit limbs, the high half of each
 # limb product from `mulhu`, where viper on a 32-bit word is held to 16-bit limbs (a
@@ -12,6 +14,12 @@
 # montgomery._mont_mul32, in the same order (the FIOS loop, then n subtracted and the
 # result chosen by a mask): loop counts fixed by s, no branch on a value, so the time
 # depends only on the size of n. Returns 0 (a small int: nothing allocated).
+#
+# select(out, entries, index, words): out = the entry `index` (0..15) of 16 buffers of
+# `words` 32-bit words, whose addresses (address()) are in `entries`: montgomery._select
+# a word at a time, every entry read and one kept by mask, so which one does not show in
+# the time. address(buf): where a buffer's bytes are (a heap object's stay put: the GC
+# does not move them).
 
 import micropython
 
@@ -132,3 +140,41 @@ def mont_mul(a0, a1, a2, a3):
     lw(s1, 4(sp))
     addi(sp, sp, 16)
     li(a0, 0)
+
+
+@micropython.asm_rv32
+def select(a0, a1, a2, a3):
+    # a0: out, a1: the 16 addresses, a2: index, a3: words (>= 1)
+    slli(a3, a3, 2)
+    add(a4, a0, a3)  # out end
+    mv(t0, a0)
+    label(clear)
+    sw(zero, 0(t0))
+    addi(t0, t0, 4)
+    bne(t0, a4, clear)
+    li(t1, 0)  # k
+    li(t6, 16)
+    label(entries)
+    xor(t2, t1, a2)
+    sltiu(t2, t2, 1)  # 1 when k == index
+    sub(t2, zero, t2)  # mask: all ones when k == index
+    lw(t3, 0(a1))  # entry k
+    mv(t0, a0)
+    label(words)
+    lw(t4, 0(t3))
+    lw(t5, 0(t0))
+    and_(t4, t4, t2)
+    or_(t5, t5, t4)
+    sw(t5, 0(t0))
+    addi(t3, t3, 4)
+    addi(t0, t0, 4)
+    bne(t0, a4, words)
+    addi(a1, a1, 4)
+    addi(t1, t1, 1)
+    bne(t1, t6, entries)
+    li(a0, 0)
+
+
+@micropython.asm_rv32
+def address(a0) -> uint:
+    addi(a0, a0, 0)  # a0: the buffer's address already

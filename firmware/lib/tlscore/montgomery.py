@@ -22,8 +22,10 @@ import micropython
 from .pkcs1 import byte_length
 
 WIDE = sys.maxsize > 0x7FFFFFFF  # 64-bit words: 32-bit limbs
-try:
-    from mont_rv32 import mont_mul as _mont_mul_asm  # in the image where the CPU has it
+try:  # in the image whose CPU has it
+    from mont_rv32 import address as _address
+    from mont_rv32 import mont_mul as _mont_mul_asm
+    from mont_rv32 import select as _select_asm
 except ImportError:
     _mont_mul_asm = None
 ASM = _mont_mul_asm is not None
@@ -228,10 +230,19 @@ class Modulus:
         acc = bytearray(one)
         pick = bytearray(self._size)
         digits = e.to_bytes(self.k, "big")  # read a nibble at a time: no int per window
+        if self._mul_fn is None:  # the assembly's select: the entries' addresses, words
+            where = bytearray(64)
+            for i in range(16):
+                where[4 * i:4 * i + 4] = _address(table[i]).to_bytes(4, "little")
+            words = self._size >> 2
         for i in range(2 * self.k):
             for _ in range(4):
                 self._mul(acc, acc, acc)
             d = digits[i >> 1]
-            _select(pick, table, (d >> 4) if i & 1 == 0 else (d & 15), self._size)
+            d = (d >> 4) if i & 1 == 0 else (d & 15)
+            if self._mul_fn is None:
+                _select_asm(pick, where, d, words)
+            else:
+                _select(pick, table, d, self._size)
             self._mul(acc, acc, pick)
         return self._from_mont(acc)
