@@ -132,7 +132,7 @@ def ours(flash: Path, port: int, n: int, client_auth: bool, heap: str, *, measur
     kw: dict = {"rom": True} if rom else {"mpy": True}
     kw["machine"] = machine
     opts = {"server_name": "localhost", "client_auth": client_auth, "suites": [SUITE],
-            "measure_heap": measure_heap, "signature_cache": False, "prepare_premaster": False}
+            "measure_heap": measure_heap, "signature_cache": False, "prepare_premaster": False, "resume": False}
     with EmulatedBoard(flash, heap=heap, **kw) as b, HostLink(b.tty) as link:
         link.connect()
         br = Bridge(link, ("127.0.0.1", port))
@@ -162,7 +162,9 @@ def link_rounds(flash: Path, port: int, n: int, client_auth: bool, ring: int | N
     of every kind in turn: mbedTLS on the board, ours cold, then ours warm after the
     idle pause. Interleaved, so that what the machine does meanwhile
     falls on all of them alike; each round's ours/mbedTLS is a paired ratio."""
-    base = {"server_name": "localhost", "client_auth": client_auth, "suites": [SUITE], "measure_heap": False}
+    # full handshakes only: a board resumes its last session unless told not to
+    base = {"server_name": "localhost", "client_auth": client_auth, "suites": [SUITE], "measure_heap": False,
+            "resume": False}
     kinds = {
         "mbedtls": {"engine": "mbedtls", "server_name": "localhost", "client_auth": client_auth},
         "cold": dict(base, signature_cache=False, prepare_premaster=False),

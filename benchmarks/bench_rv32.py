@@ -9,7 +9,8 @@ counts the instructions it executes outside its sleep waiting for the host (boar
 board_port/qemu.py): so RESULT's handshake_us, from ClientHello to the server's Finished
 checked, is thousands of instructions the board executed, and the same figure on every
 run up to how the host's bytes happen to be split into bursts. Every handshake is cold
-(no signature cache, no premaster prepared while idle), after a first one on the same
+and full (no signature cache, no premaster prepared while idle, no session resumed),
+after a first one on the same
 board (the first after boot also pays for what the code sets up on first use).
 
 Per step: ours per handshake message as the engine times it (the link's work between
@@ -53,7 +54,7 @@ PHASES = {"ClientHello": "ClientHello", "ChangeCipherSpec": "server Finished", "
 def rounds(flash: Path, port: int, n: int, client_auth: bool) -> dict:
     """n rounds on one rv32 board: mbedTLS, then ours cold, after a first handshake of each."""
     cold = {"server_name": "localhost", "client_auth": client_auth, "suites": [bb.SUITE], "measure_heap": False,
-            "signature_cache": False, "prepare_premaster": False}
+            "signature_cache": False, "prepare_premaster": False, "resume": False}  # a full handshake each
     mbed = {"engine": "mbedtls", "server_name": "localhost", "client_auth": client_auth}
     runs: dict[str, list[dict]] = {"ours": [], "mbedtls": []}
     with EmulatedBoard(flash, heap="256k", machine=MACHINE) as b, HostLink(b.tty) as link:
