@@ -233,19 +233,26 @@ class Modulus:
         acc = bytearray(one)
         pick = bytearray(self._size)
         digits = e.to_bytes(self.k, "big")  # read a nibble at a time: no int per window
-        if self._mul_fn is None:  # the assembly's select: the entries' addresses, words
+        if self._mul_fn is None:
+            # the assembly's products called as they are (a Python call less each), its
+            # select given the entries' addresses and their size in words
             where = bytearray(64)
             for i in range(16):
                 where[4 * i:4 * i + 4] = _address(table[i]).to_bytes(4, "little")
             words = self._size >> 2
-        for i in range(2 * self.k):
-            for _ in range(4):
-                self._mul(acc, acc, acc)
-            d = digits[i >> 1]
-            d = (d >> 4) if i & 1 == 0 else (d & 15)
-            if self._mul_fn is None:
-                _select_asm(pick, where, d, words)
-            else:
-                _select(pick, table, d, self._size)
-            self._mul(acc, acc, pick)
+            nc = self._n
+            t = _scratch_for(self._scratch_size)
+            for i in range(2 * self.k):
+                for _ in range(4):
+                    _mont_mul_asm(acc, acc, nc, t)
+                d = digits[i >> 1]
+                _select_asm(pick, where, (d >> 4) if i & 1 == 0 else (d & 15), words)
+                _mont_mul_asm(acc, pick, nc, t)
+        else:
+            for i in range(2 * self.k):
+                for _ in range(4):
+                    self._mul(acc, acc, acc)
+                d = digits[i >> 1]
+                _select(pick, table, (d >> 4) if i & 1 == 0 else (d & 15), self._size)
+                self._mul(acc, acc, pick)
         return self._from_mont(acc)
