@@ -16,7 +16,7 @@
 # frozen from boards/rv32/, found at import) uses it instead, with pow_secret's table
 # lookup: 32-bit limbs on a 32-bit word (RV32IM's mulhu gives a product's high half),
 # the same steps in the same fixed order. On rv32, in instructions: a 2048-bit public
-# operation 2.1 M (viper's 16-bit limbs: 27 M), a 1024-bit CRT half 42 M (491 M).
+# operation 2.1 M (viper's 16-bit limbs: 27 M), a 1024-bit CRT half 36 M (491 M).
 
 import sys
 
