@@ -64,7 +64,10 @@ def mont_mul(a0, a1, a2, a3):
     addi(t3, a2, 12)  # n[j]
     addi(t4, a3, 4)  # t[j]
     beq(t2, a4, last)  # s == 1
-    label(inner)
+    # j = 1 .. s-1, two a step: one alone first when s-1 is odd
+    lw(t5, 0(a2))
+    andi(t5, t5, 1)
+    bne(t5, zero, pairs)  # s odd: s-1 even
     lw(t5, 0(t2))  # a[j]
     mul(t6, t5, a6)
     mulhu(t5, t5, a6)
@@ -88,7 +91,52 @@ def mont_mul(a0, a1, a2, a3):
     addi(t2, t2, 4)
     addi(t3, t3, 4)
     addi(t4, t4, 4)
-    bne(t2, a4, inner)
+    beq(t2, a4, last)
+    label(pairs)
+    lw(t5, 0(t2))  # a[j], then a[j+1] below
+    mul(t6, t5, a6)
+    mulhu(t5, t5, a6)
+    add(t6, t6, t0)
+    sltu(t0, t6, t0)
+    add(t0, t5, t0)
+    lw(t5, 0(t4))  # t[j]
+    add(t6, t6, t5)
+    sltu(t5, t6, t5)
+    add(t0, t0, t5)  # x = t[j] + a[j]*bi + c1: low t6, c1 = t0
+    lw(t5, 0(t3))  # n[j]
+    mul(a5, t5, a7)
+    mulhu(t5, t5, a7)
+    add(t6, t6, a5)
+    sltu(a5, t6, a5)
+    add(t5, t5, a5)
+    add(t6, t6, t1)
+    sltu(t1, t6, t1)
+    add(t1, t5, t1)  # y = low(x) + m*n[j] + c2: low t6, c2 = t1
+    sw(t6, -4(t4))  # t[j-1]
+    lw(t5, 4(t2))  # a[j+1]
+    mul(t6, t5, a6)
+    mulhu(t5, t5, a6)
+    add(t6, t6, t0)
+    sltu(t0, t6, t0)
+    add(t0, t5, t0)
+    lw(t5, 4(t4))  # t[j+1]
+    add(t6, t6, t5)
+    sltu(t5, t6, t5)
+    add(t0, t0, t5)  # x = t[j+1] + a[j+1]*bi + c1: low t6, c1 = t0
+    lw(t5, 4(t3))  # n[j+1]
+    mul(a5, t5, a7)
+    mulhu(t5, t5, a7)
+    add(t6, t6, a5)
+    sltu(a5, t6, a5)
+    add(t5, t5, a5)
+    add(t6, t6, t1)
+    sltu(t1, t6, t1)
+    add(t1, t5, t1)  # y = low(x) + m*n[j+1] + c2: low t6, c2 = t1
+    sw(t6, 0(t4))  # t[j]
+    addi(t2, t2, 8)
+    addi(t3, t3, 8)
+    addi(t4, t4, 8)
+    bne(t2, a4, pairs)
     label(last)
     lw(t5, 0(t4))  # t[s]
     add(t5, t5, t0)
