@@ -9,7 +9,8 @@ counts the instructions it executes outside its sleep waiting for the host (boar
 board_port/qemu.py): so RESULT's handshake_us, from ClientHello to the server's Finished
 checked, is thousands of instructions the board executed, and the same figure on every
 run up to how the host's bytes happen to be split into bursts. Every handshake is cold
-(no signature cache, no premaster prepared while idle), after a first one on the same
+and full (no signature cache, no premaster prepared while idle, no session resumed),
+after a first one on the same
 board (the first after boot also pays for what the code sets up on first use).
 
 Per step: ours per handshake message as the engine times it (the link's work between

@@ -6,3 +6,7 @@
 # board's files.
 include("../../firmware/manifest.py", base="$(BOARD_DIR)/boot_manifest.py")
 module("main.py", base_path="../../firmware")
+# the Montgomery product in RISC-V assembly, which tlscore.montgomery takes where it is
+# (no other machine's compiler has asm_rv32: not in firmware/lib, which deploy compiles
+# for every board)
+module("mont_rv32.py")

@@ -2,7 +2,8 @@
 numbers, seeded by the host at every boot (the stand-in for the ESP32's hardware RNG),
 never repeat across boots; that its flash persists across a reset; that the demo and a
 frozen deploy run on it; that it holds the heap budget (docs/board-rv32.md); that its
-QEMU dies with the process that started it. Runs with `pytest --board rv32`."""
+QEMU dies with the process that started it; that RSA there runs on the Montgomery
+product in RISC-V assembly (boards/rv32/mont_rv32.py), right and as cheap as measured. Runs with `pytest --board rv32`."""
 
 from __future__ import annotations
 
@@ -73,6 +74,69 @@ def test_two_boots_never_repeat_the_client_random_or_the_premaster(servers, flas
     assert all(len(p) == 48 and p[:2] == b"\x03\x03" for p in premasters)
     assert len(set(randoms)) == len(randoms)
     assert len(set(premasters)) == len(premasters)
+
+
+# What the board runs for the Montgomery test: CASES of (n, x, e, secret, x^e mod n) from
+# the host; it prints the failures, then the instructions of one 2048-bit public
+# operation (ticks_us: 1 ns per instruction).
+MONT_SCRIPT = """
+import gc
+import time
+from tlscore import montgomery as M
+print("ASM", M.ASM)
+for i, (n, x, e, secret, want) in enumerate(CASES):
+    m = M.Modulus(n)
+    got = m.pow_secret(x, e) if secret else m.pow(x, e)
+    if got != want:
+        print("BAD", i)
+m = M.Modulus(N2048)
+for _ in range(3):
+    gc.collect()
+    t = time.ticks_us()
+    ok = m.pow(X2048, 65537) == WANT2048
+    print("PUBLIC2048", time.ticks_diff(time.ticks_us(), t), ok)
+print("DONE")
+"""
+
+
+@pytest.mark.timeout(300)
+def test_montgomery_in_assembly_against_cpython(tmp_path):
+    # public and secret exponents (pow, pow_secret) over moduli of 1 to 256 bytes, odd
+    # and even limb counts, against CPython's pow(); and a 2048-bit public operation
+    # (e = 65537) held to 3 M instructions (viper's 16-bit limbs took 27 M)
+    import random
+    import time
+
+    import serial
+
+    rng = random.Random(16)
+    cases = []
+    for k in (1, 2, 3, 4, 5, 8, 31, 33, 64, 128, 256):
+        n = rng.getrandbits(8 * k) | 1 | (1 << (8 * k - 1)) if k > 1 else rng.choice((3, 5, 251, 255))
+        for x in (rng.getrandbits(8 * k + 16), n - 1, 0):  # above n (reduced first), the largest, zero
+            for e in (1, 2, 3, 65537):
+                cases.append((n, x, e, False, pow(x, e, n)))
+            if k <= 64:
+                for e in (0, 1, n - 1, rng.getrandbits(8 * k), (1 << (8 * k)) - 1):
+                    cases.append((n, x, e, True, pow(x, e, n)))
+    n = rng.getrandbits(2048) | 1 | (1 << 2047)
+    x = rng.getrandbits(2047)
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "montcheck.py").write_text(
+        "CASES = %r\nN2048 = %d\nX2048 = %d\nWANT2048 = %d\n" % (cases, n, x, pow(x, 65537, n)) + MONT_SCRIPT)
+    with EmulatedBoard(flash, heap="1m", repl=True) as b:
+        assert b.wait_repl(30), b.last_words()
+        out = b""
+        with serial.Serial(b.tty, 115200, timeout=1) as port:
+            port.write(b"import montcheck\r\n")
+            deadline = time.monotonic() + 240
+            while b"DONE" not in out and b"Error" not in out and time.monotonic() < deadline:
+                out += port.read(4096)
+    text = out.decode(errors="replace")
+    assert "ASM True" in text and "BAD" not in text and "DONE" in text, text
+    k_instructions, ok = text.split("PUBLIC2048 ")[1].split()[:2]
+    assert ok == "True" and int(k_instructions) < 3000, text
 
 
 def test_the_flash_persists_across_a_reset(flash_dir, tmp_path):

@@ -1,16 +1,22 @@
 # Modular exponentiation for RSA on the board, in Montgomery form (Montgomery 1985),
-# with the multiplication in viper: MicroPython's pow() runs mpz schoolbook multiply and
-# long division per step and is not constant-time. One Montgomery product is the FIOS
-# loop (Koc, Acar, Kaliski 1996, "Analyzing and comparing Montgomery multiplication
-# algorithms") over little-endian limbs, then a subtraction of n chosen by a mask, so
-# its time depends only on the size of n. Measured on the unix port against pow(): a
-# 2048-bit public operation (e = 65537) about 1.8x faster, a 1024-bit CRT half with a
-# secret exponent about 2.3x faster and in fixed time (pow_secret). Not yet measured on
-# an ESP32, where both run 16-bit limbs (mpz digits are 16-bit there too).
+# with the multiplication in viper, or in RISC-V assembly where the image has it:
+# MicroPython's pow() runs mpz schoolbook multiply and long division per step and is
+# not constant-time. One Montgomery product is the FIOS loop (Koc, Acar, Kaliski 1996,
+# "Analyzing and comparing Montgomery multiplication algorithms") over little-endian
+# limbs, then a subtraction of n chosen by a mask, so its time depends only on the size
+# of n. Measured on the unix port against pow(): a 2048-bit public operation (e = 65537)
+# about 1.8x faster, a 1024-bit CRT half with a secret exponent about 2.3x faster and in
+# fixed time (pow_secret). Not yet measured on an ESP32, where both run 16-bit limbs
+# (mpz digits are 16-bit there too).
 #
 # Limbs are half a machine word, so that a limb product plus two limbs fits in a uint:
 # 32-bit limbs where the word is 64 bits (the unix port on x86-64), 16-bit limbs on a
 # 32-bit word (ESP32). Both variants run on the unix port, so tests cover the ESP32's.
+# An image that has the product in RISC-V assembly (the rv32 machine's: mont_rv32,
+# frozen from boards/rv32/, found at import) uses it instead, with pow_secret's table
+# lookup: 32-bit limbs on a 32-bit word (RV32IM's mulhu gives a product's high half),
+# the same steps in the same fixed order. On rv32, in instructions: a 2048-bit public
+# operation 1.9 M (viper's 16-bit limbs: 27 M), a 1024-bit CRT half 34 M (491 M).
 
 import sys
 
@@ -19,6 +25,13 @@ import micropython
 from .pkcs1 import byte_length
 
 WIDE = sys.maxsize > 0x7FFFFFFF  # 64-bit words: 32-bit limbs
+try:  # in the image whose CPU has it
+    from mont_rv32 import address as _address
+    from mont_rv32 import mont_mul as _mont_mul_asm
+    from mont_rv32 import select as _select_asm
+except ImportError:
+    _mont_mul_asm = None
+ASM = _mont_mul_asm is not None
 
 
 @micropython.viper
@@ -146,10 +159,10 @@ class Modulus:
     # An odd modulus n > 1 and what Montgomery products mod n need: its limbs,
     # -n^-1 mod the limb base, R^2 mod n. Build one per key and keep it.
 
-    def __init__(self, n, wide=WIDE):
+    def __init__(self, n, wide=WIDE, asm=ASM):
         if n < 3 or not n & 1:
             raise ValueError("Montgomery modulus must be odd")
-        bits = 32 if wide else 16
+        bits = 32 if wide or asm else 16
         lb = bits // 8
         self.n = n
         self.k = byte_length(n)
@@ -161,7 +174,14 @@ class Modulus:
         for _ in range(5):
             x = x * (2 - n * x) % base
         self._n0 = (base - x) % base
-        self._n = self._limbs(n)
+        if asm:  # the assembly's modulus: s, n0 and the s limbs of n, 32-bit words
+            self._n = nc = bytearray(4 * s + 8)
+            nc[0:4] = s.to_bytes(4, "little")
+            nc[4:8] = self._n0.to_bytes(4, "little")
+            nc[8:] = n.to_bytes(4 * s, "little")
+            self._mul_fn = None
+        else:
+            self._n = self._limbs(n)
         self._rr = self._limbs((1 << (2 * bits * s)) % n)
         self._scratch_size = lb * (2 * s + 1)  # bytes of scratch a product needs
 
@@ -169,7 +189,12 @@ class Modulus:
         return bytearray(x.to_bytes(self._size, "little"))
 
     def _mul(self, out, a, b):
-        self._mul_fn(out, a, b, self._n, _scratch_for(self._scratch_size), self._s, self._n0)
+        if self._mul_fn is None:  # the assembly: out = a * b in place of a
+            if out is not a:
+                out[:] = a
+            _mont_mul_asm(out, b, self._n, _scratch_for(self._scratch_size))
+        else:
+            self._mul_fn(out, a, b, self._n, _scratch_for(self._scratch_size), self._s, self._n0)
 
     def _to_mont(self, x):
         a = self._limbs(x % self.n)
@@ -211,10 +236,26 @@ class Modulus:
         acc = bytearray(one)
         pick = bytearray(self._size)
         digits = e.to_bytes(self.k, "big")  # read a nibble at a time: no int per window
-        for i in range(2 * self.k):
-            for _ in range(4):
-                self._mul(acc, acc, acc)
-            d = digits[i >> 1]
-            _select(pick, table, (d >> 4) if i & 1 == 0 else (d & 15), self._size)
-            self._mul(acc, acc, pick)
+        if self._mul_fn is None:
+            # the assembly's products called as they are (a Python call less each), its
+            # select given the entries' addresses and their size in words
+            where = bytearray(64)
+            for i in range(16):
+                where[4 * i:4 * i + 4] = _address(table[i]).to_bytes(4, "little")
+            words = self._size >> 2
+            nc = self._n
+            t = _scratch_for(self._scratch_size)
+            for i in range(2 * self.k):
+                for _ in range(4):
+                    _mont_mul_asm(acc, acc, nc, t)
+                d = digits[i >> 1]
+                _select_asm(pick, where, (d >> 4) if i & 1 == 0 else (d & 15), words)
+                _mont_mul_asm(acc, pick, nc, t)
+        else:
+            for i in range(2 * self.k):
+                for _ in range(4):
+                    self._mul(acc, acc, acc)
+                d = digits[i >> 1]
+                _select(pick, table, (d >> 4) if i & 1 == 0 else (d & 15), self._size)
+                self._mul(acc, acc, pick)
         return self._from_mont(acc)
