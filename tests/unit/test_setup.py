@@ -16,17 +16,23 @@ from support.required_tools import requires_tool
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-@requires_tool("softhsm2")
-@requires_tool("micropython")
-def test_main_command_on_a_fresh_clone_and_venv(tmp_path):
+def _fresh_clone_and_venv(tmp_path: Path) -> tuple[Path, Path]:
+    """A clone of this checkout and a virtual environment (no system site-packages)."""
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
     clone = tmp_path / "hsmtls"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    return clone, venv
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@requires_tool("softhsm2")
+@requires_tool("micropython")
+def test_main_command_on_a_fresh_clone_and_venv(tmp_path):
+    clone, venv = _fresh_clone_and_venv(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "SOFTHSM2_CONF")}
     env["VIRTUAL_ENV"] = str(venv)
     # an activated venv: its bin/ first on PATH, where setup puts `hsmtls` and `micropython`
@@ -45,12 +51,7 @@ def test_main_command_on_a_fresh_clone_and_venv(tmp_path):
 def test_installed_wheel_runs_the_demo(tmp_path):
     # `pip install .` (not editable): the wheel carries the firmware, boards/ and
     # benchmarks/ (hsmtls.board.TREE), so the demo runs from any directory
-    if shutil.which("git") is None or not (REPO / ".git").exists():
-        pytest.skip("not a git checkout")
-    clone = tmp_path / "hsmtls"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    clone, venv = _fresh_clone_and_venv(tmp_path)
     pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{clone}[emulator]"],
                          capture_output=True, text=True, timeout=600)
     assert pip.returncode == 0, pip.stderr[-3000:]

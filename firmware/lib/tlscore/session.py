@@ -7,8 +7,6 @@
 # Bound to it (RFC 7627 §5.3, RFC 6066 §3): whether extended master secret made it, the
 # server name it was made for, and the client's certificate, if any.
 
-from .errors import TLSError
-
 _FORMAT = 1  # first byte of to_bytes()
 
 
@@ -56,6 +54,6 @@ class Session:
             cert = data[pos + 3 : pos + 3 + m] if m else None
             if len(master) != 48 or pos + 3 + m != len(data):
                 return None
-        except (IndexError, UnicodeError, TLSError):
+        except (IndexError, UnicodeError):
             return None
         return cls(session_id, suite, master, ems, name, cert, created)

@@ -117,9 +117,10 @@ def serve(host, port, certs, key_specs, sni, sni_strict, client_ca, verify_clien
 
             manager, settings.table = shared_table(session_cache)
         if session_cache or tickets:
-            import os
+            from hsmtls.sessions import RamSealer
 
-            settings.ram_key = (os.urandom(32), os.urandom(8))
+            sealer = RamSealer()  # its key and name, for every worker's RamSealer
+            settings.ram_key = (sealer.key, sealer.name)
         try:
             rc = run_workers(settings, n, lambda s: click.echo(s, err=s.startswith("error")))
         finally:
