@@ -1,10 +1,11 @@
 """`hsmtls bench board --boards N`: how the time of a test suite falls with the number of
-boards, one a pytest-xdist worker (emulated boards here; each worker starts its own,
-with its own throwaway token and servers, as the pytest plugin does).
+boards, one a pytest-xdist worker (emulated boards here; each worker starts its own
+board, and the run's one throwaway token and token-backed servers serve them all, as
+the pytest plugin does).
 
 The suite is docs/examples/hil copied `copies` times (its tests, `copies` times over),
 run with `pytest -n 1`, `-n 2`, ... `-n N`; each figure is the wall time of the whole
-`pytest` run: start-up, each worker's board, token and provisioning, the tests.
+`pytest` run: start-up, the token, each worker's board and its provisioning, the tests.
 """
 
 from __future__ import annotations

@@ -129,3 +129,33 @@ def test_provisioning_suite_runs_unchanged_over_rfc2217(tmp_path):
                              capture_output=True, text=True, timeout=600, cwd=here.parents[1])
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "failed" not in out.stdout
+
+
+def test_esptool_reaches_the_port_over_rfc2217(tmp_path):
+    """`hsmtls board flash --port rfc2217://...`: esptool opens the URL as given (through
+    ser2net, whose pty ignores the modem lines) and its bootloader SYNC reaches the serial
+    side; with no ESP32 ROM there to answer, the command says what to do in one line.
+    (Writing flash needs a real chip's ROM bootloader: not run here.)"""
+    import os
+    import pty
+    import select
+
+    controller, device = pty.openpty()
+    (tmp_path / "esptool.cfg").write_text("[esptool]\nconnect_attempts = 1\n")
+    image = tmp_path / "fw.bin"
+    image.write_bytes(b"\xff" * 64)
+    try:
+        with Ser2net(os.ttyname(device)) as s:
+            out = subprocess.run([sys.executable, "-m", "hsmtls", "board", "flash", "--board", "esp32-devkitc",
+                                  "--port", s.url, "--image", str(image)], capture_output=True, text=True,
+                                 timeout=120, env=dict(os.environ, ESPTOOL_CFGFILE=str(tmp_path / "esptool.cfg")))
+            seen = b""
+            while select.select([controller], [], [], 0.2)[0]:
+                seen += os.read(controller, 65536)
+    finally:
+        os.close(controller)
+        os.close(device)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stderr == f"error: no bootloader answer on {s.url}: hold BOOT, press RESET, and retry\n"
+    # ESP ROM SYNC (command 0x08, 36 bytes: 07 07 12 20 and 32 x 0x55) in SLIP frames
+    assert b"\xc0\x00\x08\x24\x00" in seen and b"\x07\x07\x12\x20" + b"\x55" * 32 in seen, seen[:80]

@@ -58,7 +58,8 @@ def test_a_board_it_cannot_use_is_one_line(tmp_path, args, says):
 @requires_tool("ser2net")
 def test_one_board_a_worker_under_xdist(tmp_path):
     """pytest -n 2 --port URL1,URL2: each worker takes its own board (two emulated
-    boards, each behind ser2net), provisions it and runs its share of the tests."""
+    boards, each behind ser2net), provisions it from the run's one token and runs its
+    share of the tests."""
     pytest.importorskip("xdist")
     from contextlib import ExitStack
 
@@ -74,11 +75,14 @@ def test_one_board_a_worker_under_xdist(tmp_path):
         out = run_example(tmp_path, "-n", "2", "--port", ",".join(urls))
         assert out.returncode == 0, out.stdout + out.stderr
         assert "5 passed" in out.stdout
-        certs = []
+        certs, anchors = [], []
         for url in urls:
             with Board(url) as b:
-                certs.append(b.status().get("cert"))
+                status = b.status()
+            certs.append(status.get("cert"))
+            anchors.append(tuple(a["sha256"] for a in status["anchors"]))
     assert all(c and c["key"] == "ec" for c in certs), certs
+    assert len(set(anchors)) == 1 and len(anchors[0]) == 1, anchors  # one token's CA for both
 
 
 def test_a_board_with_other_firmware_is_one_line(tmp_path):

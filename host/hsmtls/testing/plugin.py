@@ -6,11 +6,13 @@ Fixtures for host-driven tests of a board running the hsmtls firmware:
   an rfc2217:// / socket:// URL; a comma-separated list under pytest-xdist: one a
   worker), else labgrid's target's serial port (`--lg-env`), else an emulated board
   started for the session (one a pytest-xdist worker);
-- `hsmtls_token` (session): a throwaway SoftHSM2 token with a CA and a server key;
+- `hsmtls_token` (session): a throwaway SoftHSM2 token with a CA and a server key (one
+  for the whole run, pytest-xdist workers included);
 - `hsmtls_provisioned_board` (session): the board with its own key and a certificate
   from the token's CA;
 - `hsmtls_serve` (factory): `hsmtls serve` with the token's key (client auth,
-  renegotiation, suites, CRL);
+  renegotiation, suites, CRL): one a set of options for the whole run, shared by the
+  tests and the pytest-xdist workers (hsmtls.testing.shared), or `private=True`;
 - `hsmtls_openssl_server` (factory): `openssl s_server` with a PEM key from the same CA.
 
 Options follow pytest-embedded where they mean the same (`--port`, `--baud`); ours
@@ -52,6 +54,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--hsmtls-heap", default="320k", help="heap of the emulated board (the 64-bit unix port) [default: 320k]")
     group.addoption("--hsmtls-key-type", default="ec", choices=["ec", "rsa"],
                     help="key the board makes when provisioned [default: ec, ECDSA P-256]")
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process is the controller of a pytest-xdist run (runs no tests itself)."""
+    if hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("xdist"):
+        return False
+    return getattr(config.option, "dist", "no") != "no" and bool(getattr(config.option, "numprocesses", None)
+                                                                  or getattr(config.option, "tx", None))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # before the workers start (pytest_sessionstart): they inherit the run's directory
+    if _xdist_controller(config):
+        from . import shared
+
+        config.stash[_RUN] = shared.begin_run()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run = config.stash.get(_RUN, None)
+    if run is not None:
+        from . import shared
+
+        shared.end_run(run)
+        del config.stash[_RUN]
+
+
+_RUN = pytest.StashKey["object"]()
 
 
 def _ports(config: pytest.Config) -> list[str]:
@@ -161,18 +192,28 @@ def _check(board: Board) -> None:
 @pytest.fixture(scope="session")
 def hsmtls_token(tmp_path_factory: pytest.TempPathFactory):
     """A throwaway SoftHSM2 token (hsmtls.testing.token.ThrowawayToken): keys "ca",
-    "rogue-ca", "server"; ca.pem, server.pem; revoke(serial) -> a CRL signed in it."""
+    "rogue-ca", "server"; ca.pem, server.pem; revoke(serial) -> a CRL signed in it.
+    Under pytest-xdist the run's: made by the first worker to ask, used by all."""
     from hsmtls.hsm.token import TokenError, find_module
 
-    from .token import ThrowawayToken
+    from .token import shared_token
 
     try:
         find_module()
     except TokenError as e:
         pytest.skip(f"no PKCS#11 module for the throwaway token: {e}")
-    token = ThrowawayToken(tmp_path_factory.mktemp("hsmtls_token"))
+    token = shared_token(tmp_path_factory.mktemp("hsmtls_token"))
     yield token
     token.close()
+
+
+@pytest.fixture(scope="session")
+def _hsmtls_shared_servers(hsmtls_token: ThrowawayToken):
+    from .servers import SharedServers
+
+    servers = SharedServers(hsmtls_token)
+    yield servers
+    servers.close()
 
 
 @pytest.fixture(scope="session")
@@ -203,7 +244,8 @@ class _Factory:
         except ServerError as e:
             why = str(e)
         else:
-            self.started.append(server)
+            if not getattr(server, "shared", False):
+                self.started.append(server)
             return server
         pytest.fail(why, pytrace=False)
 
@@ -213,13 +255,20 @@ class _Factory:
 
 
 @pytest.fixture
-def hsmtls_serve(hsmtls_token: ThrowawayToken):
+def hsmtls_serve(hsmtls_token: ThrowawayToken, _hsmtls_shared_servers):
     """Factory: hsmtls_serve(client_auth=False, renegotiate=False, ciphers=(), crl=None,
-    app="echo") -> Server (.port, .address, .output()): `hsmtls serve` with the token's
-    server key; stopped after the test."""
+    app="echo", private=False) -> Server (.port, .address, .output()): `hsmtls serve` with
+    the token's server key. The same options give the same server to every test of the
+    run, on every pytest-xdist worker (its output holds all their connections), stopped
+    when the run ends; `private=True` starts one for this test alone, stopped after it."""
     from .servers import serve
 
-    factory = _Factory(lambda **kw: serve(hsmtls_token, **kw))
+    def start(private: bool = False, **kw) -> Server:
+        if private:
+            return serve(hsmtls_token, **kw)
+        return _hsmtls_shared_servers.get(**kw)
+
+    factory = _Factory(start)
     yield factory
     factory.close()
 
