@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from hsmtls.testing.shared import stop_process
+
 
 def main(args: list[str]) -> int:
     try:
@@ -25,13 +27,7 @@ def main(args: list[str]) -> int:
     child = subprocess.Popen(command)
 
     def stop(*_: object) -> None:
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(5)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        stop_process(child)
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)

@@ -81,7 +81,7 @@ class Ser2net:
 
     def stop(self) -> None:
         if self.proc is not None:
-            from .servers import stop_process
+            from .shared import stop_process
 
             stop_process(self.proc)
         if self._tmp is not None:

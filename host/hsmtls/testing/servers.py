@@ -19,20 +19,8 @@ import time
 from pathlib import Path
 
 from . import shared
+from .shared import stop_process
 from .token import ThrowawayToken
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    """Terminate (then kill) a helper process and close its output pipe."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout:
-        proc.stdout.close()
 
 
 class ServerError(Exception):
