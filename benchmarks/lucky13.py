@@ -11,14 +11,17 @@ check as it was before the fix (the MAC over a plaintext whose length follows th
 padding): a control that shows the measurement can see that leak, here and now.
 
 Samples are taken in rounds: each round times a and b on the engine and on the control,
-in a random order, so that the machine's drift hits all four alike. A sample is the time
-of BATCH decryptions (MicroPython's clock here counts microseconds). The figures, per
-decryption: quantiles of a and b; the difference of the medians against the
-interquartile range; the two-sample Kolmogorov-Smirnov D (the largest gap between the
-two distribution functions: 0 alike, 1 disjoint); and the paired shift, the median of
-b - a over the rounds, with a sign test z (how many standard deviations the count of
-rounds where b was slower lies from half). The shift is the sharpest of them: a round's
-a and b run microseconds apart, so the load of a shared machine cancels out.
+in a random order, so that the machine's drift hits all four alike; every 500 rounds
+come new records, so that no one record pair's memory layout decides the result. A
+sample is the time of BATCH decryptions (MicroPython's clock here counts microseconds).
+The figures, per decryption: quantiles of a and b; the difference of the medians against
+the interquartile range; the two-sample Kolmogorov-Smirnov D (the largest gap between the
+two distribution functions: 0 alike, 1 disjoint); and the paired shift, the mean of
+b - a over the rounds whose b - a lies in the middle 60 % (a trimmed mean: finer than a
+median of clock ticks, deaf to the rounds a preemption hit), with a sign test z (how many
+standard deviations the count of rounds where b was slower lies from half). The shift is
+the sharpest of them: a round's a and b run microseconds apart, so the load of a shared
+machine cancels out.
 
 Verdict: the engine's distributions overlap if its shift is under a quarter of the
 control's, and the control's is significant (z > 5) so that the run could see a leak.
@@ -43,6 +46,7 @@ RECORD = 2048  # bytes of a record's fragment: explicit IV || ciphertext
 MAC_LEN = {"sha1": 20, "sha256": 32}
 CONTROL_Z = 5.0  # the control's leak must be at least this significant
 SHIFT_RATIO = 0.25  # the engine's shift must be under this share of the control's
+GROUP = 500  # rounds on one pair of records (see sample)
 
 
 class LeakyCBC(CBCProtection):
@@ -97,36 +101,45 @@ def _time(prot, fragment, batch):
     return _now() - t0
 
 
-def sample(prots, samples, batch=1):
-    # -> [(times of a, times of b)] per protection, in ns per sample of `batch` decryptions
-    jobs = []  # (protection, record, list its times go to)
-    out = []
-    for prot in prots:
-        a, b = records(prot)
-        for frag in (a, b):  # both must fail
-            try:
-                prot.open(1, APPLICATION_DATA, frag)
-                raise AssertionError("record accepted")
-            except TLSError as e:
-                assert e.alert == BAD_RECORD_MAC, e
-        ta = []
-        tb = []
-        jobs += [(prot, a, ta), (prot, b, tb)]
-        out.append((ta, tb))
-    for _ in range(100):  # warm up
-        for prot, frag, _t in jobs:
-            _time(prot, frag, 1)
+def _check_refused(prot, frag):
+    try:
+        prot.open(1, APPLICATION_DATA, frag)
+    except TLSError as e:
+        assert e.alert == BAD_RECORD_MAC, e
+        return
+    raise AssertionError("record accepted")
+
+
+def sample(prots, samples, batch=1, group=GROUP):
+    # -> [(times of a, times of b)] per protection, in ns per sample of `batch` decryptions.
+    # Every `group` rounds each protection gets new records: a record pair's own layout
+    # (where its buffers lie) shifts b - a by up to ~150 ns on CPython, either way, for
+    # the whole time it is used; taken over many pairs that averages out.
+    out = [([], []) for _ in prots]
     rnd = prots[0].backend.random
-    k = len(jobs)
-    for _ in range(samples):
-        order = list(range(k))
-        r = rnd(k)
-        for i in range(k - 1, 0, -1):  # Fisher-Yates
-            j = r[i] % (i + 1)
-            order[i], order[j] = order[j], order[i]
-        for i in order:
-            prot, frag, times = jobs[i]
-            times.append(_time(prot, frag, batch))
+    done = 0
+    while done < samples:
+        rounds = min(group, samples - done)
+        jobs = []  # (protection, record, list its times go to)
+        for prot, (ta, tb) in zip(prots, out):
+            a, b = records(prot)
+            _check_refused(prot, a)  # both must fail
+            _check_refused(prot, b)
+            jobs += [(prot, a, ta), (prot, b, tb)]
+        for _ in range(100 if done == 0 else 10):  # warm up
+            for prot, frag, _t in jobs:
+                _time(prot, frag, 1)
+        k = len(jobs)
+        for _ in range(rounds):
+            order = list(range(k))
+            r = rnd(k)
+            for i in range(k - 1, 0, -1):  # Fisher-Yates
+                j = r[i] % (i + 1)
+                order[i], order[j] = order[j], order[i]
+            for i in order:
+                prot, frag, times = jobs[i]
+                times.append(_time(prot, frag, batch))
+        done += rounds
     return out
 
 
@@ -157,6 +170,12 @@ def ks_statistic(a, b):
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
+def trimmed_mean(s, cut=0.2):
+    # s sorted: the mean of its middle (1 - 2 cut)
+    middle = s[int(cut * len(s)):len(s) - int(cut * len(s))] or s
+    return sum(middle) / len(middle)
+
+
 def summary(ta, tb, batch=1):
     # -> the figures of one protection, in ns per decryption
     sa = sorted(t / batch for t in ta)
@@ -173,7 +192,7 @@ def summary(ta, tb, batch=1):
         "median_diff_ns": quantile(sb, 0.5) - quantile(sa, 0.5),
         "iqr_ns": iqr,
         "ks_d": ks_statistic(sa, sb),
-        "shift_ns": quantile(diffs, 0.5),
+        "shift_ns": trimmed_mean(diffs),
         "sign_z": (slower - faster) / (slower + faster) ** 0.5 if slower + faster else 0.0,
     }
 
@@ -192,24 +211,41 @@ def verdict(engine, control):
         100 * ratio, engine["shift_ns"], control["shift_ns"])
 
 
-def measure(samples, mac="sha256", batch=1, check=False):
-    # -> summaries of the engine, the control and (check: a second LeakyCBC, which the
-    # verdict must call a leak: the test's proof that the statistic can fail)
+def _protections(mac, check):
     prots = [protection(mac), protection(mac, LeakyCBC)]
     if check:
         prots.append(protection(mac, LeakyCBC))
-    return [summary(ta, tb, batch) for ta, tb in sample(prots, samples, batch)]
+    return prots
+
+
+def measure(samples, mac="sha256", batch=1, check=False):
+    # -> summaries of the engine, the control and (check: a second LeakyCBC, which the
+    # verdict must call a leak: the test's proof that the statistic can fail)
+    return [summary(ta, tb, batch) for ta, tb in sample(_protections(mac, check), samples, batch)]
+
+
+def measure_until_seen(mac="sha256", check=False, step=4000, least=24000, most=64000):
+    # measure() in steps of `step` rounds until the control's leak is significant
+    # (CONTROL_Z) after at least `least` rounds, or `most` rounds have been taken: a
+    # loaded machine needs more rounds to see the same leak, not a different verdict
+    prots = _protections(mac, check)
+    times = [([], []) for _ in prots]
+    while True:
+        for (ta, tb), (sa, sb) in zip(times, sample(prots, step)):
+            ta += sa
+            tb += sb
+        summaries = [summary(ta, tb) for ta, tb in times]
+        n = len(times[0][0])
+        if n >= most or (n >= least and summaries[1]["sign_z"] >= CONTROL_Z and summaries[1]["shift_ns"] > 0):
+            return summaries
 
 
 def main(argv):
     # prints "engine_a t t t ...", engine_b, control_a, control_b (and leaky_a, leaky_b)
     samples, mac, batch = int(argv[1]), argv[2], int(argv[3])
-    names = ["engine", "control"]
-    prots = [protection(mac), protection(mac, LeakyCBC)]
-    if len(argv) > 4 and argv[4] == "check":
-        names.append("leaky")
-        prots.append(protection(mac, LeakyCBC))
-    for name, (ta, tb) in zip(names, sample(prots, samples, batch)):
+    check = len(argv) > 4 and argv[4] == "check"
+    names = ["engine", "control"] + (["leaky"] if check else [])
+    for name, (ta, tb) in zip(names, sample(_protections(mac, check), samples, batch)):
         print(name + "_a", " ".join(str(x) for x in ta))
         print(name + "_b", " ".join(str(x) for x in tb))
 

@@ -204,8 +204,10 @@ class TLSServer:
             while not conn.closed and not closing:
                 timeout = IDLE_TIMEOUT if conn.established and not conn.handshaking else HANDSHAKE_TIMEOUT
                 try:
-                    data = await asyncio.wait_for(reader.read(65536), timeout)
-                except asyncio.TimeoutError:
+                    # (asyncio.timeout, not wait_for: wait_for makes a task of each read)
+                    async with asyncio.timeout(timeout):
+                        data = await reader.read(65536)
+                except TimeoutError:
                     self.out(f"connection from {peer}: timed out in state {conn.state}")
                     break
                 if not data:

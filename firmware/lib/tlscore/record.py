@@ -122,9 +122,10 @@ class CBCProtection:
 
     def _mac_const(self, seq, content_type, p, length, shortest, longest):
         # The MAC of p[:length] for a secret length in shortest..longest, at the cost of
-        # the longest. The hash takes p[:shortest] in one piece (a public length), then
-        # the rest, at most 256 bytes (CPython's hashlib changes path at 2 KiB); a second
-        # hash compresses dummy blocks, so that the two run the compression function as
+        # the longest. The hash takes p[:shortest] in one piece (a public length, ending
+        # on a hash block), then the rest, at most 255 bytes and a block (CPython's
+        # hashlib changes path at 2 KiB); a second hash compresses dummy blocks, so
+        # that the two run the compression function as
         # often as the MAC of `longest` bytes would. SHA-1 and SHA-256 append at least 9
         # bytes to their input and compress 64-byte blocks: m bytes cost (m + 72) // 64
         # compressions, and the inner hash takes 64 + 13 + length bytes (SHA-384: 17 and
@@ -186,7 +187,11 @@ class CBCProtection:
             # On bad padding, take it as a padding of length 0 and check the MAC anyway.
             longest = len(p) - mac_len - 1
             length = longest - pad * (1 - bad)
-            shortest = longest - 255 if longest > 255 else 0
+            # the public piece ends on a hash block (the MAC's 13 bytes of seq and header
+            # come first): the secret-length rest then starts a block, as the dummy
+            # blocks do, and the hash copies no secret-dependent share of a block twice
+            block = self._block
+            shortest = (longest - 255 + 13) // block * block - 13 if longest > 255 + block else 0
             mac = p[length : length + mac_len]
             good_mac = ct_equal(self._mac_const(seq, content_type, p, length, shortest, longest), mac)
             if bad | (not good_mac):

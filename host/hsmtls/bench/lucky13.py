@@ -65,7 +65,7 @@ def bench_lucky13(interpreters: list[str], samples: int | None, macs: list[str],
     for interp in interpreters:
         for mac in macs:
             if interp == "cpython":
-                n, b = samples or 20000, batch or 1
+                n, b = samples or 24000, batch or 1
                 engine, control = mod.measure(n, mac, b)
             else:  # its clock counts microseconds: batches of 8 resolve 125 ns
                 n, b = samples or 4000, batch or 8
