@@ -72,9 +72,7 @@ class Server:
 
     def close(self) -> None:
         if self.pgid is not None:
-            shared.stop_group(self.pgid)
-            if self.proc is not None:
-                self.proc.wait()
+            shared.stop_group(self.pgid, leader=self.proc)
         elif self.proc is not None:
             stop_process(self.proc)
         if self.log is not None:
@@ -181,7 +179,7 @@ def hsmtls_server(cert: str | Path, key: str, env: dict[str, str] | None = None,
         if m:
             return Server(proc, int(m.group(1)), argv, log, proc.pid if keeper is not None else None)
         if keeper is not None:
-            shared.stop_group(proc.pid, wait=1.0)
+            shared.stop_group(proc.pid, wait=1.0, leader=proc)
         elif proc.poll() is None:
             proc.kill()
         proc.wait()

@@ -86,30 +86,39 @@ def locked(d: Path, name: str = "lock") -> Iterator[None]:
 
 
 def alive(pgid: int) -> bool:
+    """Whether the process group's leader (a keeper) still runs: a zombie, which its
+    parent has not reaped yet, does not."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pgid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: what kill says
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def stop_group(pgid: int, wait: float = 5.0) -> None:
-    """Terminate a process group (a keeper and its server), then kill what is left."""
+def stop_group(pgid: int, wait: float = 5.0, leader: subprocess.Popen | None = None) -> None:
+    """Terminate a process group (a keeper and its server), then kill what is left;
+    `leader`: the keeper's Popen, when this process started it (and must reap it)."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        if not alive(pgid):
+        if leader is not None and leader.poll() is not None or leader is None and not alive(pgid):
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    if leader is not None:
+        leader.wait()
 
 
 def stop_process(proc: subprocess.Popen) -> None:
