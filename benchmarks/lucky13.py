@@ -113,8 +113,8 @@ def _check_refused(prot, frag):
 def sample(prots, samples, batch=1, group=GROUP):
     # -> [(times of a, times of b)] per protection, in ns per sample of `batch` decryptions.
     # Every `group` rounds each protection gets new records: a record pair's own layout
-    # (where its buffers lie) shifts b - a by up to ~150 ns on CPython, either way, for
-    # the whole time it is used; taken over many pairs that averages out.
+    # (where its buffers lie) shifts b - a on CPython, either way, for the whole time it
+    # is used (-280 to +330 ns over 40 pairs timed alone); over many pairs that averages out.
     out = [([], []) for _ in prots]
     rnd = prots[0].backend.random
     done = 0
