@@ -115,6 +115,7 @@ def test_mpremote_reaches_a_board_in_the_repl_over_rfc2217(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # the suite it runs: 20 s on unix64, 135 s on the rv32 machine (--board rv32)
 def test_provisioning_suite_runs_unchanged_over_rfc2217(tmp_path):
     """tests/hil/test_provision.py and test_board_status.py with `--port rfc2217://...`,
     as for a board in a farm: the board behind ser2net is the one the suite provisions
