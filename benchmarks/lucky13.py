@@ -40,7 +40,7 @@ except ImportError:  # MicroPython
 from tlscore.constants import APPLICATION_DATA, BAD_RECORD_MAC
 from tlscore.consttime import ct_equal
 from tlscore.errors import TLSError
-from tlscore.record import CBCProtection, _padding_bad
+from tlscore.record import CBCProtection
 
 RECORD = 2048  # bytes of a record's fragment: explicit IV || ciphertext
 MAC_LEN = {"sha1": 20, "sha256": 32}
@@ -56,7 +56,7 @@ class LeakyCBC(CBCProtection):
         mac_len = self.mac_len
         p = self.cbc.decrypt(bytes(fragment[:16]), bytes(fragment[16:]))
         pad = p[-1]
-        bad = _padding_bad(p, pad, mac_len)
+        bad = self._padding_bad(p, pad, mac_len)
         pad_used = pad * (1 - bad)
         end = len(p) - pad_used - 1 + bad
         plaintext = p[: end - mac_len]
@@ -224,7 +224,7 @@ def measure(samples, mac="sha256", batch=1, check=False):
     return [summary(ta, tb, batch) for ta, tb in sample(_protections(mac, check), samples, batch)]
 
 
-def measure_until_seen(mac="sha256", check=False, step=4000, least=24000, most=64000):
+def measure_until_seen(mac="sha256", check=False, step=8000, least=48000, most=96000):
     # measure() in steps of `step` rounds until the control's leak is significant
     # (CONTROL_Z) after at least `least` rounds, or `most` rounds have been taken: a
     # loaded machine needs more rounds to see the same leak, not a different verdict

@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from tlscore.record import _padding_bad
+
 
 class _GCM:
     def __init__(self, key: bytes) -> None:
@@ -45,6 +47,37 @@ X25519 = 29
 SECP256R1 = 23
 
 
+# The CBC padding check (tlscore.record._padding_bad) as a few operations on 4 Kibit
+# integers instead of a Python loop over 256 bytes: 4.5 against 55 us a record on the
+# reference machine. Lane k (16 bits) of an integer stands for the byte k places before
+# the record's last; every integer keeps a top bit (_TOP, shifted along), because CPython
+# drops leading zero digits, and how many it drops would follow the data. An operation
+# on integers of one length takes one time whatever their values (CPython's digit loops
+# have no early exit), and the last comparison is compare_digest's.
+_ONES = sum(1 << (16 * k) for k in range(256))  # 1 in every lane
+_INDEX = sum(k << (16 * k) for k in range(256))  # k in lane k
+_TOP = 1 << 4112
+_TOP_BYTES = (_TOP >> 9).to_bytes(515, "little")  # no wrong byte
+
+
+def _cbc_padding_bad(p: bytes, pad: int, mac_len: int) -> int:
+    n = len(p)
+    if n < 256:
+        return _padding_bad(p, pad, mac_len)  # a short record: its length is public
+    bad = ((n - mac_len - pad - 1) >> 16) & 1  # pad longer than the record allows
+    lanes = bytearray(515)
+    lanes[0:512:2] = p[n - 256 :][::-1]  # lane k: p[n - 1 - k]
+    lanes[514] = 1  # _TOP
+    t = int.from_bytes(lanes, "little")
+    # lane k: 256 + (p[n-1-k] ^ pad), plus 255: bit 9 set where the byte is not pad
+    differs = (((t ^ ((pad + 256) * _ONES)) + 255 * _ONES) >> 9) & (_ONES | _TOP >> 9)
+    # lane k: k + 32767 - pad: bit 15 set where k > pad, outside the padding
+    outside = ((_INDEX + (32767 - pad) * _ONES + _TOP) >> 15) & (_ONES | _TOP >> 15)
+    # a padding byte that is not pad; _TOP >> 9 is in both, so the & keeps its length
+    wrong = differs & (outside ^ (_ONES | _TOP >> 9))
+    return bad | (1 - _hmac.compare_digest(wrong.to_bytes(515, "little"), _TOP_BYTES))
+
+
 _HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 
 
@@ -70,6 +103,9 @@ class CPythonBackend:
 
     def aes_cbc(self, key: bytes) -> _CBC:
         return _CBC(bytes(key))
+
+    def cbc_padding_bad(self, p: bytes, pad: int, mac_len: int) -> int:
+        return _cbc_padding_bad(p, pad, mac_len)
 
     def ecdsa_verify(self, group: int, public_point: bytes, hash_name: str, message: bytes, signature: bytes) -> bool:
         if group != SECP256R1 or hash_name not in _HASHES:

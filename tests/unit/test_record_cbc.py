@@ -13,7 +13,7 @@ import pytest
 from hsmtls.backend import BACKEND
 from tlscore.constants import APPLICATION_DATA, BAD_RECORD_MAC
 from tlscore.errors import TLSError
-from tlscore.record import CBCProtection, _header
+from tlscore.record import CBCProtection, _header, _padding_bad
 
 MACS = [("sha1", 20), ("sha256", 32)]
 
@@ -86,6 +86,29 @@ def test_padding_longer_than_the_record_is_bad_record_mac(mac, mac_len):
     with pytest.raises(TLSError) as e:
         prot.open(0, APPLICATION_DATA, iv + prot.cbc.encrypt(iv, body))
     assert e.value.alert == BAD_RECORD_MAC
+
+
+@pytest.mark.parametrize("n", [256, 300, 2032])
+def test_the_backends_padding_check_agrees_with_the_engines(n):
+    # hsmtls.backend's integer-lane check against tlscore's byte loop: every padding
+    # length, whole, with its first byte wrong, with the byte before it changed (outside
+    # the padding: still good), and with one random byte of the last 258 changed
+    rnd = os.urandom(256 * 4)
+    for pad in range(256):
+        for mac_len in (0, 20, 32):
+            p = bytearray(os.urandom(n))
+            k = min(pad + 1, n)
+            p[n - k :] = bytes([pad]) * k
+            cases = [bytes(p)]
+            for i in (pad + 1, pad + 2, 1 + rnd[pad] % 258):
+                if 1 < i <= n:  # p[n - 1] is pad itself
+                    q = bytearray(p)
+                    q[n - i] ^= 1 << (rnd[256 + pad] % 8)
+                    cases.append(bytes(q))
+            for q in cases:
+                want = _padding_bad(q, pad, mac_len)
+                assert BACKEND.cbc_padding_bad(q, pad, mac_len) == want, (n, pad, mac_len, q[-pad - 2 :])
+    assert want in (0, 1)
 
 
 @pytest.mark.parametrize("mac,mac_len", MACS)

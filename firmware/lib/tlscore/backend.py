@@ -16,6 +16,8 @@
 #   aes_cbc(key) -> object with (no padding; whole blocks only)
 #       encrypt(iv16, data) -> ciphertext
 #       decrypt(iv16, data) -> plaintext
+#   cbc_padding_bad(p, pad, mac_len) -> optional: record._padding_bad's 1 or 0, at a cost
+#       that follows len(p) alone (the Lucky13 countermeasure); the engine's loop otherwise
 #   modexp(x, e, n) -> optional: x^e mod n for a public exponent e (RSA encryption and
 #       signature verification); the engine uses pow() where a backend has none
 #   groups -> tuple of NamedGroup codes it can do ECDHE in (empty: no ECDHE suites)
