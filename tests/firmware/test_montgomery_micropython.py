@@ -1,5 +1,5 @@
 """tlscore.montgomery under the MicroPython unix port: Montgomery exponentiation in viper
-against CPython's pow(), with both limb widths (32-bit limbs, as on this 64-bit host, and
+(and a product mod n) against CPython's pow(), with both limb widths (32-bit limbs, as on this 64-bit host, and
 the 16-bit limbs an ESP32 runs), public and secret exponents; that a secret exponent
 steers no work (the same products and table lookups whatever its bits and length); and
 that the board's RSA key signs with it (CRT halves through pow_secret) what
@@ -35,16 +35,19 @@ def test_pow_and_pow_secret_match_cpython_both_limb_widths():
             x = rng.getrandbits(8 * k + 16)  # above n: reduced first
             exps = [1, 2, 3, 17, 65537, rng.getrandbits(8 * k) | 1]
             secret = [0, 1, n - 1, rng.getrandbits(8 * k), (1 << (8 * k)) - 1]
-            cases.append((n, x, exps, secret))
+            factors = [(0, 5 % n), (1, n - 1), (n - 1, n - 1), (rng.randrange(n), rng.randrange(n))]
+            cases.append((n, x, exps, secret, factors))
     script = "from tlscore.montgomery import Modulus\nCASES = %r\n" % (cases,)
     script += """
 for wide in (True, False):
-    for i, (n, x, exps, secret) in enumerate(CASES):
+    for i, (n, x, exps, secret, factors) in enumerate(CASES):
         m = Modulus(n, wide)
         for j, e in enumerate(exps):
             print("p%d.%d.%d=%x" % (wide, i, j, m.pow(x, e)))
         for j, d in enumerate(secret):
             print("s%d.%d.%d=%x" % (wide, i, j, m.pow_secret(x, d)))
+        for j, (a, b) in enumerate(factors):
+            print("m%d.%d.%d=%x" % (wide, i, j, m.mul(a, b)))
 for bad in (0, 1, 2, 4096):
     try:
         Modulus(bad)
@@ -54,11 +57,13 @@ for bad in (0, 1, 2, 4096):
 """
     got = _parse(run_mp(script, timeout=120))
     for wide in (1, 0):
-        for i, (n, x, exps, secret) in enumerate(cases):
+        for i, (n, x, exps, secret, factors) in enumerate(cases):
             for j, e in enumerate(exps):
                 assert int(got["p%d.%d.%d" % (wide, i, j)], 16) == pow(x, e, n), (wide, n, e)
             for j, d in enumerate(secret):
                 assert int(got["s%d.%d.%d" % (wide, i, j)], 16) == pow(x, d, n), (wide, n, d)
+            for j, (a, b) in enumerate(factors):
+                assert int(got["m%d.%d.%d" % (wide, i, j)], 16) == a * b % n, (wide, n, a, b)
     assert [got["even%d" % b] for b in (0, 1, 2, 4096)] == ["refused"] * 4
 
 

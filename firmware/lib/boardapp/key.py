@@ -127,6 +127,7 @@ class BoardKey:
         self.k = pkcs1.byte_length(n)
         self._blind = None  # (r^e mod n, r^-1 mod n)
         self._crt = None  # Montgomery moduli of p and q, made at the first signature
+        self._mod_n = None  # and of n: blinding and the signature's check
 
     @classmethod
     def load(cls, path):
@@ -146,6 +147,25 @@ class BoardKey:
         # the certificate's key (x509.RSAPublicKey) is this key's
         return getattr(public_key, "n", None) == self.n and public_key.e == self.e
 
+    def _mulmod(self, a, b):
+        # a * b mod n; on the board in Montgomery form, whose buffers are n's size: a
+        # product of two 2048-bit ints needs a free 514-byte block, which a fragmented
+        # heap of 64 KiB may not have in the middle of a handshake
+        if Modulus is None:
+            return a * b % self.n
+        return self._n_modulus().mul(a, b)
+
+    def _powmod(self, x, e):
+        # x^e mod n for the public exponent
+        if Modulus is None:
+            return pow(x, e, self.n)
+        return self._n_modulus().pow(x, e)
+
+    def _n_modulus(self):
+        if self._mod_n is None:
+            self._mod_n = Modulus(self.n)
+        return self._mod_n
+
     def _blinding(self):
         # A fresh pair costs one inverse; after that squaring both keeps them paired.
         if self._blind is None:
@@ -154,14 +174,13 @@ class BoardKey:
                 r = pkcs1.bytes_to_int(os.urandom(self.k)) % n
                 if r > 1:
                     try:
-                        self._blind = (pow(r, self.e, n), modinv(r, n))
+                        self._blind = (self._powmod(r, self.e), modinv(r, n))
                         break
                     except ValueError:
                         pass
         else:
             re, ri = self._blind
-            n = self.n
-            self._blind = (re * re % n, ri * ri % n)
+            self._blind = (self._mulmod(re, re), self._mulmod(ri, ri))
         return self._blind
 
     def _private(self, c):
@@ -184,8 +203,8 @@ class BoardKey:
         em = pkcs1.encode_digest(hash_name, digest, self.k)
         m = pkcs1.bytes_to_int(em)
         re, ri = self._blinding()
-        s = self._private(m * re % self.n) * ri % self.n
-        if pow(s, self.e, self.n) != m:
+        s = self._mulmod(self._private(self._mulmod(m, re)), ri)
+        if self._powmod(s, self.e) != m:
             self._blind = None
             raise ValueError("RSA signature failed its own check (fault?)")
         return pkcs1.int_to_bytes(s, self.k)

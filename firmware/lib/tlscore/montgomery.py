@@ -182,8 +182,11 @@ class Modulus:
             self._mul_fn = None
         else:
             self._n = self._limbs(n)
-        self._rr = self._limbs((1 << (2 * bits * s)) % n)
         self._scratch_size = lb * (2 * s + 1)  # bytes of scratch a product needs
+        # R^2 mod n, R = 2^(bits s), the Montgomery form of R: 2 R mod n (2 in Montgomery
+        # form) to the power bits s, by Montgomery products: no int of twice n's size
+        # (2^(2 bits s) would need a free 514-byte block for a 2048-bit n)
+        self._rr = self._pow_mont(self._limbs((2 << (bits * s)) % n), bits * s)
 
     def _limbs(self, x):
         return bytearray(x.to_bytes(self._size, "little"))
@@ -205,11 +208,21 @@ class Modulus:
         self._mul(a, a, self._limbs(1))
         return int.from_bytes(a, "little")
 
+    def mul(self, x, y):
+        # x * y mod n for x, y < n, without the double-length product (and the 4 KiB
+        # block for a 2048-bit n) that an int multiplication makes: x R, then times y / R
+        a = self._to_mont(x)
+        self._mul(a, a, self._limbs(y))
+        return int.from_bytes(a, "little")
+
     def pow(self, x, e):
         # x^e mod n for a public exponent e >= 1 (its bits steer the loop)
         if e < 1:
             raise ValueError("exponent must be positive")
-        base = self._to_mont(x)
+        return self._from_mont(self._pow_mont(self._to_mont(x), e))
+
+    def _pow_mont(self, base, e):
+        # base^e, both in Montgomery form, e >= 1 public
         acc = bytearray(base)
         top = 1
         while top <= e:
@@ -220,7 +233,7 @@ class Modulus:
             if e & top:
                 self._mul(acc, acc, base)
             top >>= 1
-        return self._from_mont(acc)
+        return acc
 
     def pow_secret(self, x, e):
         # x^e mod n for a secret exponent 0 <= e < 2^(8k), k the byte length of n: fixed
