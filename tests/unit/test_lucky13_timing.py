@@ -15,11 +15,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("mac", ["sha1", "sha256"])
 def test_good_padding_bad_mac_and_bad_padding_take_the_same_time(mac):
-    # At least 24,000 rounds, more until the control's leak is significant (a busy
-    # machine needs more rounds to see the same leak). The engine's shift scatters by
-    # about 15 ns between runs, about a tenth of the control's, so one run in ten lands
-    # near the verdict's line: up to three runs, and one clean run is enough, since a
-    # real leak shifts every run (the second pre-fix check shows the statistic catches one).
+    # At least 48,000 rounds, more until the control's leak is significant (a busy
+    # machine needs more rounds to see the same leak). The engine's shift scatters
+    # between -5 and +34 ns over runs, 0-23 % of the control's, so a run can land near
+    # the verdict's line: up to three runs, and one clean run is enough, since a real
+    # leak shifts every run (the second pre-fix check shows the statistic catches one).
     mod = load()
     whys = []
     for _ in range(3):

@@ -65,8 +65,10 @@ def bench_lucky13(interpreters: list[str], samples: int | None, macs: list[str],
     for interp in interpreters:
         for mac in macs:
             if interp == "cpython":
-                n, b = samples or 24000, batch or 1
-                engine, control = mod.measure(n, mac, b)
+                if samples is None and batch is None:  # as the test measures
+                    engine, control = mod.measure_until_seen(mac)
+                else:
+                    engine, control = mod.measure(samples or 48000, mac, batch or 1)
             else:  # its clock counts microseconds: batches of 8 resolve 125 ns
                 n, b = samples or 4000, batch or 8
                 engine, control = run_micropython(mod, n, mac, b)
