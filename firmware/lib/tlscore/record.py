@@ -114,8 +114,8 @@ class CBCProtection:
         k = bytes(mac_key) + bytes(self._block - len(mac_key))
         self._ipad = bytes(x ^ 0x36 for x in k)
         self._opad = bytes(x ^ 0x5C for x in k)
-        # the padding check: the backend's, where it has a faster one (CPython's, 12 times
-        # faster), else the byte loop below
+        # the padding check: the backend's where it has one (CPython's: 5 us a 2 KiB
+        # record against this loop's 55), else _padding_bad below
         self._padding_bad = getattr(backend, "cbc_padding_bad", _padding_bad)
 
     def _mac(self, seq, content_type, data):
@@ -140,10 +140,9 @@ class CBCProtection:
         h.update(self._ipad)
         h.update(seq.to_bytes(8, "big") + _header(content_type, length))
         h.update(mv[:shortest])
-        # the rest from a copy: it starts where a fresh buffer does, as the dummy blocks
-        # do (from p itself, a block could straddle cache lines that the dummy's do not:
-        # CPython's hash was 20 ns faster for the longer rest, on a share of the record
-        # that follows the padding)
+        # the rest from a fresh copy (public length: at most 255 bytes and a block),
+        # aligned as the dummy blocks are: hashed in place, at the record's odd offset,
+        # CPython's hash took about 20 ns less for the longer rest than for the dummies
         rest = memoryview(bytes(mv[shortest:longest]))
         h.update(rest[: length - shortest])
         inner = h.digest()
