@@ -45,8 +45,9 @@ def run_micropython(mod: ModuleType, samples: int, mac: str, batch: int, check: 
     return [mod.summary(t[n + "_a"], t[n + "_b"], batch) for n in names]
 
 
-def report(title: str, engine: dict, control: dict, mod: ModuleType, echo: Callable[[str], None]) -> dict[str, Any]:
-    overlap, why = mod.verdict(engine, control)
+def report(title: str, engine: dict, control: dict, mod: ModuleType, echo: Callable[[str], None],
+           interpreter: str = "cpython") -> dict[str, Any]:
+    overlap, why = mod.verdict(engine, control, interpreter)
     qs = " ".join(f"p{int(q * 100)}" for q in mod.QUANTILES)
     echo(f"{title}: {engine['samples']} samples of {engine['batch']} decryption(s) each, ns per decryption")
     for name, s in (("engine", engine), ("pre-fix", control)):
@@ -72,5 +73,6 @@ def bench_lucky13(interpreters: list[str], samples: int | None, macs: list[str],
             else:  # its clock counts microseconds: batches of 8 resolve 125 ns
                 n, b = samples or 4000, batch or 8
                 engine, control = run_micropython(mod, n, mac, b)
-            out[f"{interp}/{mac}"] = report(f"{interp}, HMAC-{mac.upper()}, 2 KiB records", engine, control, mod, echo)
+            out[f"{interp}/{mac}"] = report(f"{interp}, HMAC-{mac.upper()}, 2 KiB records", engine, control, mod, echo,
+                                            interp)
     return out
