@@ -223,7 +223,7 @@ def pooled(runs):
     # -> one summary of the same protection's summaries from several interpreters, for
     # the verdict: the mean of their shifts, and their sign z pooled (Stouffer). On
     # CPython one interpreter's memory layout moves b - a for all its rounds, as one
-    # record pair's does (by -20 to +45 ns here); over interpreters it averages out.
+    # record pair's does (by up to 45 ns either way here); over interpreters it averages out.
     k = len(runs)
     return {
         "samples": sum(r["samples"] for r in runs),

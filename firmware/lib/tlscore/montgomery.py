@@ -209,7 +209,7 @@ class Modulus:
         return int.from_bytes(a, "little")
 
     def mul(self, x, y):
-        # x * y mod n for x, y < n, without the double-length product (and the 4 KiB
+        # x * y mod n for x, y < n, without the double-length product (a free 514-byte
         # block for a 2048-bit n) that an int multiplication makes: x R, then times y / R
         a = self._to_mont(x)
         self._mul(a, a, self._limbs(y))
