@@ -58,6 +58,10 @@ _ONES = sum(1 << (16 * k) for k in range(256))  # 1 in every lane
 _INDEX = sum(k << (16 * k) for k in range(256))  # k in lane k
 _TOP = 1 << 4112
 _TOP_BYTES = (_TOP >> 9).to_bytes(515, "little")  # no wrong byte
+_255 = 255 * _ONES
+_DIFFERS_MASK = _ONES | _TOP >> 9
+_INDEX_TOP = _INDEX + _TOP
+_OUTSIDE_MASK = _ONES | _TOP >> 15
 
 
 def _cbc_padding_bad(p: bytes, pad: int, mac_len: int) -> int:
@@ -70,11 +74,11 @@ def _cbc_padding_bad(p: bytes, pad: int, mac_len: int) -> int:
     lanes[514] = 1  # _TOP
     t = int.from_bytes(lanes, "little")
     # lane k: 256 + (p[n-1-k] ^ pad), plus 255: bit 9 set where the byte is not pad
-    differs = (((t ^ ((pad + 256) * _ONES)) + 255 * _ONES) >> 9) & (_ONES | _TOP >> 9)
+    differs = (((t ^ ((pad + 256) * _ONES)) + _255) >> 9) & _DIFFERS_MASK
     # lane k: k + 32767 - pad: bit 15 set where k > pad, outside the padding
-    outside = ((_INDEX + (32767 - pad) * _ONES + _TOP) >> 15) & (_ONES | _TOP >> 15)
+    outside = ((_INDEX_TOP + (32767 - pad) * _ONES) >> 15) & _OUTSIDE_MASK
     # a padding byte that is not pad; _TOP >> 9 is in both, so the & keeps its length
-    wrong = differs & (outside ^ (_ONES | _TOP >> 9))
+    wrong = differs & (outside ^ _DIFFERS_MASK)
     return bad | (1 - _hmac.compare_digest(wrong.to_bytes(515, "little"), _TOP_BYTES))
 
 
